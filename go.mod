@@ -1,0 +1,3 @@
+module github.com/berthd/berth
+
+go 1.26
