@@ -6,10 +6,17 @@ package backend
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/berthd/berth/internal/mapping"
 )
+
+// ErrPortUnavailable is returned (wrapped) by Apply when the forwarding
+// plane cannot take the external port, for example because another program
+// on the router already listens on it. The Service turns it into
+// mapping.ErrConflict, or tries another port when the request allows that.
+var ErrPortUnavailable = errors.New("backend: external port unavailable")
 
 // Op is what a Change does.
 type Op uint8

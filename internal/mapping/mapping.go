@@ -178,9 +178,8 @@ type Filter struct {
 	Proto  Protocol
 	Client netip.Addr
 	Kind   Kind
-	// PortMin and PortMax bound the external port, inclusive; both 0
-	// means any port.
-	PortMin, PortMax uint16
+	// Ports bounds the external port; the zero PortRange means any port.
+	Ports PortRange
 }
 
 // Match reports whether m passes the filter.
@@ -194,11 +193,8 @@ func (f Filter) Match(m Mapping) bool {
 	if f.Kind != KindNone && m.Origin.Kind != f.Kind {
 		return false
 	}
-	if f.PortMin != 0 || f.PortMax != 0 {
-		p := m.External.Port()
-		if p < f.PortMin || p > f.PortMax {
-			return false
-		}
+	if f.Ports != (PortRange{}) && !f.Ports.Contains(m.External.Port()) {
+		return false
 	}
 	return true
 }
