@@ -1,0 +1,316 @@
+// Package lease is berth's lease table and port allocator.
+//
+// The table is pure: it does no I/O, reads no clock (every call that needs
+// the time takes it as an argument) and is not safe for concurrent use;
+// portmap.Service holds the lock. Every operation is O(log n) or better in
+// the number of mappings: mappings are indexed by external port, by
+// internal address:port and by client, expiry deadlines sit in a min-heap,
+// a B-tree keeps the stable listing order, and free ports are found in a
+// bitmap with bounded work.
+package lease
+
+import (
+	"iter"
+	"net/netip"
+	"time"
+
+	"github.com/google/btree"
+
+	"github.com/berthd/berth/internal/mapping"
+)
+
+// entry is one mapping and its index links. Entries sharing an external
+// (protocol, port) are chained through nextExt (keys that differ by remote
+// host or external address); entries sharing (protocol, internal
+// address:port) through nextInt; a client's entries form a doubly linked
+// list.
+type entry struct {
+	m                mapping.Mapping
+	nextExt, nextInt *entry
+	cprev, cnext     *entry
+	heapIdx          int
+}
+
+type portKey struct {
+	proto mapping.Protocol
+	port  uint16
+}
+
+type intKey struct {
+	proto    mapping.Protocol
+	internal netip.AddrPort
+}
+
+type clientList struct {
+	n    int
+	head *entry
+}
+
+// Table holds the live mappings.
+type Table struct {
+	byExt    map[portKey]*entry
+	byInt    map[intKey]*entry
+	byClient map[netip.Addr]*clientList
+	order    *btree.BTreeG[*entry]
+	expiry   expiryHeap
+	used     map[netip.Addr]*usedPorts // per external address
+}
+
+// usedPorts is the port bitmap of one external address.
+type usedPorts struct {
+	n   int        // mappings on this address
+	set [2]portSet // TCP, UDP
+}
+
+// New returns an empty table.
+func New() *Table {
+	return &Table{
+		byExt:    make(map[portKey]*entry),
+		byInt:    make(map[intKey]*entry),
+		byClient: make(map[netip.Addr]*clientList),
+		used:     make(map[netip.Addr]*usedPorts),
+		order: btree.NewG(32, func(a, b *entry) bool {
+			return a.m.Key.Compare(b.m.Key) < 0
+		}),
+	}
+}
+
+// ports returns the bitmap of proto on ext; nil when nothing is mapped there.
+func (t *Table) ports(ext netip.Addr, p mapping.Protocol) *portSet {
+	u := t.used[ext]
+	if u == nil {
+		return nil
+	}
+	if p == mapping.UDP {
+		return &u.set[1]
+	}
+	return &u.set[0]
+}
+
+func (t *Table) markPort(k mapping.Key, inUse bool) {
+	ext := k.External.Addr()
+	u := t.used[ext]
+	if u == nil {
+		u = &usedPorts{}
+		t.used[ext] = u
+	}
+	i := 0
+	if k.Proto == mapping.UDP {
+		i = 1
+	}
+	if inUse {
+		u.set[i].set(k.External.Port())
+		u.n++
+		return
+	}
+	u.n--
+	if u.n == 0 {
+		delete(t.used, ext)
+		return
+	}
+	// The port stays taken while another key (remote host variant) of
+	// the same address uses it.
+	for e := t.byExt[portKey{k.Proto, k.External.Port()}]; e != nil; e = e.nextExt {
+		if e.m.External.Addr() == ext {
+			return
+		}
+	}
+	u.set[i].clear(k.External.Port())
+}
+
+// Len is the number of mappings.
+func (t *Table) Len() int { return t.order.Len() }
+
+// ClientCount is the number of mappings client owns.
+func (t *Table) ClientCount(client netip.Addr) int {
+	if cl := t.byClient[client]; cl != nil {
+		return cl.n
+	}
+	return 0
+}
+
+// Get returns the mapping with key k.
+func (t *Table) Get(k mapping.Key) (mapping.Mapping, bool) {
+	if e := t.find(k); e != nil {
+		return e.m, true
+	}
+	return mapping.Mapping{}, false
+}
+
+func (t *Table) find(k mapping.Key) *entry {
+	for e := t.byExt[portKey{k.Proto, k.External.Port()}]; e != nil; e = e.nextExt {
+		if e.m.Key == k {
+			return e
+		}
+	}
+	return nil
+}
+
+// OnPort returns the mappings on external port p of protocol proto, for
+// every remote host and external address.
+func (t *Table) OnPort(proto mapping.Protocol, p uint16) []mapping.Mapping {
+	var out []mapping.Mapping
+	for e := t.byExt[portKey{proto, p}]; e != nil; e = e.nextExt {
+		out = append(out, e.m)
+	}
+	return out
+}
+
+// Internal returns client's mappings of proto to internal, lowest external
+// port first.
+func (t *Table) Internal(client netip.Addr, proto mapping.Protocol, internal netip.AddrPort) []mapping.Mapping {
+	var out []mapping.Mapping
+	for e := t.byInt[intKey{proto, internal}]; e != nil; e = e.nextInt {
+		if e.m.Client == client {
+			out = append(out, e.m)
+		}
+	}
+	sortByKey(out)
+	return out
+}
+
+// Client returns client's mappings of proto (any protocol when proto is
+// 0), in no particular order.
+func (t *Table) Client(client netip.Addr, proto mapping.Protocol) []mapping.Mapping {
+	cl := t.byClient[client]
+	if cl == nil {
+		return nil
+	}
+	var out []mapping.Mapping
+	for e := cl.head; e != nil; e = e.cnext {
+		if proto == 0 || e.m.Proto == proto {
+			out = append(out, e.m)
+		}
+	}
+	return out
+}
+
+// All yields every mapping in Key order.
+func (t *Table) All() iter.Seq[mapping.Mapping] {
+	return func(yield func(mapping.Mapping) bool) {
+		t.order.Ascend(func(e *entry) bool { return yield(e.m) })
+	}
+}
+
+// NextExpiry is the earliest deadline of a non-permanent mapping.
+func (t *Table) NextExpiry() (time.Time, bool) { return t.expiry.min() }
+
+// Expire removes and returns every mapping whose lease ended at or before
+// now, earliest deadline first.
+func (t *Table) Expire(now time.Time) []mapping.Mapping {
+	var out []mapping.Mapping
+	for len(t.expiry) > 0 && !t.expiry[0].m.Expires.After(now) {
+		e := t.expiry[0]
+		t.remove(e)
+		out = append(out, e.m)
+	}
+	return out
+}
+
+// Put inserts m, or replaces the mapping with the same Key. It is the
+// only way mappings enter the table; callers check ownership and policy
+// first (see Allocate).
+func (t *Table) Put(m mapping.Mapping) {
+	if e := t.find(m.Key); e != nil {
+		if e.m.Internal == m.Internal && e.m.Client == m.Client {
+			// Same indexes: update in place.
+			old := e.m.Expires
+			e.m = m
+			t.reschedule(e, old)
+			return
+		}
+		t.remove(e)
+	}
+	e := &entry{m: m, heapIdx: -1}
+	pk := portKey{m.Proto, m.External.Port()}
+	e.nextExt = t.byExt[pk]
+	t.byExt[pk] = e
+	t.markPort(m.Key, true)
+	ik := intKey{m.Proto, m.Internal}
+	e.nextInt = t.byInt[ik]
+	t.byInt[ik] = e
+	cl := t.byClient[m.Client]
+	if cl == nil {
+		cl = &clientList{}
+		t.byClient[m.Client] = cl
+	}
+	cl.n++
+	e.cnext = cl.head
+	if cl.head != nil {
+		cl.head.cprev = e
+	}
+	cl.head = e
+	t.order.ReplaceOrInsert(e)
+	if !m.Permanent() {
+		t.expiry.push(e)
+	}
+}
+
+func (t *Table) reschedule(e *entry, old time.Time) {
+	switch {
+	case e.m.Permanent():
+		t.expiry.remove(e)
+	case e.heapIdx < 0:
+		t.expiry.push(e)
+	case !old.Equal(e.m.Expires):
+		t.expiry.fix(e.heapIdx)
+	}
+}
+
+// Delete removes the mapping with key k and returns it.
+func (t *Table) Delete(k mapping.Key) (mapping.Mapping, bool) {
+	e := t.find(k)
+	if e == nil {
+		return mapping.Mapping{}, false
+	}
+	t.remove(e)
+	return e.m, true
+}
+
+func (t *Table) remove(e *entry) {
+	m := e.m
+	pk := portKey{m.Proto, m.External.Port()}
+	t.byExt[pk] = unlink(t.byExt[pk], e, func(x *entry) **entry { return &x.nextExt })
+	if t.byExt[pk] == nil {
+		delete(t.byExt, pk)
+	}
+	t.markPort(m.Key, false)
+	ik := intKey{m.Proto, m.Internal}
+	t.byInt[ik] = unlink(t.byInt[ik], e, func(x *entry) **entry { return &x.nextInt })
+	if t.byInt[ik] == nil {
+		delete(t.byInt, ik)
+	}
+	cl := t.byClient[m.Client]
+	if e.cprev != nil {
+		e.cprev.cnext = e.cnext
+	} else {
+		cl.head = e.cnext
+	}
+	if e.cnext != nil {
+		e.cnext.cprev = e.cprev
+	}
+	e.cprev, e.cnext = nil, nil
+	if cl.n--; cl.n == 0 {
+		delete(t.byClient, m.Client)
+	}
+	t.order.Delete(e)
+	t.expiry.remove(e)
+}
+
+// unlink removes e from the singly linked chain starting at head and
+// returns the new head. Chains are short: keys sharing one port.
+func unlink(head, e *entry, next func(*entry) **entry) *entry {
+	if head == e {
+		h := *next(e)
+		*next(e) = nil
+		return h
+	}
+	for x := head; x != nil; x = *next(x) {
+		if *next(x) == e {
+			*next(x) = *next(e)
+			*next(e) = nil
+			break
+		}
+	}
+	return head
+}
