@@ -1,0 +1,249 @@
+// Package config reads berth's configuration, a TOML file (TOML v1.0.0,
+// https://toml.io/en/v1.0.0) and berthd's command-line flags, into a
+// validated Config.
+//
+// Every value is checked when it is read; nothing is checked later. Each
+// error is a *Error naming the file, the line and the field, in the form
+// "berth.toml:12: policy.rules[1]: ...". Unknown keys are errors, so a
+// misspelt key never silently falls back to a default. The full file
+// format, with every key and its default, is testdata/example.toml.
+//
+// A Config is not modified after Parse, Load or FromArgs returns it;
+// callers treat it (and the slices and map it holds) as read-only.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/netip"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/berthd/berth/internal/mapping"
+	"github.com/berthd/berth/internal/policy"
+)
+
+// Config is berth's whole configuration.
+type Config struct {
+	// File is the path the configuration came from; "" means built-in
+	// defaults.
+	File string
+	// WAN is the WAN interface name; "" means detect it from the default
+	// route.
+	WAN string
+	// LAN lists the LAN interface names; empty means detect them.
+	LAN []string
+	// ExternalAddr is a fixed external address; the zero Addr means use
+	// the WAN interface's address.
+	ExternalAddr netip.Addr
+	// Backend is "auto", "relay" or "nft".
+	Backend string
+	// LogFormat is "text" or "json".
+	LogFormat string
+	// LogLevel is the minimum level logged.
+	LogLevel slog.Level
+	// Policy holds the mapping policy.
+	Policy Policy
+	// Forwards are the static port forwards, in file order.
+	Forwards []Forward
+}
+
+// Policy is the [policy] table.
+type Policy struct {
+	// SecureMode lets a client map ports only to itself (default true).
+	SecureMode bool
+	// MaxPerClient is the most mappings one client may hold (default
+	// 256); 0 means no limit.
+	MaxPerClient int
+	// MaxTotal is the most mappings in all (default 100000); 0 means no
+	// limit.
+	MaxTotal int
+	// Rules are the permission rules in order, first match wins. It is
+	// nil when the file has no rules key: use policy.DefaultRules for the
+	// LAN prefixes. "rules = []" gives a non-nil empty slice, which
+	// denies everything.
+	Rules []policy.Rule
+	// Reserved are the configured reserved ports, each with Why
+	// "configured".
+	Reserved []policy.Reserved
+	// Lifetime bounds the lease a client may ask for, per origin. Every
+	// Kind but KindNone has an entry; see Default for the values.
+	Lifetime map[mapping.Kind]policy.Lifetimes
+}
+
+// Forward is one [[forward]] table: a static port forward.
+type Forward struct {
+	// Name identifies the forward in logs and listings; unique.
+	Name string
+	// Proto is TCP or UDP.
+	Proto mapping.Protocol
+	// External is the external port, 1-65535.
+	External uint16
+	// Internal is where traffic goes; its port is not 0.
+	Internal netip.AddrPort
+	// Remote restricts the forward to one remote host; the zero Addr
+	// means any.
+	Remote netip.Addr
+}
+
+// Default lifetime bounds (see Default).
+const (
+	// DefaultUPnPMax caps a UPnP lease, including a "permanent" one
+	// (NewLeaseDuration 0), at 7 days.
+	DefaultUPnPMax = 7 * 24 * time.Hour
+	// DefaultPMPMin is the shortest NAT-PMP or PCP lease granted: 120 s,
+	// the lifetime RFC 6886 §3.3 recommends clients ask for, so a client
+	// asking for less is not made to renew every few seconds.
+	DefaultPMPMin = 120 * time.Second
+	// DefaultPMPMax is the longest NAT-PMP or PCP lease granted: 24 h.
+	DefaultPMPMax = 24 * time.Hour
+)
+
+// Default returns the built-in configuration: detect the WAN and LAN
+// interfaces, backend "auto", text logs at info, secure mode, 256
+// mappings per client and 100000 in all, the policy's default rules, and
+// leases of 0-7 days for UPnP, 120 s-24 h for NAT-PMP and PCP, unbounded
+// for static forwards and triggers. Each call returns a new Config.
+func Default() *Config {
+	return &Config{
+		Backend:   "auto",
+		LogFormat: "text",
+		LogLevel:  slog.LevelInfo,
+		Policy: Policy{
+			SecureMode:   true,
+			MaxPerClient: 256,
+			MaxTotal:     100000,
+			Lifetime: map[mapping.Kind]policy.Lifetimes{
+				mapping.KindIGD:     {Min: 0, Max: DefaultUPnPMax},
+				mapping.KindNATPMP:  {Min: DefaultPMPMin, Max: DefaultPMPMax},
+				mapping.KindPCP:     {Min: DefaultPMPMin, Max: DefaultPMPMax},
+				mapping.KindStatic:  {},
+				mapping.KindTrigger: {},
+			},
+		},
+	}
+}
+
+// Load reads the file at path and parses it. The path "" gives Default().
+// A file that cannot be read gives a *Error with File set.
+func Load(path string) (*Config, error) {
+	if path == "" {
+		return Default(), nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err // the path is already in Error.File
+		}
+		return nil, &Error{File: path, Err: fmt.Errorf("read: %w", err)}
+	}
+	return Parse(path, data)
+}
+
+// Parse parses TOML configuration text. file is used only in messages and
+// as Config.File. Keys that are absent keep their defaults.
+//
+// The error, when not nil, is a *Error, or several of them joined with
+// errors.Join (sorted by line) when the file has more than one problem;
+// errors.As finds the first.
+func Parse(file string, data []byte) (*Config, error) {
+	var raw map[string]any
+	if _, err := toml.Decode(string(data), &raw); err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			return nil, &Error{File: file, Line: pe.Position.Line, Err: syntaxError{pe}}
+		}
+		return nil, &Error{File: file, Err: err}
+	}
+	d := &decoder{file: file, lines: indexLines(string(data))}
+	c := Default()
+	c.File = file
+	d.config(c, d.table(nil, raw))
+	if len(d.errs) == 0 {
+		return c, nil
+	}
+	slices.SortStableFunc(d.errs, func(a, b *Error) int { return a.Line - b.Line })
+	if len(d.errs) == 1 {
+		return nil, d.errs[0]
+	}
+	errs := make([]error, len(d.errs))
+	for i, e := range d.errs {
+		errs[i] = e
+	}
+	return nil, errors.Join(errs...)
+}
+
+// Error is a configuration error: where, which field, and why.
+type Error struct {
+	// File is the configuration file; "" for flags.
+	File string
+	// Line is the 1-based line in File; 0 when unknown.
+	Line int
+	// Field is the dotted TOML path with indexes ("forward[2].internal"),
+	// or "flag -NAME" for a command-line flag; "" for the file as a whole.
+	Field string
+	// Err is the reason.
+	Err error
+}
+
+// Error formats the error as "file:line: field: reason", leaving out the
+// parts that are empty.
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.File)
+	if e.Line > 0 {
+		if e.File != "" {
+			b.WriteByte(':')
+		} else {
+			b.WriteString("line ")
+		}
+		b.WriteString(strconv.Itoa(e.Line))
+	}
+	for _, s := range []string{e.Field, fmt.Sprint(e.Err)} {
+		if s == "" {
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteString(": ")
+		}
+		b.WriteString(s)
+	}
+	return oneLine(b.String())
+}
+
+// oneLine escapes control characters, such as a newline inside a quoted
+// TOML value that a reason repeats, so that each error is one line.
+func oneLine(s string) string {
+	if !strings.ContainsFunc(s, unicode.IsControl) {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+		} else {
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+// Unwrap returns the reason.
+func (e *Error) Unwrap() error { return e.Err }
+
+// syntaxError is a TOML syntax error without the line, which Error
+// already shows. Unwrap gives the toml.ParseError.
+type syntaxError struct{ pe toml.ParseError }
+
+func (e syntaxError) Error() string { return "toml syntax: " + e.pe.Message }
+func (e syntaxError) Unwrap() error { return e.pe }

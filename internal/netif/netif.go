@@ -1,0 +1,266 @@
+// Package netif finds berth's network interfaces: the WAN interface and
+// its address, the LAN interfaces and their prefixes, and the ports the
+// router itself listens on.
+//
+// On Linux interfaces, addresses and default routes come from rtnetlink
+// (github.com/vishvananda/netlink); elsewhere from the standard library.
+// When no default route is found, the gateway reported by
+// github.com/jackpal/gateway (RFC 1122 §3.3.1's "default gateway") names
+// the WAN as the interface on the gateway's subnet.
+package netif
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+)
+
+// Interface is a network interface and its addresses.
+type Interface struct {
+	// Name is the interface name ("eth0").
+	Name string
+	// Index is the kernel's interface index.
+	Index int
+	// Prefixes are the interface's addresses with their prefix lengths,
+	// not masked (192.168.1.1/24).
+	Prefixes []netip.Prefix
+}
+
+// Detected is the outcome of Detect.
+type Detected struct {
+	// WAN is the upstream interface.
+	WAN Interface
+	// ExternalAddr is the WAN's first global unicast IPv4 address, else
+	// its first global unicast IPv6 address (preferring one outside
+	// fc00::/7); the zero Addr if it has none. A private or CGNAT IPv4
+	// address counts: it is reported as it is.
+	ExternalAddr netip.Addr
+	// LAN are the interfaces berth serves.
+	LAN []Interface
+	// LANPrefixes are the masked prefixes of the LAN interfaces, without
+	// duplicates, in interface order. Link-local and loopback prefixes
+	// are left out: they are the same on every link and say nothing about
+	// which side a client is on.
+	LANPrefixes []netip.Prefix
+	// ServeWAN is true when no LAN interface was found (or the WAN was
+	// named as a LAN): LAN is then the WAN interface itself.
+	ServeWAN bool
+	// Notes say, for a person, what was detected and why; berthd logs
+	// them at start.
+	Notes []string
+}
+
+// Detect finds the WAN and LAN interfaces.
+//
+// WAN is the interface named wan; if wan is "", the interface of the IPv4
+// default route, else of the IPv6 default route, else the interface on
+// whose subnet the system's default gateway lies. LAN are the interfaces
+// named in lan; if lan is empty, every other interface that is up, is not
+// a loopback, and has a private address (RFC 1918, CGNAT 100.64.0.0/10
+// per RFC 6598, or an IPv6 ULA fc00::/7). If that finds none, berth
+// serves the WAN interface itself (ServeWAN).
+//
+// An interface that is named but does not exist is an error, and so is
+// finding no WAN interface at all.
+func Detect(wan string, lan []string) (Detected, error) {
+	return detect(host, wan, lan)
+}
+
+// link is an interface as the system describes it.
+type link struct {
+	Interface
+	Up       bool
+	Loopback bool
+}
+
+// system is the seam between the decisions in detect and the operating
+// system, so that tests can describe any host.
+type system struct {
+	// links lists every interface with its addresses.
+	links func() ([]link, error)
+	// defaultRoute returns the interface index of the default route of
+	// the IPv4 (or IPv6) table, or 0 if there is none.
+	defaultRoute func(v6 bool) (int, error)
+	// gateway returns the default gateway's address.
+	gateway func() (netip.Addr, error)
+}
+
+// cgnat is the shared address space of RFC 6598.
+var cgnat = netip.MustParsePrefix("100.64.0.0/10")
+
+// isPrivate reports whether a is an RFC 1918, CGNAT or ULA address.
+func isPrivate(a netip.Addr) bool {
+	a = a.Unmap()
+	return a.IsPrivate() || cgnat.Contains(a)
+}
+
+func detect(sys system, wanName string, lanNames []string) (Detected, error) {
+	links, err := sys.links()
+	if err != nil {
+		return Detected{}, fmt.Errorf("netif: list interfaces: %w", err)
+	}
+	var d Detected
+	wan, err := findWAN(sys, links, wanName, &d.Notes)
+	if err != nil {
+		return Detected{}, err
+	}
+	d.WAN = wan.Interface
+	if !wan.Up {
+		d.note("wan %s is down", wan.Name)
+	}
+	d.ExternalAddr = externalAddr(wan.Prefixes)
+	if d.ExternalAddr.IsValid() {
+		d.note("external address %s: from wan %s", d.ExternalAddr, wan.Name)
+	} else {
+		d.note("wan %s has no global unicast address: external address unknown", wan.Name)
+	}
+
+	if len(lanNames) > 0 {
+		for _, name := range lanNames {
+			l, ok := byName(links, name)
+			if !ok {
+				return Detected{}, fmt.Errorf("netif: lan interface %q not found", name)
+			}
+			if l.Index == wan.Index {
+				d.ServeWAN = true
+				d.note("lan %s: named in the configuration; it is also the wan interface", name)
+			} else {
+				d.note("lan %s: named in the configuration", name)
+			}
+			if !l.Up {
+				d.note("lan %s is down", name)
+			}
+			d.LAN = append(d.LAN, l.Interface)
+		}
+	} else {
+		for _, l := range links {
+			if l.Index == wan.Index || !l.Up || l.Loopback {
+				continue
+			}
+			i := slices.IndexFunc(l.Prefixes, func(p netip.Prefix) bool { return isPrivate(p.Addr()) })
+			if i < 0 {
+				continue
+			}
+			d.note("lan %s: up, with private address %s", l.Name, l.Prefixes[i])
+			d.LAN = append(d.LAN, l.Interface)
+		}
+		if len(d.LAN) == 0 {
+			d.ServeWAN = true
+			d.LAN = []Interface{wan.Interface}
+			d.note("no other interface is up with a private address: serving wan %s itself as the lan (set lan to choose)", wan.Name)
+		}
+	}
+	for _, l := range d.LAN {
+		for _, p := range l.Prefixes {
+			a := p.Addr()
+			if a.IsLinkLocalUnicast() || a.IsLoopback() {
+				continue
+			}
+			if m := p.Masked(); !slices.Contains(d.LANPrefixes, m) {
+				d.LANPrefixes = append(d.LANPrefixes, m)
+			}
+		}
+	}
+	if len(d.LANPrefixes) == 0 {
+		d.note("the lan interfaces have no usable prefix: no client will be served")
+	}
+	return d, nil
+}
+
+func (d *Detected) note(format string, args ...any) {
+	d.Notes = append(d.Notes, fmt.Sprintf(format, args...))
+}
+
+// findWAN picks the WAN interface and notes why.
+func findWAN(sys system, links []link, name string, notes *[]string) (link, error) {
+	note := func(format string, args ...any) { *notes = append(*notes, fmt.Sprintf(format, args...)) }
+	if name != "" {
+		l, ok := byName(links, name)
+		if !ok {
+			return link{}, fmt.Errorf("netif: wan interface %q not found", name)
+		}
+		note("wan %s: named in the configuration", name)
+		return l, nil
+	}
+	var why []string // why each method found nothing
+	for _, v6 := range []bool{false, true} {
+		family := "IPv4"
+		if v6 {
+			family = "IPv6"
+		}
+		index, err := sys.defaultRoute(v6)
+		switch {
+		case err != nil:
+			why = append(why, fmt.Sprintf("%s routes: %v", family, err))
+		case index == 0:
+			why = append(why, "no "+family+" default route")
+		default:
+			if l, ok := byIndex(links, index); ok {
+				note("wan %s: interface of the %s default route", l.Name, family)
+				return l, nil
+			}
+			why = append(why, fmt.Sprintf("%s default route via unknown interface index %d", family, index))
+		}
+	}
+	gw, err := sys.gateway()
+	switch {
+	case err != nil:
+		why = append(why, fmt.Sprintf("gateway: %v", err))
+	case !gw.IsValid():
+		why = append(why, "no gateway")
+	default:
+		for _, l := range links {
+			for _, p := range l.Prefixes {
+				if p.Masked().Contains(gw) {
+					note("wan %s: on the subnet of the default gateway %s (%s)", l.Name, gw, strings.Join(why, "; "))
+					return l, nil
+				}
+			}
+		}
+		why = append(why, fmt.Sprintf("no interface on the subnet of the gateway %s", gw))
+	}
+	return link{}, fmt.Errorf("netif: no wan interface found (%s); set wan: %w", strings.Join(why, "; "), ErrNoWAN)
+}
+
+// ErrNoWAN is wrapped by Detect's error when no WAN interface was named and
+// none could be found.
+var ErrNoWAN = errors.New("no wan interface")
+
+func byName(links []link, name string) (link, bool) {
+	i := slices.IndexFunc(links, func(l link) bool { return l.Name == name })
+	if i < 0 {
+		return link{}, false
+	}
+	return links[i], true
+}
+
+func byIndex(links []link, index int) (link, bool) {
+	i := slices.IndexFunc(links, func(l link) bool { return l.Index == index })
+	if i < 0 {
+		return link{}, false
+	}
+	return links[i], true
+}
+
+// externalAddr picks the external address among a WAN's prefixes: the
+// first global unicast IPv4, else the first global unicast IPv6 outside
+// fc00::/7, else the first ULA.
+func externalAddr(ps []netip.Prefix) netip.Addr {
+	pick := func(ok func(netip.Addr) bool) netip.Addr {
+		for _, p := range ps {
+			if a := p.Addr().Unmap(); a.IsGlobalUnicast() && ok(a) {
+				return a
+			}
+		}
+		return netip.Addr{}
+	}
+	if a := pick(netip.Addr.Is4); a.IsValid() {
+		return a
+	}
+	if a := pick(func(a netip.Addr) bool { return a.Is6() && !a.IsPrivate() }); a.IsValid() {
+		return a
+	}
+	return pick(netip.Addr.Is6)
+}

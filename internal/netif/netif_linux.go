@@ -1,0 +1,79 @@
+package netif
+
+import (
+	"net"
+
+	"github.com/vishvananda/netlink"
+)
+
+// host is the running Linux system, read over rtnetlink.
+var host = system{
+	links:        netlinkLinks,
+	defaultRoute: netlinkDefaultRoute,
+	gateway:      discoverGateway,
+}
+
+// netlinkLinks lists the links and their addresses (two netlink dumps).
+func netlinkLinks() ([]link, error) {
+	nls, err := netlink.LinkList()
+	if err != nil {
+		return nil, err
+	}
+	addrs, err := netlink.AddrList(nil, netlink.FAMILY_ALL)
+	if err != nil {
+		return nil, err
+	}
+	links := make([]link, 0, len(nls))
+	for _, nl := range nls {
+		a := nl.Attrs()
+		links = append(links, link{
+			Interface: Interface{Name: a.Name, Index: a.Index},
+			Up:        a.Flags&net.FlagUp != 0,
+			Loopback:  a.Flags&net.FlagLoopback != 0,
+		})
+	}
+	for _, ad := range addrs {
+		if ad.IPNet == nil {
+			continue
+		}
+		p, ok := prefixOf(ad.IP, ad.Mask)
+		if !ok {
+			continue
+		}
+		for i := range links {
+			if links[i].Index == ad.LinkIndex {
+				links[i].Prefixes = append(links[i].Prefixes, p)
+			}
+		}
+	}
+	return links, nil
+}
+
+// netlinkDefaultRoute returns the interface of the main table's default
+// route with the lowest metric; for a multipath route, its first hop's.
+func netlinkDefaultRoute(v6 bool) (int, error) {
+	family := netlink.FAMILY_V4
+	if v6 {
+		family = netlink.FAMILY_V6
+	}
+	routes, err := netlink.RouteList(nil, family)
+	if err != nil {
+		return 0, err
+	}
+	index, best := 0, 0
+	for _, r := range routes {
+		if r.Dst != nil {
+			if ones, _ := r.Dst.Mask.Size(); ones != 0 {
+				continue
+			}
+		}
+		i := r.LinkIndex
+		if i == 0 && len(r.MultiPath) > 0 {
+			i = r.MultiPath[0].LinkIndex
+		}
+		if i != 0 && (index == 0 || r.Priority < best) {
+			index, best = i, r.Priority
+		}
+	}
+	return index, nil
+}
