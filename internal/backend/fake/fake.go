@@ -1,0 +1,137 @@
+// Package fake is a Backend for tests: it records every batch, keeps the
+// resulting mapping set, and fails on demand.
+package fake
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/berthd/berth/internal/backend"
+	"github.com/berthd/berth/internal/mapping"
+)
+
+// ErrInjected is the error returned when a failure was injected with Fail.
+var ErrInjected = errors.New("fake: injected failure")
+
+// Backend records calls. The zero value is ready to use; it is safe for
+// concurrent use.
+type Backend struct {
+	mu      sync.Mutex
+	state   map[mapping.Key]mapping.Mapping
+	batches [][]backend.Change
+	syncs   int
+	fail    []error
+	closed  bool
+}
+
+// Fail makes the next len(errs) calls of Apply or Sync fail with those
+// errors in order (nil lets a call through).
+func (b *Backend) Fail(errs ...error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.fail = append(b.fail, errs...)
+}
+
+func (b *Backend) nextErr() error {
+	if len(b.fail) == 0 {
+		return nil
+	}
+	err := b.fail[0]
+	b.fail = b.fail[1:]
+	return err
+}
+
+// Apply records the batch and applies it to the state all-or-nothing.
+func (b *Backend) Apply(ctx context.Context, cs []backend.Change) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return errors.New("fake: closed")
+	}
+	if err := b.nextErr(); err != nil {
+		return err
+	}
+	next := make(map[mapping.Key]mapping.Mapping, len(b.state)+len(cs))
+	for k, m := range b.state {
+		next[k] = m
+	}
+	for _, c := range cs {
+		switch c.Op {
+		case backend.Add:
+			next[c.Mapping.Key] = c.Mapping
+		case backend.Delete:
+			if _, ok := next[c.Mapping.Key]; !ok {
+				return fmt.Errorf("fake: delete of absent %v", c.Mapping.Key)
+			}
+			delete(next, c.Mapping.Key)
+		default:
+			return fmt.Errorf("fake: bad op %v", c.Op)
+		}
+	}
+	b.state = next
+	b.batches = append(b.batches, slices.Clone(cs))
+	return nil
+}
+
+// Sync replaces the state with want.
+func (b *Backend) Sync(ctx context.Context, want []mapping.Mapping) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.nextErr(); err != nil {
+		return err
+	}
+	b.syncs++
+	b.state = make(map[mapping.Key]mapping.Mapping, len(want))
+	for _, m := range want {
+		b.state[m.Key] = m
+	}
+	return nil
+}
+
+// Close empties the state.
+func (b *Backend) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.closed = true
+	b.state = nil
+	return nil
+}
+
+// Batches returns a copy of every successful batch, in order.
+func (b *Backend) Batches() [][]backend.Change {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Clone(b.batches)
+}
+
+// Syncs is the number of successful Sync calls.
+func (b *Backend) Syncs() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.syncs
+}
+
+// State returns the installed mappings sorted by key.
+func (b *Backend) State() []mapping.Mapping {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make([]mapping.Mapping, 0, len(b.state))
+	for _, m := range b.state {
+		out = append(out, m)
+	}
+	slices.SortFunc(out, func(x, y mapping.Mapping) int { return x.Key.Compare(y.Key) })
+	return out
+}
+
+// Closed reports whether Close was called.
+func (b *Backend) Closed() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.closed
+}
+
+// Interface guard.
+var _ backend.Backend = (*Backend)(nil)
