@@ -1,0 +1,129 @@
+package portmap
+
+import (
+	"context"
+	"slices"
+	"time"
+
+	"github.com/berthd/berth/internal/backend"
+	"github.com/berthd/berth/internal/mapping"
+)
+
+// backendTimeout bounds backend calls the Service makes on its own
+// (expiry, reconciliation), where no request context exists.
+const backendTimeout = 10 * time.Second
+
+// schedule arms the expiry timer for the table's earliest deadline. A
+// timer that is already due no later than that deadline is kept: it fires,
+// finds nothing or less than expected, and schedules again. So renewals,
+// which only push deadlines later, never touch the timer. Called with mu
+// held.
+func (s *Service) schedule(now time.Time) {
+	next, ok := s.table.NextExpiry()
+	if !ok || s.closed {
+		return
+	}
+	if s.stop != nil && !s.timerAt.After(next) {
+		return
+	}
+	if s.stop != nil {
+		s.stop()
+	}
+	s.timerAt = next
+	s.stop = s.clk.AfterFunc(max(next.Sub(now), 0), s.expire)
+}
+
+// expire removes every lease that has ended and tells the backend.
+func (s *Service) expire() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stop = nil
+	if s.closed {
+		return
+	}
+	now := s.clk.Now()
+	gone := s.table.Expire(now)
+	s.schedule(now)
+	if len(gone) == 0 {
+		return
+	}
+	s.gen++
+	batch := make([]backend.Change, len(gone))
+	for i, m := range gone {
+		batch[i] = backend.Change{Op: backend.Delete, Mapping: m}
+		s.publish(Event{Kind: Expired, Mapping: m})
+		s.log.Info("mapping expired", "key", m.Key, "internal", m.Internal, "client", m.Client, "origin", m.Origin.Kind)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), backendTimeout)
+	defer cancel()
+	if err := s.be.Apply(ctx, batch); err != nil {
+		// The leases are over whatever the backend says; make the backend
+		// match the table again soon.
+		s.log.Error("backend failed to remove expired mappings; will reconcile", "count", len(gone), "err", err)
+		s.scheduleSync()
+	}
+}
+
+// scheduleSync arranges a Sync of the backend with the table. Called with
+// mu held.
+func (s *Service) scheduleSync() {
+	if s.retry != nil || s.closed {
+		return
+	}
+	s.retry = s.clk.AfterFunc(s.syncRetry, func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.retry = nil
+		if s.closed {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), backendTimeout)
+		defer cancel()
+		if err := s.be.Sync(ctx, slices.Collect(s.table.All())); err != nil {
+			s.log.Error("backend reconciliation failed; will retry", "err", err)
+			s.scheduleSync()
+			return
+		}
+		s.log.Info("backend reconciled", "mappings", s.table.Len())
+	})
+}
+
+// Sync makes the backend hold exactly the table's mappings, for start-up
+// and after a firewall reload.
+func (s *Service) Sync(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.be.Sync(ctx, slices.Collect(s.table.All())); err != nil {
+		return err
+	}
+	return nil
+}
+
+// Close stops expiry and removes every mapping from the backend (the
+// graceful stop). Further requests fail with ErrNetworkFailure. It is
+// idempotent.
+func (s *Service) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	if s.stop != nil {
+		s.stop()
+		s.stop = nil
+	}
+	if s.retry != nil {
+		s.retry()
+		s.retry = nil
+	}
+	for sub := range s.subs {
+		sub.close()
+	}
+	clear(s.subs)
+	return s.be.Close()
+}
+
+func sortByKey(ms []mapping.Mapping) {
+	slices.SortFunc(ms, func(a, b mapping.Mapping) int { return a.Key.Compare(b.Key) })
+}

@@ -1,0 +1,317 @@
+// Package portmap holds the Service, the single owner of berth's mapping
+// state. It implements mapping.Mapper for the UPnP IGD, NAT-PMP (RFC 6886)
+// and PCP (RFC 6887) responders: every request goes policy → lease table →
+// backend, all or nothing, under one lock. The Service also expires leases
+// from the table's min-heap on an injected clock, keeps the NAT-PMP/PCP
+// epoch, owns the static forwards and publishes change events.
+package portmap
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/berthd/berth/internal/backend"
+	"github.com/berthd/berth/internal/clock"
+	"github.com/berthd/berth/internal/lease"
+	"github.com/berthd/berth/internal/mapping"
+	"github.com/berthd/berth/internal/policy"
+)
+
+// maxPortRetries bounds how many other ports Map tries when the backend
+// cannot take the one the allocator chose (a router process holds it).
+const maxPortRetries = 8
+
+// Config is what a Service needs. Backend, Policy and Clock are required.
+type Config struct {
+	Backend backend.Backend
+	Policy  *policy.Policy
+	Clock   clock.Clock
+	Logger  *slog.Logger // nil discards
+	// External is the initial external address; the zero Addr means
+	// unknown (Map fails with ErrNetworkFailure until SetExternalAddr).
+	External netip.Addr
+	// SyncRetry is how long after a failed backend change during expiry
+	// the Service tries to reconcile the backend with Sync; default 5s.
+	SyncRetry time.Duration
+}
+
+// Service implements mapping.Mapper. All methods are safe for concurrent
+// use.
+type Service struct {
+	be        backend.Backend
+	clk       clock.Clock
+	log       *slog.Logger
+	start     time.Time
+	syncRetry time.Duration
+
+	mu      sync.Mutex
+	pol     *policy.Policy
+	table   *lease.Table
+	ext     netip.Addr
+	closed  bool
+	gen     uint64 // bumped on every change of the table's contents
+	timerAt time.Time
+	stop    func() bool
+	retry   func() bool // pending backend reconciliation
+	subs    map[*subscriber]struct{}
+}
+
+// New returns a Service with an empty table. It panics when a required
+// dependency is missing.
+func New(c Config) *Service {
+	if c.Backend == nil || c.Policy == nil || c.Clock == nil {
+		panic("portmap: New needs a Backend, a Policy and a Clock")
+	}
+	log := c.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	retry := c.SyncRetry
+	if retry <= 0 {
+		retry = 5 * time.Second
+	}
+	return &Service{
+		be:        c.Backend,
+		clk:       c.Clock,
+		log:       log.With("component", "portmap"),
+		start:     c.Clock.Now(),
+		syncRetry: retry,
+		pol:       c.Policy,
+		table:     lease.New(),
+		ext:       c.External,
+		subs:      make(map[*subscriber]struct{}),
+	}
+}
+
+// Interface guard.
+var _ mapping.Mapper = (*Service)(nil)
+
+// Epoch is the NAT-PMP/PCP epoch: whole seconds since the Service
+// started, from the clock's monotonic reading (RFC 6886 §3.6, RFC 6887
+// §8.5). It restarts only with a new Service, that is, when state is lost.
+func (s *Service) Epoch() uint32 {
+	return uint32(s.clk.Now().Sub(s.start) / time.Second)
+}
+
+// ExternalAddr returns the current external address.
+func (s *Service) ExternalAddr() netip.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ext
+}
+
+// SetPolicy replaces the policy (SIGHUP). Existing mappings stay until
+// they are renewed or expire; the new policy decides from the next request.
+func (s *Service) SetPolicy(p *policy.Policy) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.pol = p
+}
+
+// Len is the number of live mappings.
+func (s *Service) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.table.Len()
+}
+
+// Generation changes whenever the set of mappings or any of their
+// attributes but the lease changes. Listings taken at the same generation
+// are identical apart from lease times.
+func (s *Service) Generation() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.gen
+}
+
+// List returns the mappings that pass f, sorted by key.
+func (s *Service) List(f mapping.Filter) []mapping.Mapping {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []mapping.Mapping
+	if f.Client.IsValid() {
+		out = s.table.Client(f.Client, f.Proto)
+		out = filterSorted(out, f)
+		return out
+	}
+	for m := range s.table.All() {
+		if f.Match(m) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func validate(r mapping.Request) error {
+	switch {
+	case !r.Client.IsValid():
+		return fmt.Errorf("portmap: no client address: %w", mapping.ErrInvalid)
+	case !r.Proto.Valid():
+		return fmt.Errorf("portmap: protocol %v: %w", r.Proto, mapping.ErrUnsupported)
+	case r.Lifetime < 0:
+		return fmt.Errorf("portmap: negative lifetime: %w", mapping.ErrInvalid)
+	case r.Origin.Kind == mapping.KindStatic || r.Origin.Kind == mapping.KindNone:
+		return fmt.Errorf("portmap: origin %v cannot map: %w", r.Origin.Kind, mapping.ErrInvalid)
+	}
+	return nil
+}
+
+// Map creates or renews a mapping; see mapping.Mapper.
+func (s *Service) Map(ctx context.Context, r mapping.Request) (mapping.Mapping, error) {
+	if err := validate(r); err != nil {
+		return mapping.Mapping{}, err
+	}
+	if !r.Internal.Addr().IsValid() || r.Internal.Port() == 0 {
+		return mapping.Mapping{}, fmt.Errorf("portmap: internal %v: %w", r.Internal, mapping.ErrInvalid)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || !s.ext.IsValid() {
+		return mapping.Mapping{}, fmt.Errorf("portmap: no external address: %w", mapping.ErrNetworkFailure)
+	}
+	usage := policy.Usage{Client: s.table.ClientCount(r.Client), Total: s.table.Len()}
+	if _, ok := s.table.Existing(r, s.ext); ok {
+		usage.Client--
+		usage.Total--
+	}
+	d := s.pol.Decide(r, usage)
+	if !d.Allow {
+		s.log.Info("mapping refused", "client", r.Client, "proto", r.Proto, "internal", r.Internal,
+			"suggest", r.Suggest.Port(), "rule", d.Rule, "origin", r.Origin.Kind)
+		return mapping.Mapping{}, fmt.Errorf("portmap: %w", d.Err)
+	}
+	now := s.clk.Now()
+	var expires time.Time
+	if d.Lifetime > 0 {
+		expires = now.Add(d.Lifetime)
+	}
+	allowed := d.Ports
+	for try := 0; ; try++ {
+		plan, err := s.table.Allocate(r, s.ext, allowed, expires)
+		if err != nil {
+			return mapping.Mapping{}, fmt.Errorf("portmap: %w", err)
+		}
+		if plan.Renewal() {
+			s.table.Commit(plan)
+			s.schedule(now)
+			s.log.Info("mapping renewed", "key", plan.Mapping.Key, "internal", plan.Mapping.Internal,
+				"client", r.Client, "lifetime", d.Lifetime, "origin", r.Origin.Kind)
+			return plan.Mapping, nil
+		}
+		var batch []backend.Change
+		if plan.Replaces {
+			batch = append(batch, backend.Change{Op: backend.Delete, Mapping: plan.Old})
+		}
+		batch = append(batch, backend.Change{Op: backend.Add, Mapping: plan.Mapping})
+		err = s.be.Apply(ctx, batch)
+		if errors.Is(err, backend.ErrPortUnavailable) && !r.Exact && try < maxPortRetries {
+			// Something else on the router holds the port: try another.
+			s.log.Warn("backend refused port, trying another", "key", plan.Mapping.Key, "err", err)
+			allowed = without(allowed, plan.Mapping.External.Port())
+			continue
+		}
+		if errors.Is(err, backend.ErrPortUnavailable) {
+			return mapping.Mapping{}, fmt.Errorf("portmap: %v: %w: %w", plan.Mapping.Key, mapping.ErrConflict, err)
+		}
+		if err != nil {
+			return mapping.Mapping{}, fmt.Errorf("portmap: backend: %w: %w", mapping.ErrNetworkFailure, err)
+		}
+		s.table.Commit(plan)
+		s.gen++
+		s.schedule(now)
+		if plan.Replaces {
+			s.publish(Event{Kind: Removed, Mapping: plan.Old})
+		}
+		s.publish(Event{Kind: Added, Mapping: plan.Mapping})
+		s.log.Info("mapping created", "key", plan.Mapping.Key, "internal", plan.Mapping.Internal,
+			"client", r.Client, "lifetime", d.Lifetime, "rule", d.Rule, "origin", r.Origin.Kind,
+			"replaced", plan.Replaces)
+		return plan.Mapping, nil
+	}
+}
+
+// Unmap deletes mappings r.Client owns; see mapping.Mapper.
+func (s *Service) Unmap(ctx context.Context, r mapping.Request) error {
+	if !r.Client.IsValid() {
+		return fmt.Errorf("portmap: no client address: %w", mapping.ErrInvalid)
+	}
+	if !r.Proto.Valid() {
+		return fmt.Errorf("portmap: protocol %v: %w", r.Proto, mapping.ErrUnsupported)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return fmt.Errorf("portmap: closed: %w", mapping.ErrNetworkFailure)
+	}
+	var victims []mapping.Mapping
+	switch {
+	case r.Suggest.Port() != 0:
+		k := mapping.Key{Proto: r.Proto, External: netip.AddrPortFrom(s.ext, r.Suggest.Port()), Remote: r.Remote}
+		m, ok := s.table.Get(k)
+		if !ok {
+			return fmt.Errorf("portmap: %v: %w", k, mapping.ErrNotFound)
+		}
+		if m.Origin.Kind == mapping.KindStatic {
+			return fmt.Errorf("portmap: %v is a static forward: %w", k, mapping.ErrNotAuthorized)
+		}
+		if m.Client != r.Client && s.pol.SecureMode() {
+			return fmt.Errorf("portmap: %v belongs to %v: %w", k, m.Client, mapping.ErrNotAuthorized)
+		}
+		victims = []mapping.Mapping{m}
+	case r.Internal.Port() != 0:
+		victims = s.table.Internal(r.Client, r.Proto, r.Internal)
+	default:
+		victims = s.table.Client(r.Client, r.Proto)
+	}
+	if len(victims) == 0 {
+		return fmt.Errorf("portmap: %v mappings of %v on %v: %w", r.Proto, r.Client, r.Internal, mapping.ErrNotFound)
+	}
+	batch := make([]backend.Change, len(victims))
+	for i, m := range victims {
+		batch[i] = backend.Change{Op: backend.Delete, Mapping: m}
+	}
+	if err := s.be.Apply(ctx, batch); err != nil {
+		return fmt.Errorf("portmap: backend: %w: %w", mapping.ErrNetworkFailure, err)
+	}
+	for _, m := range victims {
+		s.table.Delete(m.Key)
+		s.publish(Event{Kind: Removed, Mapping: m})
+		s.log.Info("mapping deleted", "key", m.Key, "internal", m.Internal, "client", r.Client, "origin", r.Origin.Kind)
+	}
+	s.gen++
+	return nil
+}
+
+// without returns rs minus port p.
+func without(rs []mapping.PortRange, p uint16) []mapping.PortRange {
+	out := make([]mapping.PortRange, 0, len(rs)+1)
+	for _, r := range rs {
+		if !r.Contains(p) {
+			out = append(out, r)
+			continue
+		}
+		if p > r.Lo {
+			out = append(out, mapping.PortRange{Lo: r.Lo, Hi: p - 1})
+		}
+		if p < r.Hi {
+			out = append(out, mapping.PortRange{Lo: p + 1, Hi: r.Hi})
+		}
+	}
+	return out
+}
+
+func filterSorted(ms []mapping.Mapping, f mapping.Filter) []mapping.Mapping {
+	out := ms[:0]
+	for _, m := range ms {
+		if f.Match(m) {
+			out = append(out, m)
+		}
+	}
+	sortByKey(out)
+	return out
+}
