@@ -1,0 +1,69 @@
+// Command berthd is berth's port-mapping gateway daemon. It reads its
+// configuration (see -h), serves until SIGINT or SIGTERM, removes its
+// mappings and exits; SIGHUP reloads the policy and static forwards.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/berthd/berth/internal/config"
+	"github.com/berthd/berth/internal/daemon"
+)
+
+func main() { os.Exit(run(os.Args[1:], os.Stderr)) }
+
+// run returns the exit status: 0 after a clean stop, 2 for a bad
+// configuration, 1 for any other failure.
+func run(args []string, stderr io.Writer) int {
+	cfg, err := config.FromArgs(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "berthd:", err)
+		return 2
+	}
+	log := newLogger(cfg, stderr)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	reload := make(chan struct{}, 1)
+	go func() {
+		for range hup {
+			select {
+			case reload <- struct{}{}:
+			default:
+			}
+		}
+	}()
+
+	err = daemon.Run(ctx, cfg, daemon.Options{
+		Logger: log,
+		Reload: reload,
+		Reread: func() (*config.Config, error) { return config.FromArgs(args, stderr) },
+	})
+	if err != nil {
+		log.Error("berthd failed", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

@@ -1,0 +1,112 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// build compiles berthd once per test binary run.
+func build(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "berthd")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func TestBadConfigExits2WithPosition(t *testing.T) {
+	bin := build(t)
+	path := filepath.Join(t.TempDir(), "bad.toml")
+	if err := os.WriteFile(path, []byte("backend = \"relay\"\n[policy]\nmax_total = -1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd := exec.Command(bin, "-config", path)
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	if code := cmd.ProcessState.ExitCode(); code != 2 {
+		t.Fatalf("got exit %d (%v), want 2; stderr:\n%s", code, err, stderr.String())
+	}
+	if want := "bad.toml:3: policy.max_total"; !strings.Contains(stderr.String(), want) {
+		t.Fatalf("stderr %q does not contain %q", stderr.String(), want)
+	}
+}
+
+func TestHelpExits0(t *testing.T) {
+	bin := build(t)
+	out, err := exec.Command(bin, "-h").CombinedOutput()
+	if err != nil {
+		t.Fatalf("-h: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "-config") {
+		t.Fatalf("help does not mention -config:\n%s", out)
+	}
+}
+
+// TestStartsAndStopsOnSignal is the README's promise: berthd starts with
+// no configuration, says what it detected and which backend it uses, and
+// stops cleanly on SIGTERM.
+func TestStartsAndStopsOnSignal(t *testing.T) {
+	bin := build(t)
+	cmd := exec.Command(bin, "-backend", "relay")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	lines := make(chan string, 64)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	var seen []string
+	wait := func(substr string) {
+		t.Helper()
+		timeout := time.After(20 * time.Second)
+		for {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					t.Fatalf("berthd ended before logging %q; log:\n%s", substr, strings.Join(seen, "\n"))
+				}
+				seen = append(seen, l)
+				if strings.Contains(l, substr) {
+					return
+				}
+			case <-timeout:
+				t.Fatalf("no %q within 20s; log:\n%s", substr, strings.Join(seen, "\n"))
+			}
+		}
+	}
+	wait("berthd serving")
+	last := seen[len(seen)-1]
+	for _, want := range []string{"backend=relay", "wan=", "external="} {
+		if !strings.Contains(last, want) {
+			t.Errorf("start line %q lacks %q", last, want)
+		}
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	wait("stopped")
+	for range lines {
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("exit after SIGTERM: %v", err)
+	}
+}

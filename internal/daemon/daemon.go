@@ -1,0 +1,251 @@
+// Package daemon wires berthd together: it detects the interfaces, builds
+// the policy and the backend from the configuration, starts the
+// portmap.Service, installs the static forwards and runs until its context
+// ends, reloading the policy and forwards on request. cmd/berthd holds only
+// flags and signals; everything it decides lives here so it can be tested.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"strings"
+
+	"github.com/berthd/berth/internal/backend"
+	"github.com/berthd/berth/internal/backend/relay"
+	"github.com/berthd/berth/internal/clock"
+	"github.com/berthd/berth/internal/config"
+	"github.com/berthd/berth/internal/mapping"
+	"github.com/berthd/berth/internal/netif"
+	"github.com/berthd/berth/internal/policy"
+	"github.com/berthd/berth/internal/portmap"
+)
+
+// Options are what Run needs besides the configuration.
+type Options struct {
+	Logger *slog.Logger // required
+	Clock  clock.Clock  // nil means the real clock
+	// Reload, when it yields, re-reads the configuration (SIGHUP); Reread
+	// produces the new one.
+	Reload <-chan struct{}
+	Reread func() (*config.Config, error)
+	// Ready, if not nil, is called with the running Service once berthd
+	// serves (tests use it).
+	Ready func(*portmap.Service)
+	// Detect finds the interfaces; nil means netif.Detect. Tests replace
+	// it to serve loopback.
+	Detect func(wan string, lan []string) (netif.Detected, error)
+}
+
+// pcpPort is the NAT-PMP/PCP server port (RFC 6886 §3, RFC 6887 §19.1);
+// ssdpPort is UPnP discovery. They are never handed out as external ports.
+const (
+	pcpPort  = 5351
+	ssdpPort = 1900
+)
+
+// Run serves until ctx ends, then removes every mapping it installed.
+func Run(ctx context.Context, cfg *config.Config, o Options) error {
+	log := o.Logger
+	clk := o.Clock
+	if clk == nil {
+		clk = clock.Real{}
+	}
+	detect := o.Detect
+	if detect == nil {
+		detect = netif.Detect
+	}
+	det, err := detect(cfg.WAN, cfg.LAN)
+	if err != nil {
+		return fmt.Errorf("daemon: detect interfaces: %w", err)
+	}
+	for _, n := range det.Notes {
+		log.Info("detected", "note", n)
+	}
+	ext := det.ExternalAddr
+	if cfg.ExternalAddr.IsValid() {
+		ext = cfg.ExternalAddr
+		log.Info("external address from configuration", "addr", ext)
+	}
+	warnAboutExternal(log, ext)
+
+	pol, err := buildPolicy(cfg, det, ext, log)
+	if err != nil {
+		return err
+	}
+	be, name, err := chooseBackend(cfg, det, ext, clk, log)
+	if err != nil {
+		return err
+	}
+	svc := portmap.New(portmap.Config{Backend: be, Policy: pol, Clock: clk, Logger: log, External: ext})
+	defer func() {
+		if err := svc.Close(); err != nil {
+			log.Error("removing mappings at stop", "err", err)
+		}
+		log.Info("stopped; mappings removed")
+	}()
+	if err := svc.SetStatic(ctx, forwards(cfg)); err != nil {
+		return fmt.Errorf("daemon: install static forwards: %w", err)
+	}
+	log.Info("berthd serving",
+		"wan", det.WAN.Name, "external", ext, "lan", names(det.LAN), "lan_prefixes", det.LANPrefixes,
+		"serving_wan", det.ServeWAN, "backend", name, "static_forwards", len(cfg.Forwards),
+		"secure_mode", cfg.Policy.SecureMode, "config", orDefault(cfg.File))
+	if o.Ready != nil {
+		o.Ready(svc)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			log.Info("stopping", "mappings", svc.Len())
+			return nil
+		case <-o.Reload:
+			reload(ctx, svc, det, ext, o, log)
+		}
+	}
+}
+
+// reload re-reads the configuration and applies the policy and the static
+// forwards. Interface, address and backend settings need a restart; a bad
+// configuration is reported and the running one kept.
+func reload(ctx context.Context, svc *portmap.Service, det netif.Detected, ext netip.Addr, o Options, log *slog.Logger) {
+	if o.Reread == nil {
+		return
+	}
+	cfg, err := o.Reread()
+	if err != nil {
+		log.Error("reload: configuration rejected; keeping the running one", "err", err)
+		return
+	}
+	pol, err := buildPolicy(cfg, det, ext, log)
+	if err != nil {
+		log.Error("reload: policy rejected; keeping the running one", "err", err)
+		return
+	}
+	svc.SetPolicy(pol)
+	if err := svc.SetStatic(ctx, forwards(cfg)); err != nil {
+		log.Error("reload: static forwards not applied", "err", err)
+		return
+	}
+	log.Info("reloaded", "config", orDefault(cfg.File), "rules", len(pol.Rules()), "static_forwards", len(cfg.Forwards))
+}
+
+func buildPolicy(cfg *config.Config, det netif.Detected, ext netip.Addr, log *slog.Logger) (*policy.Policy, error) {
+	reserved := append([]policy.Reserved{
+		{Proto: mapping.UDP, Ports: mapping.PortRange{Lo: pcpPort, Hi: pcpPort}, Why: "berth"},
+		{Proto: mapping.UDP, Ports: mapping.PortRange{Lo: ssdpPort, Hi: ssdpPort}, Why: "berth"},
+	}, cfg.Policy.Reserved...)
+	reserved = append(reserved, routerPorts(det, ext, log)...)
+	pol, err := policy.New(policy.Config{
+		LAN:          det.LANPrefixes,
+		Rules:        cfg.Policy.Rules,
+		SecureMode:   cfg.Policy.SecureMode,
+		MaxPerClient: cfg.Policy.MaxPerClient,
+		MaxTotal:     cfg.Policy.MaxTotal,
+		Lifetime:     cfg.Policy.Lifetime,
+		Reserved:     reserved,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("daemon: %w", err)
+	}
+	for _, r := range pol.Rules() {
+		log.Debug("policy rule", "rule", r.Text)
+	}
+	return pol, nil
+}
+
+// routerPorts are the ports the router itself listens on where WAN traffic
+// arrives: handing them out would shadow a router service.
+func routerPorts(det netif.Detected, ext netip.Addr, log *slog.Logger) []policy.Reserved {
+	ls, err := netif.ListeningPorts()
+	if err != nil {
+		log.Warn("cannot read the router's listening ports; not reserving them", "err", err)
+		return nil
+	}
+	wan := map[netip.Addr]bool{ext: true}
+	for _, p := range det.WAN.Prefixes {
+		wan[p.Addr()] = true
+	}
+	var out []policy.Reserved
+	for _, l := range ls {
+		if a := l.Addr.Addr(); a.IsUnspecified() || wan[a] {
+			p := l.Addr.Port()
+			out = append(out, policy.Reserved{Proto: l.Proto, Ports: mapping.PortRange{Lo: p, Hi: p}, Why: "router listens"})
+		}
+	}
+	if len(out) > 0 {
+		log.Info("reserved ports the router listens on", "count", len(out))
+	}
+	return out
+}
+
+// chooseBackend is the one place that picks a backend.
+func chooseBackend(cfg *config.Config, det netif.Detected, ext netip.Addr, clk clock.Clock, log *slog.Logger) (backend.Backend, string, error) {
+	switch cfg.Backend {
+	case "nft":
+		return nil, "", errors.New("daemon: backend \"nft\" is not available in this build; use \"relay\" or \"auto\"")
+	case "auto", "relay", "":
+		if cfg.Backend != "relay" {
+			log.Info("backend auto: choosing relay", "why", "this build has no nftables backend yet")
+		}
+		rc := relay.Config{Clock: clk, Logger: log}
+		if ext.IsValid() && !isLocal(det, ext) {
+			// The external address belongs to a device upstream (1:1 NAT):
+			// traffic for it arrives on the WAN interface's own address.
+			rc.Listen = netip.IPv4Unspecified()
+			if ext.Is6() {
+				rc.Listen = netip.IPv6Unspecified()
+			}
+			log.Info("relay listens on every address", "why", "external address is not on this host", "external", ext)
+		}
+		return relay.New(rc), "relay", nil
+	}
+	return nil, "", fmt.Errorf("daemon: unknown backend %q", cfg.Backend)
+}
+
+func isLocal(det netif.Detected, a netip.Addr) bool {
+	for _, ifs := range append([]netif.Interface{det.WAN}, det.LAN...) {
+		for _, p := range ifs.Prefixes {
+			if p.Addr() == a {
+				return true
+			}
+		}
+	}
+	return a.IsLoopback()
+}
+
+// warnAboutExternal says when clients will not like the external address.
+func warnAboutExternal(log *slog.Logger, ext netip.Addr) {
+	switch {
+	case !ext.IsValid():
+		log.Warn("no external address: mapping requests will fail until the WAN has one")
+	case ext.IsPrivate() || netip.MustParsePrefix("100.64.0.0/10").Contains(ext) || ext.IsLoopback():
+		// miniupnpc treats such an IGD as "not connected" (COMPAT.md R5).
+		log.Warn("external address is not public: the router is behind another NAT and some UPnP clients will not use it", "external", ext)
+	}
+}
+
+func forwards(cfg *config.Config) []portmap.Forward {
+	out := make([]portmap.Forward, len(cfg.Forwards))
+	for i, f := range cfg.Forwards {
+		out[i] = portmap.Forward{Name: f.Name, Proto: f.Proto, External: f.External, Internal: f.Internal, Remote: f.Remote}
+	}
+	return out
+}
+
+func names(ifs []netif.Interface) string {
+	s := make([]string, len(ifs))
+	for i, f := range ifs {
+		s[i] = f.Name
+	}
+	return strings.Join(s, ",")
+}
+
+func orDefault(file string) string {
+	if file == "" {
+		return "(built-in defaults)"
+	}
+	return file
+}

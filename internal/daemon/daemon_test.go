@@ -1,0 +1,213 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/berthd/berth/internal/backend"
+	"github.com/berthd/berth/internal/clock"
+	"github.com/berthd/berth/internal/config"
+	"github.com/berthd/berth/internal/mapping"
+	"github.com/berthd/berth/internal/netif"
+	"github.com/berthd/berth/internal/portmap"
+)
+
+// loopback serves 127.0.0.0/8 as both WAN and LAN.
+func loopback(string, []string) (netif.Detected, error) {
+	lo := netif.Interface{Name: "lo", Index: 1, Prefixes: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/8")}}
+	return netif.Detected{
+		WAN: lo, ExternalAddr: netip.MustParseAddr("127.0.0.1"),
+		LAN: []netif.Interface{lo}, LANPrefixes: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
+		ServeWAN: true, Notes: []string{"test: loopback"},
+	}, nil
+}
+
+// echoServer accepts TCP on loopback and echoes; it stops with the test.
+func echoServer(t *testing.T) netip.AddrPort {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); io.Copy(c, c) }()
+		}
+	}()
+	return netip.MustParseAddrPort(ln.Addr().String())
+}
+
+// freePort returns a TCP port that was free a moment ago.
+func freePort(t *testing.T) uint16 {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return netip.MustParseAddrPort(ln.Addr().String()).Port()
+}
+
+func writeConfig(t *testing.T, path string, forwards map[string][2]string) {
+	t.Helper()
+	var b bytes.Buffer
+	b.WriteString("backend = \"relay\"\n")
+	for name, f := range forwards {
+		fmt.Fprintf(&b, "[[forward]]\nname = %q\nproto = \"tcp\"\nexternal_port = %s\ninternal = %q\n", name, f[0], f[1])
+	}
+	if err := os.WriteFile(path, b.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func roundTrip(addr string) error {
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(clock.Real{}.Now().Add(5 * time.Second)) // real sockets need a real deadline
+	if _, err := c.Write([]byte("ping")); err != nil {
+		return err
+	}
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(c, buf); err != nil {
+		return err
+	}
+	if string(buf) != "ping" {
+		return fmt.Errorf("got %q back", buf)
+	}
+	return nil
+}
+
+// TestStaticForwardCarriesTrafficAndReloads runs the daemon on loopback
+// with the relay backend: a static forward really carries TCP, SIGHUP's
+// reload adds a second one, and stopping removes them.
+func TestStaticForwardCarriesTrafficAndReloads(t *testing.T) {
+	echo := echoServer(t)
+	ext1, ext2 := freePort(t), freePort(t)
+	path := filepath.Join(t.TempDir(), "berth.toml")
+	writeConfig(t, path, map[string][2]string{"one": {fmt.Sprint(ext1), echo.String()}})
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	ready := make(chan *portmap.Service, 1)
+	reload := make(chan struct{}, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, cfg, Options{
+			Logger: slog.New(slog.NewTextHandler(&syncWriter{w: &logs}, nil)),
+			Detect: loopback,
+			Ready:  func(s *portmap.Service) { ready <- s },
+			Reload: reload,
+			Reread: func() (*config.Config, error) { return config.Load(path) },
+		})
+	}()
+	var svc *portmap.Service
+	select {
+	case svc = <-ready:
+	case err := <-done:
+		t.Fatalf("Run ended early: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("daemon not ready within 10s")
+	}
+	if err := roundTrip(fmt.Sprintf("127.0.0.1:%d", ext1)); err != nil {
+		t.Fatalf("through static forward: %v", err)
+	}
+	writeConfig(t, path, map[string][2]string{
+		"one": {fmt.Sprint(ext1), echo.String()},
+		"two": {fmt.Sprint(ext2), echo.String()},
+	})
+	reload <- struct{}{}
+	if !waitFor(func() bool { return len(svc.List(mapping.Filter{Kind: mapping.KindStatic})) == 2 }) {
+		t.Fatal("reload did not add the second forward")
+	}
+	if err := roundTrip(fmt.Sprintf("127.0.0.1:%d", ext2)); err != nil {
+		t.Fatalf("through reloaded forward: %v", err)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("daemon did not stop within 10s")
+	}
+	if err := roundTrip(fmt.Sprintf("127.0.0.1:%d", ext1)); err == nil {
+		t.Fatal("forward still open after stop")
+	}
+}
+
+func TestStaticForwardOnBusyPortFailsCleanly(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	port := netip.MustParseAddrPort(busy.Addr().String()).Port()
+	path := filepath.Join(t.TempDir(), "berth.toml")
+	writeConfig(t, path, map[string][2]string{"busy": {fmt.Sprint(port), "127.0.0.1:9"}})
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = Run(context.Background(), cfg, Options{Logger: slog.New(slog.DiscardHandler), Detect: loopback})
+	if !errors.Is(err, backend.ErrPortUnavailable) {
+		t.Fatalf("got %v, want ErrPortUnavailable", err)
+	}
+	if !bytes.Contains([]byte(err.Error()), []byte(fmt.Sprint(port))) {
+		t.Fatalf("error %v does not name port %d", err, port)
+	}
+}
+
+func TestNftBackendRefusedForNow(t *testing.T) {
+	cfg := config.Default()
+	cfg.Backend = "nft"
+	err := Run(context.Background(), cfg, Options{Logger: slog.New(slog.DiscardHandler), Detect: loopback})
+	if err == nil {
+		t.Fatal("got nil, want an error saying nft is not available")
+	}
+}
+
+// waitFor polls cond for up to 10 s.
+func waitFor(cond func() bool) bool {
+	for range 200 {
+		if cond() {
+			return true
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return false
+}
+
+// syncWriter serialises writes from the daemon's goroutines.
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}
