@@ -1,0 +1,164 @@
+package portmap
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/berthd/berth/internal/backend"
+	"github.com/berthd/berth/internal/clock/clocktest"
+	"github.com/berthd/berth/internal/mapping"
+	"github.com/berthd/berth/internal/policy"
+)
+
+// nop is a backend that accepts everything at no cost, so the benchmarks
+// measure the Service itself.
+type nop struct{}
+
+func (nop) Apply(context.Context, []backend.Change) error { return nil }
+func (nop) Sync(context.Context, []mapping.Mapping) error { return nil }
+func (nop) Close() error                                  { return nil }
+
+var benchSizes = []int{1_000, 100_000, 1_000_000}
+
+// benchService returns a Service holding n mappings of hosts in
+// 10.0.0.0/8. One external address has 65,535 ports per protocol, so a
+// million mappings need several addresses; the Service's own external
+// address is the first.
+func benchService(b *testing.B, n int) (*Service, *clocktest.Fake) {
+	b.Helper()
+	pol, err := policy.New(policy.Config{
+		LAN:        []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")},
+		SecureMode: true,
+		Lifetime:   map[mapping.Kind]policy.Lifetimes{mapping.KindNATPMP: {Min: time.Minute, Max: 24 * time.Hour}},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	clk := clocktest.NewFake(t0)
+	s := New(Config{Backend: nop{}, Policy: pol, Clock: clk, External: extN(0)})
+	for i := range n {
+		proto := mapping.UDP
+		if i%2 == 1 {
+			proto = mapping.TCP
+		}
+		host := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+		// The Service's own address holds at most 100,000 mappings (so new
+		// ones still find ports); the rest go 128,000 to an address.
+		addr, j := 0, i
+		if i >= 100_000 {
+			addr, j = 1+(i-100_000)/128_000, (i-100_000)%128_000
+		}
+		s.table.Put(mapping.Mapping{
+			Key:      mapping.Key{Proto: proto, External: netip.AddrPortFrom(extN(addr), uint16(1024+j/2))},
+			Internal: netip.AddrPortFrom(host, 5000),
+			Client:   host,
+			Origin:   mapping.Origin{Kind: mapping.KindNATPMP},
+			Expires:  t0.Add(2*time.Hour + time.Duration(i)*time.Millisecond),
+		})
+	}
+	s.schedule(t0)
+	return s, clk
+}
+
+func extN(i int) netip.Addr { return netip.AddrFrom4([4]byte{100, 127, byte(i), 1}) }
+
+func BenchmarkServiceMap(b *testing.B) {
+	for _, n := range benchSizes {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			s, _ := benchService(b, n)
+			host := netip.MustParseAddr("10.255.255.1")
+			var ring [1000]mapping.Request
+			b.ResetTimer()
+			for i := 0; b.Loop(); i++ {
+				r := mapping.Request{Client: host, Proto: mapping.UDP, Internal: netip.AddrPortFrom(host, uint16(1024+i%60000)),
+					Lifetime: time.Hour, Origin: mapping.Origin{Kind: mapping.KindNATPMP}}
+				if _, err := s.Map(ctx, r); err != nil {
+					b.Fatal(err)
+				}
+				slot := &ring[i%len(ring)]
+				if slot.Client.IsValid() {
+					if err := s.Unmap(ctx, *slot); err != nil {
+						b.Fatal(err)
+					}
+				}
+				*slot = r
+			}
+		})
+	}
+}
+
+func BenchmarkServiceRenew(b *testing.B) {
+	for _, n := range benchSizes {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			s, _ := benchService(b, n)
+			ms := s.List(mapping.Filter{Ports: mapping.PortRange{Lo: 1024, Hi: 1100}})
+			var rs []mapping.Request
+			for _, m := range ms {
+				if m.External.Addr() == extN(0) {
+					rs = append(rs, mapping.Request{Client: m.Client, Proto: m.Proto, Internal: m.Internal, Lifetime: time.Hour, Origin: m.Origin})
+				}
+			}
+			b.ResetTimer()
+			for i := 0; b.Loop(); i++ {
+				if _, err := s.Map(ctx, rs[i%len(rs)]); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkServiceUnmapRemap(b *testing.B) {
+	for _, n := range benchSizes {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			s, _ := benchService(b, n)
+			var rs []mapping.Request
+			for _, m := range s.List(mapping.Filter{Ports: mapping.PortRange{Lo: 1024, Hi: 1100}}) {
+				if m.External.Addr() == extN(0) {
+					rs = append(rs, mapping.Request{Client: m.Client, Proto: m.Proto, Internal: m.Internal, Lifetime: time.Hour, Origin: m.Origin})
+				}
+			}
+			b.ResetTimer()
+			for i := 0; b.Loop(); i++ {
+				r := rs[i%len(rs)]
+				if err := s.Unmap(ctx, r); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := s.Map(ctx, r); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkServiceExpire lets one lease expire per iteration through the
+// timer path and puts it back with a later deadline.
+func BenchmarkServiceExpire(b *testing.B) {
+	for _, n := range benchSizes {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			s, clk := benchService(b, n)
+			sub := s.Subscribe(1)
+			defer sub.Cancel()
+			b.ResetTimer()
+			for b.Loop() {
+				next, _ := s.table.NextExpiry()
+				clk.Set(next)
+				select {
+				case e := <-sub.C():
+					m := e.Mapping
+					m.Expires = m.Expires.Add(2 * time.Hour)
+					s.mu.Lock()
+					s.table.Put(m)
+					s.schedule(next)
+					s.mu.Unlock()
+				default:
+					b.Fatal("nothing expired")
+				}
+			}
+		})
+	}
+}
