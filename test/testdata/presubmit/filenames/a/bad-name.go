@@ -1,0 +1,2 @@
+// Package a is a presubmit fixture: bad-name.go has a hyphen.
+package a

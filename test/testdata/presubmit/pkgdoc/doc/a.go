@@ -1,0 +1,2 @@
+// Package doc is a presubmit fixture: documented in a.go only.
+package doc
