@@ -24,7 +24,8 @@ type Mapper interface {
 	//   - r.Suggest port != 0: the mapping with Key {r.Proto, r.Suggest, r.Remote}
 	//     (UPnP DeletePortMapping);
 	//   - else r.Internal port != 0: the client's mappings of r.Proto on
-	//     r.Internal (NAT-PMP, PCP);
+	//     r.Internal with remote host r.Remote (NAT-PMP, PCP MAP; PCP PEER
+	//     names its peer);
 	//   - else: all the client's mappings of r.Proto (NAT-PMP "delete all").
 	// It returns ErrNotFound when nothing matched and ErrNotAuthorized when
 	// the selected mapping belongs to another client (secure mode) or is a

@@ -264,7 +264,11 @@ func (s *Service) Unmap(ctx context.Context, r mapping.Request) error {
 		}
 		victims = []mapping.Mapping{m}
 	case r.Internal.Port() != 0:
-		victims = s.table.Internal(r.Client, r.Proto, r.Internal)
+		for _, m := range s.table.Internal(r.Client, r.Proto, r.Internal) {
+			if m.Remote == r.Remote {
+				victims = append(victims, m)
+			}
+		}
 	default:
 		victims = s.table.Client(r.Client, r.Proto)
 	}

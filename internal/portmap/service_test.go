@@ -458,3 +458,18 @@ func find(ms []mapping.Mapping, k mapping.Key) (mapping.Mapping, bool) {
 	}
 	return mapping.Mapping{}, false
 }
+
+func TestUnmapByInternalMatchesRemote(t *testing.T) {
+	h := newHarness(t, nil)
+	open := h.mustMap(t, pmp(hostA, mapping.UDP, 5000, 0, time.Hour))
+	peer := pmp(hostA, mapping.UDP, 5000, 0, time.Hour)
+	peer.Remote = netip.MustParseAddr("198.51.100.7")
+	h.mustMap(t, peer)
+	peer.Lifetime = 0
+	if err := h.Unmap(ctx, peer); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.List(mapping.Filter{Client: hostA}); len(got) != 1 || got[0].Key != open.Key {
+		t.Fatalf("got %v, want only the unrestricted mapping left", got)
+	}
+}
