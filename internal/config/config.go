@@ -54,6 +54,24 @@ type Config struct {
 	Policy Policy
 	// Forwards are the static port forwards, in file order.
 	Forwards []Forward
+	// NATPMP and PCP switch the responders on UDP port 5351.
+	NATPMP NATPMP
+	PCP    PCP
+}
+
+// NATPMP is the [natpmp] table.
+type NATPMP struct {
+	// Enabled serves NAT-PMP (RFC 6886); default true.
+	Enabled bool
+}
+
+// PCP is the [pcp] table.
+type PCP struct {
+	// Enabled serves PCP (RFC 6887); default true.
+	Enabled bool
+	// AllowThirdParty lets a client map ports for another host with the
+	// THIRD_PARTY option; default false. Secure mode must be off too.
+	AllowThirdParty bool
 }
 
 // Policy is the [policy] table.
@@ -129,6 +147,8 @@ func Default() *Config {
 				mapping.KindTrigger: {},
 			},
 		},
+		NATPMP: NATPMP{Enabled: true},
+		PCP:    PCP{Enabled: true},
 	}
 }
 

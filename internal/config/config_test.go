@@ -405,3 +405,22 @@ func TestExample(t *testing.T) {
 		t.Errorf("example's documented defaults differ from Default():\n got %+v\nwant %+v", summarize(c), summarize(d))
 	}
 }
+
+func TestResponderTables(t *testing.T) {
+	c, err := Parse("r.toml", []byte("[natpmp]\nenabled = false\n[pcp]\nallow_third_party = true\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.NATPMP.Enabled || !c.PCP.Enabled || !c.PCP.AllowThirdParty {
+		t.Fatalf("got natpmp %+v pcp %+v, want natpmp off, pcp on with third party", c.NATPMP, c.PCP)
+	}
+	_, err = Parse("r.toml", []byte("[pcp]\nenabled = true\nthird_party = true\n"))
+	var e *Error
+	if !errors.As(err, &e) || e.Line != 3 || e.Field != "pcp.third_party" {
+		t.Fatalf("got %v, want r.toml:3: pcp.third_party unknown key", err)
+	}
+	_, err = Parse("r.toml", []byte("[natpmp]\nenabled = \"yes\"\n"))
+	if !errors.As(err, &e) || e.Line != 2 || e.Field != "natpmp.enabled" {
+		t.Fatalf("got %v, want r.toml:2: natpmp.enabled", err)
+	}
+}

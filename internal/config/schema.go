@@ -49,6 +49,21 @@ func (d *decoder) config(c *Config, t *table) {
 	if pt := t.sub("policy"); pt != nil {
 		d.policy(&c.Policy, pt)
 	}
+	if nt := t.sub("natpmp"); nt != nil {
+		if b, _, ok := nt.boolean("enabled"); ok {
+			c.NATPMP.Enabled = b
+		}
+		nt.close()
+	}
+	if pt := t.sub("pcp"); pt != nil {
+		if b, _, ok := pt.boolean("enabled"); ok {
+			c.PCP.Enabled = b
+		}
+		if b, _, ok := pt.boolean("allow_third_party"); ok {
+			c.PCP.AllowThirdParty = b
+		}
+		pt.close()
+	}
 	c.Forwards = d.forwards(t.tables("forward"))
 	t.close()
 }
