@@ -26,7 +26,8 @@ type Mapper interface {
 	//   - else r.Internal port != 0: the client's mappings of r.Proto on
 	//     r.Internal with remote host r.Remote (NAT-PMP, PCP MAP; PCP PEER
 	//     names its peer);
-	//   - else: all the client's mappings of r.Proto (NAT-PMP "delete all").
+	//   - else: all the client's mappings of r.Proto made by the same
+	//     origin kind (NAT-PMP "delete all").
 	// It returns ErrNotFound when nothing matched and ErrNotAuthorized when
 	// the selected mapping belongs to another client (secure mode) or is a
 	// static forward. It is idempotent apart from that error.

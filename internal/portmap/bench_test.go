@@ -59,7 +59,7 @@ func benchService(b *testing.B, n int) (*Service, *clocktest.Fake) {
 			Expires:  t0.Add(2*time.Hour + time.Duration(i)*time.Millisecond),
 		})
 	}
-	s.schedule(t0)
+	s.schedule()
 	return s, clk
 }
 
@@ -153,7 +153,7 @@ func BenchmarkServiceExpire(b *testing.B) {
 					m.Expires = m.Expires.Add(2 * time.Hour)
 					s.mu.Lock()
 					s.table.Put(m)
-					s.schedule(next)
+					s.schedule()
 					s.mu.Unlock()
 				default:
 					b.Fatal("nothing expired")

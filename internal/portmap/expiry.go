@@ -18,7 +18,7 @@ const backendTimeout = 10 * time.Second
 // finds nothing or less than expected, and schedules again. So renewals,
 // which only push deadlines later, never touch the timer. Called with mu
 // held.
-func (s *Service) schedule(now time.Time) {
+func (s *Service) schedule() {
 	next, ok := s.table.NextExpiry()
 	if !ok || s.closed {
 		return
@@ -29,21 +29,25 @@ func (s *Service) schedule(now time.Time) {
 	if s.stop != nil {
 		s.stop()
 	}
+	s.timerID++
+	id := s.timerID
 	s.timerAt = next
-	s.stop = s.clk.AfterFunc(max(next.Sub(now), 0), s.expire)
+	s.stop = s.clk.AfterFunc(max(next.Sub(s.clk.Now()), 0), func() { s.expire(id) })
 }
 
-// expire removes every lease that has ended and tells the backend.
-func (s *Service) expire() {
+// expire removes every lease that has ended and tells the backend. id
+// tells a timer that was replaced (but had already fired) from the armed
+// one; a stale one does nothing, the armed one will run.
+func (s *Service) expire(id uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.stop = nil
-	if s.closed {
+	if s.closed || id != s.timerID {
 		return
 	}
+	s.stop = nil
 	now := s.clk.Now()
 	gone := s.table.Expire(now)
-	s.schedule(now)
+	s.schedule()
 	if len(gone) == 0 {
 		return
 	}

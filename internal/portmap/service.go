@@ -59,6 +59,8 @@ type Service struct {
 	stop    func() bool
 	retry   func() bool // pending backend reconciliation
 	subs    map[*subscriber]struct{}
+	static  []Forward // the configured forwards, kept for a later address
+	timerID uint64    // identifies the armed expiry timer
 }
 
 // New returns a Service with an empty table. It panics when a required
@@ -197,8 +199,11 @@ func (s *Service) Map(ctx context.Context, r mapping.Request) (mapping.Mapping, 
 			return mapping.Mapping{}, fmt.Errorf("portmap: %w", err)
 		}
 		if plan.Renewal() {
+			if plan.Old.Origin != plan.Mapping.Origin {
+				s.gen++ // a new description is a change listings show
+			}
 			s.table.Commit(plan)
-			s.schedule(now)
+			s.schedule()
 			s.log.Info("mapping renewed", "key", plan.Mapping.Key, "internal", plan.Mapping.Internal,
 				"client", r.Client, "lifetime", d.Lifetime, "origin", r.Origin.Kind)
 			return plan.Mapping, nil
@@ -216,14 +221,18 @@ func (s *Service) Map(ctx context.Context, r mapping.Request) (mapping.Mapping, 
 			continue
 		}
 		if errors.Is(err, backend.ErrPortUnavailable) {
-			return mapping.Mapping{}, fmt.Errorf("portmap: %v: %w: %w", plan.Mapping.Key, mapping.ErrConflict, err)
+			code := mapping.ErrConflict
+			if !r.Exact {
+				code = mapping.ErrNoResources // every port tried was refused
+			}
+			return mapping.Mapping{}, fmt.Errorf("portmap: %v: %w: %w", plan.Mapping.Key, code, err)
 		}
 		if err != nil {
 			return mapping.Mapping{}, fmt.Errorf("portmap: backend: %w: %w", mapping.ErrNetworkFailure, err)
 		}
 		s.table.Commit(plan)
 		s.gen++
-		s.schedule(now)
+		s.schedule()
 		if plan.Replaces {
 			s.publish(Event{Kind: Removed, Mapping: plan.Old})
 		}
@@ -270,7 +279,13 @@ func (s *Service) Unmap(ctx context.Context, r mapping.Request) error {
 			}
 		}
 	default:
-		victims = s.table.Client(r.Client, r.Proto)
+		// "Delete all" (NAT-PMP internal port 0) is about the mappings the
+		// client made with the same protocol, not its UPnP ones.
+		for _, m := range s.table.Client(r.Client, r.Proto) {
+			if m.Origin.Kind == r.Origin.Kind {
+				victims = append(victims, m)
+			}
+		}
 	}
 	if len(victims) == 0 {
 		return fmt.Errorf("portmap: %v mappings of %v on %v: %w", r.Proto, r.Client, r.Internal, mapping.ErrNotFound)

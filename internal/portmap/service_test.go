@@ -473,3 +473,63 @@ func TestUnmapByInternalMatchesRemote(t *testing.T) {
 		t.Fatalf("got %v, want only the unrestricted mapping left", got)
 	}
 }
+
+func TestStaticForwardsWaitForAnAddress(t *testing.T) {
+	h := newHarness(t, nil)
+	if err := h.SetExternalAddr(ctx, netip.Addr{}); err != nil {
+		t.Fatal(err)
+	}
+	fs := []Forward{{Name: "web", Proto: mapping.TCP, External: 8080, Internal: netip.AddrPortFrom(hostA, 80)}}
+	if err := h.SetStatic(ctx, fs); err != nil {
+		t.Fatalf("no address yet: got %v, want the forwards kept for later", err)
+	}
+	if h.Len() != 0 {
+		t.Fatal("installed a forward without an address")
+	}
+	if err := h.SetExternalAddr(ctx, ext); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.List(mapping.Filter{Kind: mapping.KindStatic}); len(got) != 1 || got[0].External != netip.AddrPortFrom(ext, 8080) {
+		t.Fatalf("got %v, want the forward installed on %v", got, ext)
+	}
+}
+
+func TestDescriptionChangeIsAChange(t *testing.T) {
+	h := newHarness(t, nil)
+	h.mustMap(t, igd(hostA, mapping.TCP, 8000, 8080, time.Hour))
+	gen := h.Generation()
+	r := igd(hostA, mapping.TCP, 8000, 8080, time.Hour)
+	r.Origin.Description = "renamed"
+	h.mustMap(t, r)
+	if h.Generation() == gen {
+		t.Fatal("a new description did not change the generation")
+	}
+	if got := h.List(mapping.Filter{}); got[0].Origin.Description != "renamed" {
+		t.Fatalf("got description %q", got[0].Origin.Description)
+	}
+	if len(h.be.Batches()) != 1 {
+		t.Fatal("a description change reached the backend")
+	}
+}
+
+func TestDeleteAllKeepsOtherProtocolsMappings(t *testing.T) {
+	h := newHarness(t, nil)
+	h.mustMap(t, pmp(hostA, mapping.TCP, 5000, 0, time.Hour))
+	h.mustMap(t, igd(hostA, mapping.TCP, 8000, 8080, time.Hour))
+	if err := h.Unmap(ctx, pmp(hostA, mapping.TCP, 0, 0, 0)); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.List(mapping.Filter{}); len(got) != 1 || got[0].Origin.Kind != mapping.KindIGD {
+		t.Fatalf("got %v, want only the UPnP mapping left", got)
+	}
+}
+
+func TestEveryPortRefusedIsNoResources(t *testing.T) {
+	h := newHarness(t, nil)
+	for range maxPortRetries + 1 {
+		h.be.Fail(fmt.Errorf("bind: %w", backend.ErrPortUnavailable))
+	}
+	if _, err := h.Map(ctx, pmp(hostA, mapping.TCP, 5000, 5000, time.Hour)); !errors.Is(err, mapping.ErrNoResources) {
+		t.Fatalf("got %v, want ErrNoResources", err)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 
 	"github.com/berthd/berth/internal/backend"
 	"github.com/berthd/berth/internal/mapping"
@@ -31,18 +32,38 @@ func (f Forward) mapping(ext netip.Addr) mapping.Mapping {
 // forwards no longer configured are removed, new and changed ones are
 // installed. A dynamic mapping on a forward's external port is withdrawn
 // (the configuration wins) and a Removed event tells its responder. On
-// error nothing changes.
+// error nothing changes. While the external address is unknown the
+// forwards are kept and installed when SetExternalAddr gives one.
 func (s *Service) SetStatic(ctx context.Context, fs []Forward) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed || !s.ext.IsValid() {
-		return fmt.Errorf("portmap: static forwards: no external address: %w", mapping.ErrNetworkFailure)
+	if s.closed {
+		return fmt.Errorf("portmap: static forwards: closed: %w", mapping.ErrNetworkFailure)
 	}
-	want := make(map[mapping.Key]mapping.Mapping, len(fs))
 	for _, f := range fs {
 		if !f.Proto.Valid() || f.External == 0 || !f.Internal.IsValid() || f.Internal.Port() == 0 {
 			return fmt.Errorf("portmap: static forward %q: %w", f.Name, mapping.ErrInvalid)
 		}
+	}
+	if !s.ext.IsValid() {
+		s.static = slices.Clone(fs)
+		if len(fs) > 0 {
+			s.log.Warn("static forwards wait for an external address", "count", len(fs))
+		}
+		return nil
+	}
+	if err := s.installStatic(ctx, fs); err != nil {
+		return err
+	}
+	s.static = slices.Clone(fs)
+	return nil
+}
+
+// installStatic does SetStatic's work on the current external address.
+// Called with mu held.
+func (s *Service) installStatic(ctx context.Context, fs []Forward) error {
+	want := make(map[mapping.Key]mapping.Mapping, len(fs))
+	for _, f := range fs {
 		m := f.mapping(s.ext)
 		if _, dup := want[m.Key]; dup {
 			return fmt.Errorf("portmap: static forward %q: %v declared twice: %w", f.Name, m.Key, mapping.ErrConflict)
@@ -138,6 +159,13 @@ func (s *Service) SetExternalAddr(ctx context.Context, a netip.Addr) error {
 	s.log.Info("external address changed", "from", s.ext, "to", a)
 	s.ext = a
 	s.publish(Event{Kind: ExternalChanged, Addr: a})
+	if a.IsValid() && len(s.static) > 0 {
+		// Forwards configured while the address was unknown; installing
+		// the same set again is a no-op.
+		if err := s.installStatic(ctx, s.static); err != nil {
+			s.log.Error("static forwards not installed", "err", err)
+		}
+	}
 	return nil
 }
 
