@@ -55,6 +55,9 @@ type Config struct {
 	Lifetime map[mapping.Kind]Lifetimes
 	// Reserved ports are removed from every allowed set.
 	Reserved []Reserved
+	// Router are the router's own addresses (LAN and WAN): no mapping may
+	// send traffic to them (COMPAT P6).
+	Router []netip.Addr
 }
 
 // Usage is what the table holds now, not counting the mapping the request
@@ -87,6 +90,7 @@ const (
 	whyClientOutside   = "client outside LAN"
 	whyInternalOutside = "internal address outside LAN"
 	whySecureMode      = "secure mode"
+	whyNotAHost        = "internal address is the router, or a network or broadcast address"
 	whyDefaultDeny     = "no rule matched (default deny)"
 )
 
@@ -94,6 +98,7 @@ var (
 	errClientOutside   = denyError(whyClientOutside)
 	errInternalOutside = denyError(whyInternalOutside)
 	errSecureMode      = denyError(whySecureMode)
+	errNotAHost        = denyError(whyNotAHost)
 	errDefaultDeny     = denyError(whyDefaultDeny)
 )
 
@@ -108,6 +113,7 @@ type Policy struct {
 	ruleErrs []error // ruleErrs[i] is the denial error naming rules[i]
 	secure   bool
 	reserved []Reserved
+	router   map[netip.Addr]bool
 
 	maxClient, maxTotal int
 	quotaClient         string
@@ -136,6 +142,10 @@ func New(c Config) (*Policy, error) {
 		secure:    c.SecureMode,
 		maxClient: c.MaxPerClient,
 		maxTotal:  c.MaxTotal,
+		router:    make(map[netip.Addr]bool, len(c.Router)),
+	}
+	for _, a := range c.Router {
+		p.router[a.Unmap().WithZone("")] = true
 	}
 	for _, l := range c.LAN {
 		if err := checkPrefix(l); err != nil {
@@ -261,6 +271,9 @@ func (p *Policy) Decide(r mapping.Request, u Usage) Decision {
 	if !p.inLAN(internal) {
 		return deny(whyInternalOutside, errInternalOutside)
 	}
+	if !p.isHost(internal) {
+		return deny(whyNotAHost, errNotAHost)
+	}
 	if p.secure && internal != client {
 		return deny(whySecureMode, errSecureMode)
 	}
@@ -374,6 +387,30 @@ func (p *Policy) reservedHolding(proto mapping.Protocol, port uint16) int {
 		}
 	}
 	return -1
+}
+
+// isHost reports whether a can be a LAN host: not the router itself and,
+// for IPv4, not the network or broadcast address of its LAN prefix
+// (miniupnpd resolves NewInternalClient without such a check).
+func (p *Policy) isHost(a netip.Addr) bool {
+	if p.router[a] {
+		return false
+	}
+	if !a.Is4() {
+		return true
+	}
+	for _, l := range p.lan {
+		if !l.Contains(a) || l.Bits() >= 31 {
+			continue
+		}
+		b := a.As4()
+		v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+		host := uint32(1)<<(32-l.Bits()) - 1
+		if v&host == 0 || v&host == host {
+			return false
+		}
+	}
+	return true
 }
 
 func (p *Policy) inLAN(a netip.Addr) bool {

@@ -372,3 +372,27 @@ func BenchmarkDecide(b *testing.B) {
 		})
 	}
 }
+
+func TestInternalMustBeAHost(t *testing.T) {
+	router := netip.MustParseAddr("192.168.77.1")
+	p, err := New(Config{LAN: []netip.Prefix{netip.MustParsePrefix("192.168.77.0/24")}, Router: []netip.Addr{router}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := netip.MustParseAddr("192.168.77.10")
+	for _, tc := range []struct {
+		internal string
+		allow    bool
+	}{
+		{"192.168.77.10", true},
+		{"192.168.77.0", false},
+		{"192.168.77.255", false},
+		{"192.168.77.1", false},
+	} {
+		r := mapping.Request{Client: client, Proto: mapping.TCP, Internal: netip.AddrPortFrom(netip.MustParseAddr(tc.internal), 8000),
+			Suggest: netip.AddrPortFrom(netip.Addr{}, 8000), Origin: mapping.Origin{Kind: mapping.KindIGD}}
+		if d := p.Decide(r, Usage{}); d.Allow != tc.allow {
+			t.Errorf("internal %s: got allow=%v (%s), want %v", tc.internal, d.Allow, d.Rule, tc.allow)
+		}
+	}
+}
