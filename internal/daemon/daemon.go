@@ -70,8 +70,16 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 		log.Info("external address from configuration", "addr", ext)
 	}
 	warnAboutExternal(log, ext)
+	if det.ServeWAN && ext.IsValid() && !ext.IsPrivate() && !ext.IsLoopback() {
+		log.Warn("serving the WAN interface as LAN on a public address: any host on that network may ask for mappings; set lan to restrict",
+			"wan", det.WAN.Name, "prefixes", det.LANPrefixes)
+	}
 
-	pol, err := buildPolicy(cfg, det, ext, log)
+	// The router's own listening ports are read once, before the backend
+	// binds anything: read later, they would include the relay's sockets
+	// for the mappings themselves.
+	own := routerPorts(det, ext, log)
+	pol, err := buildPolicy(cfg, det, ext, own, log)
 	if err != nil {
 		return err
 	}
@@ -102,7 +110,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 			log.Info("stopping", "mappings", svc.Len())
 			return nil
 		case <-o.Reload:
-			reload(ctx, svc, det, ext, o, log)
+			reload(ctx, svc, det, ext, own, o, log)
 		}
 	}
 }
@@ -110,7 +118,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 // reload re-reads the configuration and applies the policy and the static
 // forwards. Interface, address and backend settings need a restart; a bad
 // configuration is reported and the running one kept.
-func reload(ctx context.Context, svc *portmap.Service, det netif.Detected, ext netip.Addr, o Options, log *slog.Logger) {
+func reload(ctx context.Context, svc *portmap.Service, det netif.Detected, ext netip.Addr, own []policy.Reserved, o Options, log *slog.Logger) {
 	if o.Reread == nil {
 		return
 	}
@@ -119,25 +127,35 @@ func reload(ctx context.Context, svc *portmap.Service, det netif.Detected, ext n
 		log.Error("reload: configuration rejected; keeping the running one", "err", err)
 		return
 	}
-	pol, err := buildPolicy(cfg, det, ext, log)
+	pol, err := buildPolicy(cfg, det, ext, own, log)
 	if err != nil {
 		log.Error("reload: policy rejected; keeping the running one", "err", err)
 		return
 	}
-	svc.SetPolicy(pol)
+	// Forwards first: if they cannot be applied, nothing changes.
 	if err := svc.SetStatic(ctx, forwards(cfg)); err != nil {
-		log.Error("reload: static forwards not applied", "err", err)
+		log.Error("reload: static forwards not applied; keeping the running configuration", "err", err)
 		return
 	}
+	svc.SetPolicy(pol)
 	log.Info("reloaded", "config", orDefault(cfg.File), "rules", len(pol.Rules()), "static_forwards", len(cfg.Forwards))
 }
 
-func buildPolicy(cfg *config.Config, det netif.Detected, ext netip.Addr, log *slog.Logger) (*policy.Policy, error) {
+func buildPolicy(cfg *config.Config, det netif.Detected, ext netip.Addr, own []policy.Reserved, log *slog.Logger) (*policy.Policy, error) {
 	reserved := append([]policy.Reserved{
 		{Proto: mapping.UDP, Ports: mapping.PortRange{Lo: pcpPort, Hi: pcpPort}, Why: "berth"},
 		{Proto: mapping.UDP, Ports: mapping.PortRange{Lo: ssdpPort, Hi: ssdpPort}, Why: "berth"},
 	}, cfg.Policy.Reserved...)
-	reserved = append(reserved, routerPorts(det, ext, log)...)
+	reserved = append(reserved, own...)
+	router := []netip.Addr{}
+	if ext.IsValid() {
+		router = append(router, ext)
+	}
+	for _, ifc := range append([]netif.Interface{det.WAN}, det.LAN...) {
+		for _, p := range ifc.Prefixes {
+			router = append(router, p.Addr())
+		}
+	}
 	pol, err := policy.New(policy.Config{
 		LAN:          det.LANPrefixes,
 		Rules:        cfg.Policy.Rules,
@@ -146,6 +164,7 @@ func buildPolicy(cfg *config.Config, det netif.Detected, ext netip.Addr, log *sl
 		MaxTotal:     cfg.Policy.MaxTotal,
 		Lifetime:     cfg.Policy.Lifetime,
 		Reserved:     reserved,
+		Router:       router,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("daemon: %w", err)

@@ -158,6 +158,75 @@ func TestStaticForwardCarriesTrafficAndReloads(t *testing.T) {
 	}
 }
 
+// A reload must not reserve the relay's own listening sockets: a NAT-PMP
+// style renewal after SIGHUP keeps its port.
+func TestReloadKeepsRenewalsOnTheirPort(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "berth.toml")
+	writeConfig(t, path, nil)
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ready := make(chan *portmap.Service, 1)
+	reload := make(chan struct{}, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, cfg, Options{Logger: slog.New(slog.DiscardHandler), Detect: loopback,
+			Ready: func(s *portmap.Service) { ready <- s }, Reload: reload,
+			Reread: func() (*config.Config, error) { return config.Load(path) }})
+	}()
+	var svc *portmap.Service
+	select {
+	case svc = <-ready:
+	case err := <-done:
+		t.Fatalf("Run ended early: %v", err)
+	}
+	host := netip.MustParseAddr("127.0.0.10")
+	r := mapping.Request{Client: host, Proto: mapping.TCP, Internal: netip.AddrPortFrom(host, 5000),
+		Lifetime: time.Hour, Origin: mapping.Origin{Kind: mapping.KindNATPMP}}
+	m, err := svc.Map(ctx, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The channel holds one: the third send goes through only once Run
+	// has taken the second, that is, after the first reload completed.
+	for range 3 {
+		reload <- struct{}{}
+	}
+	again, err := svc.Map(ctx, r)
+	if err != nil || again.External != m.External {
+		t.Fatalf("renewal after reload: got %v, %v; want %v", again.External, err, m.External)
+	}
+	cancel()
+	<-done
+}
+
+func TestStartsWithoutExternalAddress(t *testing.T) {
+	noAddr := func(w string, l []string) (netif.Detected, error) {
+		d, err := loopback(w, l)
+		d.ExternalAddr = netip.Addr{}
+		return d, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan *portmap.Service, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, config.Default(), Options{Logger: slog.New(slog.DiscardHandler), Detect: noAddr,
+			Ready: func(s *portmap.Service) { ready <- s }})
+	}()
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("Run ended without an external address: %v", err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestStaticForwardOnBusyPortFailsCleanly(t *testing.T) {
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -61,6 +61,11 @@ func (b *Backend) Apply(ctx context.Context, cs []backend.Change) error {
 	for _, c := range cs {
 		switch c.Op {
 		case backend.Add:
+			// Like a kernel map, a key is added once: a replace must delete
+			// the old mapping first in the same batch.
+			if _, ok := next[c.Mapping.Key]; ok {
+				return fmt.Errorf("fake: add of present %v", c.Mapping.Key)
+			}
 			next[c.Mapping.Key] = c.Mapping
 		case backend.Delete:
 			if _, ok := next[c.Mapping.Key]; !ok {
