@@ -1,15 +1,16 @@
 module github.com/berthd/berth
 
-go 1.26
+go 1.26.0
 
 require (
 	github.com/BurntSushi/toml v1.6.0
 	github.com/google/btree v1.1.3
 	github.com/jackpal/gateway v1.0.6
 	github.com/vishvananda/netlink v1.3.1
+	golang.org/x/net v0.62.0
 )
 
 require (
 	github.com/vishvananda/netns v0.0.5 // indirect
-	golang.org/x/sys v0.10.0 // indirect
+	golang.org/x/sys v0.49.0 // indirect
 )

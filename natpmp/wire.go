@@ -1,8 +1,9 @@
-// Package natpmp is the wire codec of the NAT Port Mapping Protocol,
-// RFC 6886 (NAT-PMP, version 0): requests and responses in both
-// directions, header-first classification of received datagrams, and the
-// error replies a gateway sends. It uses the standard library only and does
-// no I/O.
+// Package natpmp is the NAT Port Mapping Protocol, RFC 6886 (NAT-PMP,
+// version 0): the wire codec (requests and responses in both directions,
+// header-first classification of received datagrams, and the error replies
+// a gateway sends), which uses the standard library only and does no I/O,
+// and Handler, berth's responder, which answers requests through a
+// mapping.Mapper.
 //
 // All multi-byte fields are big-endian. A request is 2 bytes (opcode 0) or
 // 12 bytes (opcodes 1 and 2); a response is 12 or 16 bytes, or the 8-byte

@@ -1,0 +1,357 @@
+package pcp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/net/ipv4"
+
+	"github.com/berthd/berth/internal/clock"
+)
+
+// PacketHandler answers one request. It returns the reply appended to
+// out, or nil to drop the packet. Handlers are called concurrently.
+type PacketHandler interface {
+	Handle(ctx context.Context, req []byte, from netip.AddrPort, now time.Time, out []byte) []byte
+}
+
+// Bind is one LAN address to serve on, and the interface it belongs to
+// (for multicast announcements).
+type Bind struct {
+	Interface string
+	Addr      netip.Addr
+}
+
+// ServerConfig configures a Server. Clock is required.
+type ServerConfig struct {
+	Binds []Bind
+	// Port is the port to bind; 0 means Port (5351). Tests bind other
+	// ports on loopback.
+	Port uint16
+	// LAN are the source prefixes served; packets from elsewhere are
+	// dropped without an answer (DESIGN: nothing answers the WAN).
+	LAN []netip.Prefix
+	// PCP answers version-2 packets and, if NATPMP is nil, all others;
+	// NATPMP answers version-0 packets (RFC 6887 Appendix A: both share
+	// port 5351). Any other version goes to PCP, whose answer is the
+	// version negotiation reply (RFC 6887 §9).
+	PCP, NATPMP PacketHandler
+	Clock       clock.Clock
+	Logger      *slog.Logger // nil discards
+	// Workers reading each socket; default 2. No goroutine is started
+	// per packet.
+	Workers int
+	// Rate and Burst size the per-client token bucket (requests per
+	// second); defaults 50 and 100. Excess is dropped and counted.
+	Rate  float64
+	Burst int
+	// MaxClients bounds the rate limiter's table; default 4096.
+	MaxClients int
+	// Timeout bounds the handling of one request; default 2s.
+	Timeout time.Duration
+	// Epoch is the shared NAT-PMP/PCP epoch, for announcements.
+	Epoch func() uint32
+	// NATPMPAnnouncement returns the NAT-PMP address announcement for an
+	// epoch, or nil when there is none to make (no external address).
+	NATPMPAnnouncement func(epoch uint32) []byte
+	// AnnounceGroup4/6 and AnnouncePorts say where announcements go;
+	// defaults 224.0.0.1, ff02::1 and ports 5350 and 5351 (5351 for
+	// clients of the pre-RFC drafts, as miniupnpd does; COMPAT N10).
+	AnnounceGroup4, AnnounceGroup6 netip.Addr
+	AnnouncePorts                  []uint16
+}
+
+// Stats are the Server's counters.
+type Stats struct {
+	Received, Answered, NotLAN, RateLimited, Dropped, WriteErrors uint64
+}
+
+// Server serves NAT-PMP and PCP on UDP port 5351 of each LAN address: one
+// socket per address, so every reply leaves from exactly the address and
+// port the request was sent to (COMPAT N1).
+type Server struct {
+	cfg     ServerConfig
+	log     *slog.Logger
+	socks   []*sock
+	limiter *limiter
+	wg      sync.WaitGroup
+	closed  atomic.Bool
+
+	received, answered, notLAN, rateLimited, dropped, writeErrors atomic.Uint64
+
+	amu       sync.Mutex
+	aStop     func() bool
+	aRemain   int
+	aInterval time.Duration
+}
+
+type sock struct {
+	bind Bind
+	conn *net.UDPConn
+}
+
+// NewServer binds every address. On error nothing stays bound.
+func NewServer(c ServerConfig) (*Server, error) {
+	if c.Clock == nil {
+		panic("pcp: NewServer needs a Clock")
+	}
+	if c.PCP == nil && c.NATPMP == nil {
+		return nil, errors.New("pcp: server without handlers")
+	}
+	if c.Port == 0 {
+		c.Port = Port
+	}
+	if c.Workers <= 0 {
+		c.Workers = 2
+	}
+	if c.Rate <= 0 {
+		c.Rate = 50
+	}
+	if c.Burst <= 0 {
+		c.Burst = 100
+	}
+	if c.MaxClients <= 0 {
+		c.MaxClients = 4096
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = 2 * time.Second
+	}
+	if !c.AnnounceGroup4.IsValid() {
+		c.AnnounceGroup4 = netip.AddrFrom4([4]byte{224, 0, 0, 1})
+	}
+	if !c.AnnounceGroup6.IsValid() {
+		c.AnnounceGroup6 = netip.MustParseAddr("ff02::1")
+	}
+	if c.AnnouncePorts == nil {
+		c.AnnouncePorts = []uint16{ClientPort, Port}
+	}
+	log := c.Logger
+	if log == nil {
+		log = discard
+	}
+	s := &Server{cfg: c, log: log.With("component", "pcp"), limiter: newLimiter(c.Rate, c.Burst, c.MaxClients)}
+	for _, b := range c.Binds {
+		ap := netip.AddrPortFrom(b.Addr, c.Port)
+		conn, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(ap))
+		if err != nil {
+			s.closeSockets()
+			return nil, fmt.Errorf("pcp: listen %v: %w", ap, err)
+		}
+		s.socks = append(s.socks, &sock{bind: b, conn: conn})
+	}
+	return s, nil
+}
+
+// LocalAddrs are the bound addresses, in Binds order.
+func (s *Server) LocalAddrs() []netip.AddrPort {
+	out := make([]netip.AddrPort, len(s.socks))
+	for i, k := range s.socks {
+		out[i] = k.conn.LocalAddr().(*net.UDPAddr).AddrPort()
+	}
+	return out
+}
+
+// Serve starts the readers. It returns at once; Close stops them.
+func (s *Server) Serve() {
+	for _, k := range s.socks {
+		s.log.Info("serving NAT-PMP and PCP", "addr", k.conn.LocalAddr(), "interface", k.bind.Interface)
+		for range s.cfg.Workers {
+			s.wg.Add(1)
+			go s.read(k)
+		}
+	}
+}
+
+// Close stops announcements and readers and closes the sockets.
+func (s *Server) Close() error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	s.amu.Lock()
+	if s.aStop != nil {
+		s.aStop()
+		s.aStop = nil
+	}
+	s.amu.Unlock()
+	s.closeSockets()
+	s.wg.Wait()
+	return nil
+}
+
+func (s *Server) closeSockets() {
+	for _, k := range s.socks {
+		k.conn.Close()
+	}
+}
+
+// Stats returns the counters.
+func (s *Server) Stats() Stats {
+	return Stats{
+		Received: s.received.Load(), Answered: s.answered.Load(), NotLAN: s.notLAN.Load(),
+		RateLimited: s.rateLimited.Load(), Dropped: s.dropped.Load(), WriteErrors: s.writeErrors.Load(),
+	}
+}
+
+func (s *Server) read(k *sock) {
+	defer s.wg.Done()
+	// One byte more than the PCP maximum, so an oversized request is
+	// seen as oversized and answered MALFORMED_REQUEST, not truncated.
+	buf := make([]byte, MaxLen+4)
+	out := make([]byte, 0, MaxLen)
+	for {
+		n, from, err := k.conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if s.closed.Load() || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			s.log.Warn("read", "addr", k.conn.LocalAddr(), "err", err)
+			continue
+		}
+		s.received.Add(1)
+		if reply := s.handle(buf[:n], from, out[:0]); reply != nil {
+			if _, err := k.conn.WriteToUDPAddrPort(reply, from); err != nil {
+				s.writeErrors.Add(1)
+				s.log.Debug("write", "to", from, "err", err)
+				continue
+			}
+			s.answered.Add(1)
+		}
+	}
+}
+
+// handle applies the source checks and dispatches by version.
+func (s *Server) handle(pkt []byte, from netip.AddrPort, out []byte) []byte {
+	src := from.Addr().Unmap()
+	if !s.inLAN(src) {
+		s.notLAN.Add(1)
+		return nil
+	}
+	now := s.cfg.Clock.Now()
+	if !s.limiter.allow(src, now) {
+		s.rateLimited.Add(1)
+		return nil
+	}
+	if len(pkt) < 2 {
+		s.dropped.Add(1)
+		return nil
+	}
+	h := s.cfg.PCP
+	if (pkt[0] == 0 && s.cfg.NATPMP != nil) || h == nil {
+		h = s.cfg.NATPMP
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Timeout)
+	defer cancel()
+	reply := h.Handle(ctx, pkt, netip.AddrPortFrom(src, from.Port()), now, out)
+	if reply == nil {
+		s.dropped.Add(1)
+	}
+	return reply
+}
+
+func (s *Server) inLAN(a netip.Addr) bool {
+	for _, p := range s.cfg.LAN {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// Announce sends the unsolicited announcements now and then 9 more times,
+// 250 ms apart and doubling (RFC 6886 §3.2.1, RFC 6887 §14.1.3). Call it
+// at start and whenever the external address changes or state was lost;
+// a new call restarts the schedule.
+func (s *Server) Announce() {
+	s.amu.Lock()
+	defer s.amu.Unlock()
+	if s.closed.Load() {
+		return
+	}
+	if s.aStop != nil {
+		s.aStop()
+	}
+	s.aRemain, s.aInterval = 10, 250*time.Millisecond
+	s.announceLocked()
+}
+
+func (s *Server) announceLocked() {
+	s.sendAnnouncements()
+	s.aRemain--
+	if s.aRemain <= 0 {
+		s.aStop = nil
+		return
+	}
+	d := s.aInterval
+	s.aInterval *= 2
+	s.aStop = s.cfg.Clock.AfterFunc(d, func() {
+		s.amu.Lock()
+		defer s.amu.Unlock()
+		if !s.closed.Load() {
+			s.announceLocked()
+		}
+	})
+}
+
+func (s *Server) sendAnnouncements() {
+	var epoch uint32
+	if s.cfg.Epoch != nil {
+		epoch = s.cfg.Epoch()
+	}
+	var pmp []byte
+	if s.cfg.NATPMPAnnouncement != nil {
+		pmp = s.cfg.NATPMPAnnouncement(epoch)
+	}
+	var pcp []byte
+	if s.cfg.PCP != nil {
+		pcp = Announce(epoch).AppendTo(nil)
+	}
+	for _, k := range s.socks {
+		if k.bind.Addr.Is4() {
+			setMulticastInterface(k)
+			for i, port := range s.cfg.AnnouncePorts {
+				dst := netip.AddrPortFrom(s.cfg.AnnounceGroup4, port)
+				s.send(k, pmp, dst)
+				if i == 0 {
+					s.send(k, pcp, dst) // PCP clients listen on 5350 only
+				}
+			}
+			continue
+		}
+		group := s.cfg.AnnounceGroup6
+		if group.IsLinkLocalMulticast() && k.bind.Interface != "" {
+			group = group.WithZone(k.bind.Interface)
+		}
+		s.send(k, pcp, netip.AddrPortFrom(group, s.cfg.AnnouncePorts[0]))
+	}
+}
+
+func (s *Server) send(k *sock, payload []byte, dst netip.AddrPort) {
+	if payload == nil {
+		return
+	}
+	if _, err := k.conn.WriteToUDPAddrPort(payload, dst); err != nil {
+		s.log.Debug("announcement not sent", "from", k.conn.LocalAddr(), "to", dst, "err", err)
+	}
+}
+
+// setMulticastInterface makes IPv4 multicast leave through the bound
+// address's interface rather than the route to 224.0.0.0/4.
+func setMulticastInterface(k *sock) {
+	if k.bind.Interface == "" {
+		return
+	}
+	ifi, err := net.InterfaceByName(k.bind.Interface)
+	if err != nil {
+		return
+	}
+	p := ipv4.NewPacketConn(k.conn)
+	_ = p.SetMulticastInterface(ifi)
+	_ = p.SetMulticastTTL(1)
+}

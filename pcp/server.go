@@ -1,0 +1,208 @@
+package pcp
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/netip"
+	"time"
+
+	"github.com/berthd/berth/internal/mapping"
+)
+
+// Error lifetimes (RFC 6887 §7.4): how long a client should wait before
+// retrying. Transient conditions get miniupnpd's 30 s (COMPAT C6);
+// permanent refusals a long one.
+const (
+	transientErrorLifetime = 30
+	permanentErrorLifetime = 30 * 60
+)
+
+// Handler answers PCP requests with a mapping.Mapper. It holds no socket:
+// Server reads UDP port 5351 and hands it the packets. It is safe for
+// concurrent use.
+type Handler struct {
+	Mapper mapping.Mapper
+	// Epoch returns the seconds since the start of the epoch, shared with
+	// NAT-PMP (COMPAT N8).
+	Epoch func() uint32
+	// AllowThirdParty lets a client map for another host with the
+	// THIRD_PARTY option (RFC 6887 §13.1); off by default (COMPAT C3).
+	AllowThirdParty bool
+	Logger          *slog.Logger // nil discards
+}
+
+var discard = slog.New(slog.DiscardHandler)
+
+func (h *Handler) log() *slog.Logger {
+	if h.Logger == nil {
+		return discard
+	}
+	return h.Logger
+}
+
+// Handle answers one request from from, received at now. It appends the
+// reply to out and returns it, or nil when the packet must be dropped.
+func (h *Handler) Handle(ctx context.Context, req []byte, from netip.AddrPort, now time.Time, out []byte) []byte {
+	epoch := h.Epoch()
+	act, code := Classify(req)
+	switch act {
+	case Drop:
+		return nil
+	case ReplyError:
+		return ErrorResponse(req, code, errorLifetime(code), epoch).AppendTo(out)
+	}
+	r, err := ParseRequest(req)
+	if err != nil {
+		var pe *ParseError
+		if !errors.As(err, &pe) {
+			return nil
+		}
+		return ErrorResponse(req, pe.Code, errorLifetime(pe.Code), epoch).AppendTo(out)
+	}
+	client := from.Addr().Unmap()
+	if r.Client.Unmap() != client {
+		// RFC 6887 §8.1: the address the client believes it has differs
+		// from the packet's source: a NAT sits between client and server.
+		return ErrorResponse(req, AddressMismatch, permanentErrorLifetime, epoch).AppendTo(out)
+	}
+	var resp Response
+	switch r.Op {
+	case OpAnnounce:
+		resp = Response{Op: OpAnnounce, Result: Success}
+	case OpMap, OpPeer:
+		resp = h.serveMap(ctx, r, client, now)
+	default:
+		resp = ErrorResponse(req, UnsuppOpcode, permanentErrorLifetime, epoch)
+	}
+	resp.Epoch = epoch
+	return resp.AppendTo(out)
+}
+
+// serveMap handles MAP (RFC 6887 §11) and PEER (§12). A PEER request
+// creates or refreshes the mapping its outbound flow uses, restricted to
+// the remote peer.
+func (h *Handler) serveMap(ctx context.Context, r Request, client netip.Addr, now time.Time) Response {
+	resp := Response{
+		Op: r.Op, Nonce: r.Nonce, Protocol: r.Protocol, InternalPort: r.InternalPort,
+		RemotePort: r.RemotePort, RemoteAddr: r.RemoteAddr,
+	}
+	fail := func(code ResultCode, why string, err error) Response {
+		resp.Result = code
+		resp.Lifetime = errorLifetime(code)
+		resp.ExternalPort, resp.ExternalAddr = 0, netip.Addr{}
+		h.log().Info("pcp request refused", "op", r.Op, "client", client, "proto", r.Protocol,
+			"internal", r.InternalPort, "result", code, "why", why, "err", err)
+		return resp
+	}
+	var proto mapping.Protocol
+	switch r.Protocol {
+	case 6:
+		proto = mapping.TCP
+	case 17:
+		proto = mapping.UDP
+	case 0:
+		// "All protocols" is a request no LAN host needs (COMPAT C7).
+		return fail(NotAuthorized, "all protocols", nil)
+	default:
+		return fail(UnsuppProtocol, "protocol", nil)
+	}
+	if len(r.Options.Filters) > 0 {
+		// FILTER is not enforced by the backends yet; answering success
+		// would claim a protection that is not there (RFC 6887 §13.3).
+		return fail(UnsuppOption, "FILTER not supported", nil)
+	}
+	internal := client
+	if r.Options.ThirdParty.IsValid() {
+		if !h.AllowThirdParty {
+			return fail(NotAuthorized, "THIRD_PARTY not permitted", nil)
+		}
+		internal = r.Options.ThirdParty.Unmap()
+		resp.Options.ThirdParty = r.Options.ThirdParty
+	}
+	req := mapping.Request{
+		Client:   client,
+		Proto:    proto,
+		Internal: netip.AddrPortFrom(internal, r.InternalPort),
+		Origin:   mapping.Origin{Kind: mapping.KindPCP, Nonce: r.Nonce},
+	}
+	if r.Op == OpPeer {
+		req.Remote = r.RemoteAddr.Unmap()
+	}
+	if r.Lifetime == 0 {
+		// RFC 6887 §15: delete. For PEER this returns the flow to the NAT's
+		// normal behaviour, which for berth means removing the mapping
+		// restricted to that peer. A delete of nothing succeeds; the nonce
+		// is not checked (COMPAT C5: tailscale sends a new one every time).
+		err := h.Mapper.Unmap(ctx, req)
+		if err != nil && !errors.Is(err, mapping.ErrNotFound) {
+			return fail(resultCode(err), "delete", err)
+		}
+		resp.Result, resp.Lifetime = Success, 0
+		return resp
+	}
+	if r.InternalPort == 0 {
+		return fail(NotAuthorized, "all ports", nil)
+	}
+	ext := h.Mapper.ExternalAddr()
+	if r.Options.PreferFailure {
+		resp.Options.PreferFailure = true
+		if a := r.SuggestedAddr.Unmap(); a.IsValid() && !a.IsUnspecified() && a != ext {
+			// RFC 6887 §13.2 (COMPAT C4): only with PREFER_FAILURE is a
+			// foreign suggested address a reason to fail.
+			return fail(CannotProvideExternal, "suggested address", nil)
+		}
+		req.Exact = r.SuggestedPort != 0
+	}
+	req.Suggest = netip.AddrPortFrom(netip.Addr{}, r.SuggestedPort)
+	req.Lifetime = time.Duration(r.Lifetime) * time.Second
+	m, err := h.Mapper.Map(ctx, req)
+	if err != nil {
+		code := resultCode(err)
+		if req.Exact && (code == NotAuthorized || errors.Is(err, mapping.ErrConflict)) {
+			code = CannotProvideExternal
+		}
+		return fail(code, "map", err)
+	}
+	resp.Result = Success
+	resp.Lifetime = lifetimeSeconds(m, now)
+	resp.ExternalPort = m.External.Port()
+	resp.ExternalAddr = m.External.Addr()
+	return resp
+}
+
+func errorLifetime(c ResultCode) uint32 {
+	if c.Transient() {
+		return transientErrorLifetime
+	}
+	return permanentErrorLifetime
+}
+
+// lifetimeSeconds is the lease granted, rounded to whole seconds.
+func lifetimeSeconds(m mapping.Mapping, now time.Time) uint32 {
+	if m.Permanent() {
+		return 1<<32 - 1
+	}
+	d := m.Expires.Sub(now) + time.Second/2
+	if d < time.Second {
+		return 1
+	}
+	return uint32(min(d/time.Second, 1<<32-1))
+}
+
+// resultCode maps the domain errors to RFC 6887 §7.4 result codes.
+func resultCode(err error) ResultCode {
+	switch {
+	case err == nil:
+		return Success
+	case errors.Is(err, mapping.ErrNotAuthorized), errors.Is(err, mapping.ErrInvalid):
+		return NotAuthorized
+	case errors.Is(err, mapping.ErrQuota):
+		return UserExQuota
+	case errors.Is(err, mapping.ErrNoResources), errors.Is(err, mapping.ErrConflict):
+		return NoResources
+	case errors.Is(err, mapping.ErrUnsupported):
+		return UnsuppProtocol
+	}
+	return NetworkFailure
+}
