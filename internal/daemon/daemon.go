@@ -37,6 +37,9 @@ type Options struct {
 	// Detect finds the interfaces; nil means netif.Detect. Tests replace
 	// it to serve loopback.
 	Detect func(wan string, lan []string) (netif.Detected, error)
+	// PortControlPort is the NAT-PMP/PCP port; 0 means 5351. Tests use
+	// a free one.
+	PortControlPort uint16
 }
 
 // pcpPort is the NAT-PMP/PCP server port (RFC 6886 §3, RFC 6887 §19.1);
@@ -97,9 +100,17 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	if err := svc.SetStatic(ctx, forwards(cfg)); err != nil {
 		return fmt.Errorf("daemon: install static forwards: %w", err)
 	}
+	srv, err := startPortControl(ctx, cfg, det, svc, clk, o.PortControlPort, log)
+	if err != nil {
+		return fmt.Errorf("daemon: NAT-PMP/PCP: %w", err)
+	}
+	if srv != nil {
+		defer srv.Close() // before the Service closes: no request meets a closed table
+	}
 	log.Info("berthd serving",
 		"wan", det.WAN.Name, "external", ext, "lan", names(det.LAN), "lan_prefixes", det.LANPrefixes,
 		"serving_wan", det.ServeWAN, "backend", name, "static_forwards", len(cfg.Forwards),
+		"natpmp", cfg.NATPMP.Enabled, "pcp", cfg.PCP.Enabled,
 		"secure_mode", cfg.Policy.SecureMode, "config", orDefault(cfg.File))
 	if o.Ready != nil {
 		o.Ready(svc)

@@ -33,10 +33,13 @@ func loopback(string, []string) (netif.Detected, error) {
 	}, nil
 }
 
-// echoServer accepts TCP on loopback and echoes; it stops with the test.
-func echoServer(t *testing.T) netip.AddrPort {
+// echoServer accepts TCP on 127.0.0.1 and echoes; it stops with the test.
+func echoServer(t *testing.T) netip.AddrPort { return echoServerOn(t, "127.0.0.1") }
+
+// echoServerOn is echoServer on another loopback address.
+func echoServerOn(t *testing.T, addr string) netip.AddrPort {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", addr+":0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,11 +118,12 @@ func TestStaticForwardCarriesTrafficAndReloads(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- Run(ctx, cfg, Options{
-			Logger: slog.New(slog.NewTextHandler(&syncWriter{w: &logs}, nil)),
-			Detect: loopback,
-			Ready:  func(s *portmap.Service) { ready <- s },
-			Reload: reload,
-			Reread: func() (*config.Config, error) { return config.Load(path) },
+			PortControlPort: freeUDPPort(t),
+			Logger:          slog.New(slog.NewTextHandler(&syncWriter{w: &logs}, nil)),
+			Detect:          loopback,
+			Ready:           func(s *portmap.Service) { ready <- s },
+			Reload:          reload,
+			Reread:          func() (*config.Config, error) { return config.Load(path) },
 		})
 	}()
 	var svc *portmap.Service
@@ -173,7 +177,7 @@ func TestReloadKeepsRenewalsOnTheirPort(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() {
-		done <- Run(ctx, cfg, Options{Logger: slog.New(slog.DiscardHandler), Detect: loopback,
+		done <- Run(ctx, cfg, Options{PortControlPort: freeUDPPort(t), Logger: slog.New(slog.DiscardHandler), Detect: loopback,
 			Ready: func(s *portmap.Service) { ready <- s }, Reload: reload,
 			Reread: func() (*config.Config, error) { return config.Load(path) }})
 	}()
@@ -213,7 +217,7 @@ func TestStartsWithoutExternalAddress(t *testing.T) {
 	ready := make(chan *portmap.Service, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- Run(ctx, config.Default(), Options{Logger: slog.New(slog.DiscardHandler), Detect: noAddr,
+		done <- Run(ctx, config.Default(), Options{PortControlPort: freeUDPPort(t), Logger: slog.New(slog.DiscardHandler), Detect: noAddr,
 			Ready: func(s *portmap.Service) { ready <- s }})
 	}()
 	select {
@@ -240,7 +244,7 @@ func TestStaticForwardOnBusyPortFailsCleanly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = Run(context.Background(), cfg, Options{Logger: slog.New(slog.DiscardHandler), Detect: loopback})
+	err = Run(context.Background(), cfg, Options{PortControlPort: freeUDPPort(t), Logger: slog.New(slog.DiscardHandler), Detect: loopback})
 	if !errors.Is(err, backend.ErrPortUnavailable) {
 		t.Fatalf("got %v, want ErrPortUnavailable", err)
 	}
@@ -252,10 +256,21 @@ func TestStaticForwardOnBusyPortFailsCleanly(t *testing.T) {
 func TestNftBackendRefusedForNow(t *testing.T) {
 	cfg := config.Default()
 	cfg.Backend = "nft"
-	err := Run(context.Background(), cfg, Options{Logger: slog.New(slog.DiscardHandler), Detect: loopback})
+	err := Run(context.Background(), cfg, Options{PortControlPort: freeUDPPort(t), Logger: slog.New(slog.DiscardHandler), Detect: loopback})
 	if err == nil {
 		t.Fatal("got nil, want an error saying nft is not available")
 	}
+}
+
+// freeUDPPort returns a UDP port on 127.0.0.1 that was free a moment ago.
+func freeUDPPort(t *testing.T) uint16 {
+	t.Helper()
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).AddrPort().Port()
 }
 
 // waitFor polls cond for up to 10 s.
