@@ -11,6 +11,7 @@ require (
 )
 
 require (
+	github.com/jackpal/go-nat-pmp v1.1.0 // indirect
 	github.com/vishvananda/netns v0.0.5 // indirect
 	golang.org/x/sys v0.49.0 // indirect
 )
