@@ -180,13 +180,3 @@ func TestPCPUnsupportedVersion(t *testing.T) {
 		t.Fatalf("got % x, want version 2 and UNSUPP_VERSION", b[:4])
 	}
 }
-
-func TestPCPFilterRefusedUntilEnforced(t *testing.T) {
-	r := newRig(t, rigOpts{})
-	c := newClient(t, "127.0.0.1")
-	q := mapReq(c.addr(), 6, 5000, 0, 3600)
-	q.Options.Filters = []pcp.Filter{{PrefixLen: 128, RemotePort: 0, RemoteAddr: netip.MustParseAddr("::ffff:198.51.100.7")}}
-	if resp := parsePCP(t, mustExchange(t, c, r.addrs[0], q.AppendTo(nil))); resp.Result != pcp.UnsuppOption || r.svc.Len() != 0 {
-		t.Fatalf("got %v with %d mappings, want UNSUPP_OPTION and none", resp.Result, r.svc.Len())
-	}
-}

@@ -81,7 +81,8 @@ func (h *Handler) Handle(ctx context.Context, req []byte, from netip.AddrPort, n
 
 // serveMap handles MAP (RFC 6887 §11) and PEER (§12). A PEER request
 // creates or refreshes the mapping its outbound flow uses, restricted to
-// the remote peer.
+// the remote peer. A MAP request's FILTER options (§13.3) become the
+// mapping's remote-peer filters, which the backend enforces.
 func (h *Handler) serveMap(ctx context.Context, r Request, client netip.Addr, now time.Time) Response {
 	resp := Response{
 		Op: r.Op, Nonce: r.Nonce, Protocol: r.Protocol, InternalPort: r.InternalPort,
@@ -107,10 +108,9 @@ func (h *Handler) serveMap(ctx context.Context, r Request, client netip.Addr, no
 	default:
 		return fail(UnsuppProtocol, "protocol", nil)
 	}
-	if len(r.Options.Filters) > 0 {
-		// FILTER is not enforced by the backends yet; answering success
-		// would claim a protection that is not there (RFC 6887 §13.3).
-		return fail(UnsuppOption, "FILTER not supported", nil)
+	peers, addPeers, ok := peersOf(r.Options.Filters)
+	if !ok {
+		return fail(MalformedOption, "FILTER prefix", nil)
 	}
 	internal := client
 	if r.Options.ThirdParty.IsValid() {
@@ -134,6 +134,8 @@ func (h *Handler) serveMap(ctx context.Context, r Request, client netip.Addr, no
 		// normal behaviour, which for berth means removing the mapping
 		// restricted to that peer. A delete of nothing succeeds; the nonce
 		// is not checked (COMPAT C5: tailscale sends a new one every time).
+		// FILTER options go with the mapping and are not echoed, as nothing
+		// was installed.
 		err := h.Mapper.Unmap(ctx, req)
 		if err != nil && !errors.Is(err, mapping.ErrNotFound) {
 			return fail(resultCode(err), "delete", err)
@@ -156,6 +158,7 @@ func (h *Handler) serveMap(ctx context.Context, r Request, client netip.Addr, no
 	}
 	req.Suggest = netip.AddrPortFrom(netip.Addr{}, r.SuggestedPort)
 	req.Lifetime = time.Duration(r.Lifetime) * time.Second
+	req.Peers, req.AddPeers = peers, addPeers
 	m, err := h.Mapper.Map(ctx, req)
 	if err != nil {
 		code := resultCode(err)
@@ -168,7 +171,41 @@ func (h *Handler) serveMap(ctx context.Context, r Request, client netip.Addr, no
 	resp.Lifetime = lifetimeSeconds(m, now)
 	resp.ExternalPort = m.External.Port()
 	resp.ExternalAddr = m.External.Addr()
+	// Every FILTER of the request was installed; a FILTER "may appear in
+	// response only if it appeared in the associated request" (§13.3).
+	resp.Options.Filters = r.Options.Filters
 	return resp
+}
+
+// peersOf turns a MAP request's FILTER options (RFC 6887 §13.3) into the
+// Peers and AddPeers of a mapping.Request. The options are processed in
+// order: each adds a remote peer prefix and port (0 = any port) to the
+// mapping's filters, and one with Prefix Length 0 ("no filter") removes
+// the filters before it, those of the existing mapping included. So:
+//   - no FILTER: nil (a renewal keeps its filters);
+//   - no Prefix Length 0: the prefixes, added to the existing filters;
+//   - otherwise: exactly the prefixes after the last Prefix Length 0
+//     (none: the filters are cleared).
+//
+// ok is false for a filter ParseRequest would have rejected.
+func peersOf(fs []Filter) (peers *mapping.Peers, add, ok bool) {
+	if len(fs) == 0 {
+		return nil, false, true
+	}
+	add = true
+	ps := make([]mapping.Peer, 0, len(fs))
+	for _, f := range fs {
+		if f.PrefixLen == 0 {
+			ps, add = ps[:0], false
+			continue
+		}
+		p, valid := f.Prefix()
+		if !valid {
+			return nil, false, false
+		}
+		ps = append(ps, mapping.Peer{Prefix: p, Port: f.RemotePort})
+	}
+	return mapping.NewPeers(ps...), add, true
 }
 
 func errorLifetime(c ResultCode) uint32 {
@@ -203,6 +240,8 @@ func resultCode(err error) ResultCode {
 		return NoResources
 	case errors.Is(err, mapping.ErrUnsupported):
 		return UnsuppProtocol
+	case errors.Is(err, mapping.ErrTooManyPeers):
+		return ExcessiveRemotePeers
 	}
 	return NetworkFailure
 }

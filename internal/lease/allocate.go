@@ -20,11 +20,12 @@ type Plan struct {
 	Replaces bool
 }
 
-// Renewal reports whether the plan only extends a lease: the key and the
-// internal address:port are unchanged, so the forwarding plane needs no
-// change.
+// Renewal reports whether the plan only extends a lease: the key, the
+// internal address:port and the remote-peer filters are unchanged, so the
+// forwarding plane needs no change.
 func (p Plan) Renewal() bool {
-	return p.Replaces && p.Old.Key == p.Mapping.Key && p.Old.Internal == p.Mapping.Internal
+	return p.Replaces && p.Old.Key == p.Mapping.Key && p.Old.Internal == p.Mapping.Internal &&
+		p.Old.Peers.Equal(p.Mapping.Peers)
 }
 
 // Existing returns the client's mapping that r would renew or replace:
@@ -74,6 +75,10 @@ func requestKey(r mapping.Request, ext netip.Addr) mapping.Key {
 //     replaced.
 //   - Otherwise the suggested port (or, when 0, the internal port) is a
 //     hint: the nearest free allowed port is taken, ErrNoResources if none.
+//
+// The plan's Peers follow Request.Peers: the renewed or replaced
+// mapping's filters are kept (nil), replaced or added to (AddPeers);
+// ErrTooManyPeers if more than MaxPeers result.
 func (t *Table) Allocate(r mapping.Request, ext netip.Addr, allowed []mapping.PortRange, expires time.Time) (Plan, error) {
 	if !r.Proto.Valid() {
 		return Plan{}, fmt.Errorf("lease: protocol %v: %w", r.Proto, mapping.ErrUnsupported)
@@ -88,6 +93,11 @@ func (t *Table) Allocate(r mapping.Request, ext netip.Addr, allowed []mapping.Po
 		Expires:  expires,
 	}
 	old, replaces := t.Existing(r, ext)
+	peers, err := planPeers(r, old, replaces)
+	if err != nil {
+		return Plan{}, err
+	}
+	want.Peers = peers
 	if r.Exact {
 		k := requestKey(r, ext)
 		if k.External.Port() == 0 {
@@ -125,6 +135,34 @@ func (t *Table) Allocate(r mapping.Request, ext netip.Addr, allowed []mapping.Po
 	}
 	want.Key = mapping.Key{Proto: r.Proto, External: netip.AddrPortFrom(ext, port), Remote: r.Remote}
 	return Plan{Mapping: want, Old: old, Replaces: replaces}, nil
+}
+
+// planPeers decides the filters of the mapping r makes out of old (valid
+// when replaces): an empty set becomes nil, and a set equal to old's is
+// old's own, so that an unchanged mapping compares equal with ==.
+func planPeers(r mapping.Request, old mapping.Mapping, replaces bool) (*mapping.Peers, error) {
+	var prev *mapping.Peers
+	if replaces {
+		prev = old.Peers
+	}
+	peers := r.Peers
+	switch {
+	case peers == nil:
+		peers = prev
+	case r.AddPeers:
+		peers = prev.Union(peers)
+	}
+	if peers.Len() > mapping.MaxPeers {
+		return nil, fmt.Errorf("lease: %d remote peer filters, at most %d: %w",
+			peers.Len(), mapping.MaxPeers, mapping.ErrTooManyPeers)
+	}
+	switch {
+	case peers.Empty():
+		return nil, nil
+	case peers.Equal(prev):
+		return prev, nil
+	}
+	return peers, nil
 }
 
 // Commit carries out a plan made by Allocate on the unchanged table.

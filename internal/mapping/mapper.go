@@ -16,8 +16,9 @@ type Mapper interface {
 	// client's mapping of the same protocol and internal address:port
 	// (preferring the one on the suggested port). The same client with a
 	// different internal port on an Exact key replaces the old mapping;
-	// another client's key fails with ErrConflict. The returned Mapping is
-	// a copy the caller owns.
+	// another client's key fails with ErrConflict. The renewed or replaced
+	// mapping's Peers carry over unless r.Peers says otherwise (see
+	// Request.Peers). The returned Mapping is a copy the caller owns.
 	Map(ctx context.Context, r Request) (Mapping, error)
 
 	// Unmap deletes mappings r.Client owns, selected by:
@@ -60,6 +61,9 @@ var (
 	ErrUnsupported = errors.New("unsupported request")
 	// ErrNetworkFailure: the WAN address is unknown or the backend failed.
 	ErrNetworkFailure = errors.New("network failure")
+	// ErrTooManyPeers: the mapping would hold more than MaxPeers
+	// remote-peer filters.
+	ErrTooManyPeers = errors.New("too many remote peer filters")
 	// ErrNotFound: Unmap matched no mapping.
 	ErrNotFound = errors.New("no such mapping")
 	// ErrInvalid: the request itself is malformed (zero internal address,

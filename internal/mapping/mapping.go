@@ -123,6 +123,12 @@ type Mapping struct {
 	// Expires is when the lease ends. The zero Time means permanent: a
 	// static forward, or a UPnP v1 lease of 0 that policy lets stand.
 	Expires time.Time
+	// Peers, when not empty, are the only remote hosts that may reach the
+	// mapping (PCP FILTER, RFC 6887 §13.3); nil means every remote host
+	// may. It is a pointer to an immutable set so that Mapping stays
+	// comparable; == compares the pointers, Peers.Equal the sets. Mappings
+	// made by the lease table never hold an empty non-nil set.
+	Peers *Peers
 }
 
 // Permanent reports whether the mapping has no expiry.
@@ -141,9 +147,14 @@ func (m Mapping) Remaining(now time.Time) time.Duration {
 	return d
 }
 
-// String formats the mapping for logs.
+// String formats the mapping for logs, with " peers {...}" when it is
+// filtered.
 func (m Mapping) String() string {
-	return fmt.Sprintf("%s -> %s (client %s, %s)", m.Key, m.Internal, m.Client, m.Origin.Kind)
+	s := fmt.Sprintf("%s -> %s (client %s, %s)", m.Key, m.Internal, m.Client, m.Origin.Kind)
+	if !m.Peers.Empty() {
+		s += " peers " + m.Peers.String()
+	}
+	return s
 }
 
 // Request is what a responder asks of a Mapper.
@@ -171,6 +182,18 @@ type Request struct {
 	// it. Responders turn a protocol "lifetime 0 = delete" into Unmap.
 	Lifetime time.Duration
 	Origin   Origin
+	// Peers sets which remote hosts may reach the mapping (PCP FILTER,
+	// RFC 6887 §13.3). It has three states:
+	//   - nil: keep the filters of the mapping this request renews or
+	//     replaces (a renewal without FILTER); a new mapping has none;
+	//   - non-nil with AddPeers false: the filters become exactly Peers,
+	//     and an empty set removes them (FILTER with prefix length 0);
+	//   - non-nil with AddPeers true: Peers are added to the filters of the
+	//     mapping this request renews or replaces (FILTER adds to the
+	//     existing filters).
+	// Map fails with ErrTooManyPeers when the result exceeds MaxPeers.
+	Peers    *Peers
+	AddPeers bool
 }
 
 // Filter selects mappings in List. Zero fields match everything.

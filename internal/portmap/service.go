@@ -208,6 +208,9 @@ func (s *Service) Map(ctx context.Context, r mapping.Request) (mapping.Mapping, 
 				"client", r.Client, "lifetime", d.Lifetime, "origin", r.Origin.Kind)
 			return plan.Mapping, nil
 		}
+		// A new key, a new internal target or new remote-peer filters:
+		// the backend replaces the old mapping (a Delete and an Add of the
+		// same key when only the target or the filters changed).
 		var batch []backend.Change
 		if plan.Replaces {
 			batch = append(batch, backend.Change{Op: backend.Delete, Mapping: plan.Old})
@@ -239,7 +242,7 @@ func (s *Service) Map(ctx context.Context, r mapping.Request) (mapping.Mapping, 
 		s.publish(Event{Kind: Added, Mapping: plan.Mapping})
 		s.log.Info("mapping created", "key", plan.Mapping.Key, "internal", plan.Mapping.Internal,
 			"client", r.Client, "lifetime", d.Lifetime, "rule", d.Rule, "origin", r.Origin.Kind,
-			"replaced", plan.Replaces)
+			"replaced", plan.Replaces, "peers", plan.Mapping.Peers.String())
 		return plan.Mapping, nil
 	}
 }

@@ -25,9 +25,10 @@ var ErrClosed = errors.New("relay is closed")
 //
 // A Delete of a Key that is not installed is ignored. An Add of an
 // installed Key replaces it: the socket is kept; the mapping's flows are
-// closed only if Internal changed. A Delete followed by an Add of the same
-// Key is therefore a replace, and an Add identical to the installed
-// mapping is a no-op.
+// closed if Internal changed, and if only Peers changed, just the flows
+// from remote peers the new filters refuse. A Delete followed by an Add of
+// the same Key is therefore a replace, and an Add identical to the
+// installed mapping is a no-op.
 func (r *Relay) Apply(ctx context.Context, cs []backend.Change) error {
 	r.opMu.Lock()
 	defer r.opMu.Unlock()
@@ -183,6 +184,10 @@ func (r *Relay) commit(ctx context.Context, next map[mapping.Key]mapping.Mapping
 			r.closeFlows(t)
 			r.log.Debug("mapping retargeted", "key", k, "from", t.m.Internal, "to", m.Internal)
 			t.m = m
+		case !m.Peers.Equal(t.m.Peers):
+			t.m = m
+			r.closeFiltered(t)
+			r.log.Debug("mapping filters changed", "key", k, "peers", m.Peers.String())
 		default:
 			t.m = m
 		}

@@ -11,6 +11,8 @@
 // differ only in Key.Remote (a UPnP NewRemoteHost restriction) share it;
 // each incoming connection or datagram goes to the mapping whose Remote is
 // its source address, else to the unrestricted mapping, else it is refused.
+// A mapping with remote-peer filters (Mapping.Peers, from PCP FILTER) then
+// refuses every source its filters do not admit.
 package relay
 
 import (
@@ -89,6 +91,7 @@ type Relay struct {
 	nconns    int // registered TCP flows
 	nsess     int // registered UDP sessions
 	unmatched uint64
+	filtered  uint64
 	dropped   uint64
 	dialErrs  uint64
 	janitor   func() bool // stops the pending janitor; nil when none is scheduled
@@ -186,6 +189,10 @@ type Stats struct {
 	// Unmatched counts connections and datagrams refused because no
 	// mapping accepts their source address.
 	Unmatched uint64
+	// Filtered counts connections and datagrams refused because the
+	// mapping's remote-peer filters (Mapping.Peers) do not admit their
+	// source.
+	Filtered uint64
 	// Dropped counts connections and datagrams refused by MaxConns,
 	// MaxSessions or MaxTotal.
 	Dropped uint64
@@ -206,6 +213,7 @@ func (r *Relay) Stats() Stats {
 		Sessions:   r.nsess,
 		Goroutines: int(r.goroutines.Load()),
 		Unmatched:  r.unmatched,
+		Filtered:   r.filtered,
 		Dropped:    r.dropped,
 		DialErrors: r.dialErrs,
 	}
@@ -278,6 +286,25 @@ func (r *Relay) closeFlows(t *target) {
 		s.close()
 		delete(t.sessions, src)
 		r.nsess--
+	}
+}
+
+// closeFiltered closes and forgets the TCP flows and UDP sessions of t
+// whose remote source t's filters no longer admit. r.mu must be held.
+func (r *Relay) closeFiltered(t *target) {
+	for f := range t.conns {
+		if !t.m.Peers.Allows(f.src) {
+			f.close()
+			delete(t.conns, f)
+			r.nconns--
+		}
+	}
+	for src, s := range t.sessions {
+		if !t.m.Peers.Allows(src) {
+			s.close()
+			delete(t.sessions, src)
+			r.nsess--
+		}
 	}
 }
 

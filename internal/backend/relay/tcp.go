@@ -89,8 +89,8 @@ func (r *Relay) acceptLoop(l *listener) {
 }
 
 // admit hands an accepted connection to the mapping serving its source and
-// starts relaying it, or closes it when no mapping accepts the source or a
-// limit is reached.
+// starts relaying it, or closes it when no mapping accepts the source, the
+// mapping's remote-peer filters refuse it or a limit is reached.
 func (r *Relay) admit(l *listener, c *net.TCPConn) {
 	ta, ok := c.RemoteAddr().(*net.TCPAddr)
 	if !ok {
@@ -110,6 +110,9 @@ func (r *Relay) admit(l *listener, c *net.TCPConn) {
 	case t == nil:
 		r.unmatched++
 		why = "no mapping for source"
+	case !t.m.Peers.Allows(src):
+		r.filtered++
+		why = "remote peer filtered"
 	case r.overLimit(len(t.conns), r.cfg.MaxConns):
 		r.dropped++
 		why = "connection limit"

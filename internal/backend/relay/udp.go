@@ -58,8 +58,9 @@ func (r *Relay) readLoop(l *listener) {
 
 // session returns the session for a datagram from src on l, after
 // recording activity on it, creating it if needed. It returns nil when the
-// datagram must be dropped: no mapping accepts src, a limit is reached or
-// the socket to the internal host cannot be made.
+// datagram must be dropped: no mapping accepts src, the mapping's
+// remote-peer filters refuse it, a limit is reached or the socket to the
+// internal host cannot be made.
 func (r *Relay) session(l *listener, src netip.AddrPort) *session {
 	now := r.sinceEpoch()
 	r.mu.Lock()
@@ -71,6 +72,14 @@ func (r *Relay) session(l *listener, src netip.AddrPort) *session {
 	if t == nil {
 		r.unmatched++
 		r.log.Debug("udp refused", "addr", l.key.addr, "src", src, "why", "no mapping for source")
+		return nil
+	}
+	if !t.m.Peers.Allows(src) {
+		// Checked before the session lookup too: a filter change closes
+		// the sessions it refuses, and this keeps a datagram racing that
+		// change from slipping through.
+		r.filtered++
+		r.log.Debug("udp refused", "addr", l.key.addr, "src", src, "why", "remote peer filtered")
 		return nil
 	}
 	if s := t.sessions[src]; s != nil {
