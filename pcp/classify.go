@@ -79,8 +79,15 @@ func ErrorResponse(req []byte, code ResultCode, lifetime, epoch uint32) Response
 	if len(req) >= minAnswerable {
 		r.Op = Opcode(req[offOpcode] & opcodeMask)
 	}
+	hasData := len(req) >= mapLen && req[offVersion] == Version
+	if (r.Op == OpMap || r.Op == OpPeer) && !hasData {
+		// Another version's data has another layout (§9), and a short
+		// request has none: answer with the header alone.
+		r.HeaderOnly = true
+		return r
+	}
 	if len(req) == 0 || req[offVersion] != Version {
-		return r // another version's data has another layout (§9)
+		return r
 	}
 	if (r.Op == OpMap || r.Op == OpPeer) && len(req) >= mapLen {
 		r.Nonce = [nonceLen]byte(req[offNonce : offNonce+nonceLen])

@@ -84,15 +84,18 @@ func TestErrorResponse(t *testing.T) {
 		{"MAP with unknown optional option", readGolden(t, "map_unknown_optional.txt"), withResult(mapBody, Options{}), 60},
 		{"MAP too long: body kept, options not", concat(mapReq, preferFailureOpt, make([]byte, 1040)),
 			withResult(mapBody, Options{}), 60},
-		{"MAP without data", mapReq[:24], withResult(Response{Op: OpMap}, Options{}), 60},
-		{"MAP cut at 58", mapReq[:58], withResult(Response{Op: OpMap}, Options{}), 60},
+		{"MAP without data", mapReq[:24], withResult(Response{Op: OpMap, HeaderOnly: true}, Options{}), 24},
+		{"MAP cut at 58", mapReq[:58], withResult(Response{Op: OpMap, HeaderOnly: true}, Options{}), 24},
 		{"PEER", peerReq, withResult(Response{Op: OpPeer, Nonce: goldenNonce, Protocol: goldenUDP, InternalPort: 5004,
 			ExternalAddr: netip.IPv4Unspecified(), RemotePort: 443, RemoteAddr: goldenPeer4}, Options{}), 80},
 		{"PEER cut at 60", peerReq[:60], withResult(Response{Op: OpPeer, Nonce: goldenNonce, Protocol: goldenUDP,
 			InternalPort: 5004, ExternalAddr: netip.IPv4Unspecified()}, Options{}), 80},
 		{"ANNOUNCE", readGolden(t, "announce_request.txt"), withResult(Response{Op: OpAnnounce}, Options{}), 24},
 		{"unknown opcode", []byte{2, 42, 0, 0}, withResult(Response{Op: 42}, Options{}), 24},
-		{"version 0", []byte{0, 1, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8}, withResult(Response{Op: OpMap}, Options{}), 60},
+		// No MAP data to copy: the header alone, not 36 octets of zeros
+		// (a 12-octet request must not get a 60-octet reply).
+		{"version 0", []byte{0, 1, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8}, withResult(Response{Op: OpMap, HeaderOnly: true}, Options{}), 24},
+		{"short PEER", []byte{1, 2}, withResult(Response{Op: OpPeer, HeaderOnly: true}, Options{}), 24},
 		{"one octet", []byte{2}, withResult(Response{}, Options{}), 24},
 		{"empty", nil, withResult(Response{}, Options{}), 24},
 	}

@@ -181,7 +181,7 @@ var responseGoldens = []struct {
 	{
 		file: "unsupp_version_response.txt",
 		want: Response{Op: OpMap, Result: UnsuppVersion, Lifetime: goldenErrLifetime, Epoch: goldenEpoch,
-			ExternalAddr: netip.IPv6Unspecified()},
+			HeaderOnly: true},
 		build: func(t *testing.T) Response {
 			b := readGolden(t, "unsupp_version_request.txt")
 			act, code := Classify(b)
@@ -266,7 +266,7 @@ func TestGoldenSizes(t *testing.T) {
 		"map_response_v4.txt":          60,
 		"map_error_not_authorized.txt": 60,
 		"map_error_unsupp_option.txt":  60,
-		"unsupp_version_response.txt":  60,
+		"unsupp_version_response.txt":  24,
 		"map_response_v6.txt":          60,
 		"peer_response.txt":            80,
 		"map_response_filter.txt":      84,

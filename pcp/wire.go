@@ -324,6 +324,13 @@ type Response struct {
 
 	// Options are the options echoed to the client (see Options).
 	Options Options
+
+	// HeaderOnly marks an error reply of the 24-octet common header alone,
+	// for a MAP or PEER request too short (or of another version) to carry
+	// the opcode data: echoing 36 or 56 octets of zeros would only make the
+	// reply many times larger than the request (amplification). Such a
+	// request has nothing for a client to match on anyway (COMPAT C2).
+	HeaderOnly bool
 }
 
 // ParseResponse decodes a PCP response, for clients and tests. It requires
@@ -353,6 +360,10 @@ func ParseResponse(b []byte) (Response, error) {
 		return r, nil
 	}
 	end := fixedLen(r.Op)
+	if len(b) == headerLen && end > headerLen && r.Result != Success {
+		r.HeaderOnly = true // an error reply to a request without data
+		return r, nil
+	}
 	if len(b) < end {
 		return Response{}, &ParseError{Field: r.Op.String() + " opcode data", Off: headerLen, Code: MalformedRequest}
 	}
@@ -385,6 +396,9 @@ func (r Response) AppendTo(b []byte) []byte {
 	b = binary.BigEndian.AppendUint32(b, r.Lifetime)
 	b = binary.BigEndian.AppendUint32(b, r.Epoch)
 	b = append(b, make([]byte, headerLen-offEpoch-4)...) // Reserved (96 bits)
+	if r.HeaderOnly {
+		return b
+	}
 	if r.Op == OpMap || r.Op == OpPeer {
 		b = appendMapData(b, r.Nonce, r.Protocol, r.InternalPort, r.ExternalPort, r.ExternalAddr)
 	}
