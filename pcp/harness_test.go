@@ -48,7 +48,8 @@ func newRig(t *testing.T, o rigOpts) *rig {
 		o.lan = "127.0.0.0/8"
 	}
 	if o.binds == nil {
-		o.binds = []string{"127.0.0.1"}
+		// Not a client address: the router's own address is never a client.
+		o.binds = []string{"127.0.0.100"}
 	}
 	if !o.ext.IsValid() {
 		o.ext = ext

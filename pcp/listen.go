@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
 
 	"github.com/berthd/berth/internal/clock"
 )
@@ -86,15 +87,27 @@ type Server struct {
 
 	received, answered, notLAN, rateLimited, dropped, writeErrors atomic.Uint64
 
+	// lanIf are the indexes of the LAN interfaces: a packet that arrived
+	// on any other interface is dropped, whatever its source address
+	// (Linux accepts packets for a LAN address on the WAN interface).
+	lanIf map[int]bool
+	// own are the bound addresses: never a client.
+	own map[netip.Addr]bool
+
 	amu       sync.Mutex
 	aStop     func() bool
 	aRemain   int
 	aInterval time.Duration
+	aGen      uint64 // identifies the current announcement series
 }
 
 type sock struct {
 	bind Bind
 	conn *net.UDPConn
+	// readFrom reads one packet with the index of the interface it
+	// arrived on (0 when unknown).
+	readFrom func(b []byte) (n, ifIndex int, from netip.AddrPort, err error)
+	mcastOK  bool // IPv4 multicast leaves through the bind's interface
 }
 
 // NewServer binds every address. On error nothing stays bound.
@@ -129,14 +142,15 @@ func NewServer(c ServerConfig) (*Server, error) {
 	if !c.AnnounceGroup6.IsValid() {
 		c.AnnounceGroup6 = netip.MustParseAddr("ff02::1")
 	}
-	if c.AnnouncePorts == nil {
+	if len(c.AnnouncePorts) == 0 {
 		c.AnnouncePorts = []uint16{ClientPort, Port}
 	}
 	log := c.Logger
 	if log == nil {
 		log = discard
 	}
-	s := &Server{cfg: c, log: log.With("component", "pcp"), limiter: newLimiter(c.Rate, c.Burst, c.MaxClients)}
+	s := &Server{cfg: c, log: log.With("component", "pcp"), limiter: newLimiter(c.Rate, c.Burst, c.MaxClients),
+		lanIf: make(map[int]bool), own: make(map[netip.Addr]bool)}
 	for _, b := range c.Binds {
 		ap := netip.AddrPortFrom(b.Addr, c.Port)
 		conn, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(ap))
@@ -144,9 +158,69 @@ func NewServer(c ServerConfig) (*Server, error) {
 			s.closeSockets()
 			return nil, fmt.Errorf("pcp: listen %v: %w", ap, err)
 		}
-		s.socks = append(s.socks, &sock{bind: b, conn: conn})
+		k := &sock{bind: b, conn: conn}
+		s.socks = append(s.socks, k)
+		s.own[b.Addr.Unmap()] = true
+		if err := s.prepare(k); err != nil {
+			s.closeSockets()
+			return nil, fmt.Errorf("pcp: %v: %w", ap, err)
+		}
 	}
 	return s, nil
+}
+
+// prepare asks for the arrival interface of every packet and points IPv4
+// multicast at the bind's interface.
+func (s *Server) prepare(k *sock) error {
+	var ifi *net.Interface
+	if k.bind.Interface != "" {
+		var err error
+		if ifi, err = net.InterfaceByName(k.bind.Interface); err != nil {
+			return err
+		}
+		s.lanIf[ifi.Index] = true
+	}
+	if k.bind.Addr.Is4() {
+		p := ipv4.NewPacketConn(k.conn)
+		if err := p.SetControlMessage(ipv4.FlagInterface, true); err != nil {
+			return fmt.Errorf("arrival interface: %w", err)
+		}
+		if ifi != nil {
+			k.mcastOK = p.SetMulticastInterface(ifi) == nil && p.SetMulticastTTL(1) == nil
+			if !k.mcastOK {
+				s.log.Warn("cannot choose the multicast interface; no IPv4 announcements from this address", "addr", k.bind.Addr)
+			}
+		}
+		k.readFrom = func(b []byte) (int, int, netip.AddrPort, error) {
+			n, cm, src, err := p.ReadFrom(b)
+			idx := 0
+			if cm != nil {
+				idx = cm.IfIndex
+			}
+			return n, idx, udpAddrPort(src), err
+		}
+		return nil
+	}
+	p := ipv6.NewPacketConn(k.conn)
+	if err := p.SetControlMessage(ipv6.FlagInterface, true); err != nil {
+		return fmt.Errorf("arrival interface: %w", err)
+	}
+	k.readFrom = func(b []byte) (int, int, netip.AddrPort, error) {
+		n, cm, src, err := p.ReadFrom(b)
+		idx := 0
+		if cm != nil {
+			idx = cm.IfIndex
+		}
+		return n, idx, udpAddrPort(src), err
+	}
+	return nil
+}
+
+func udpAddrPort(a net.Addr) netip.AddrPort {
+	if u, ok := a.(*net.UDPAddr); ok {
+		return u.AddrPort()
+	}
+	return netip.AddrPort{}
 }
 
 // LocalAddrs are the bound addresses, in Binds order.
@@ -206,7 +280,7 @@ func (s *Server) read(k *sock) {
 	buf := make([]byte, MaxLen+4)
 	out := make([]byte, 0, MaxLen)
 	for {
-		n, from, err := k.conn.ReadFromUDPAddrPort(buf)
+		n, ifIndex, from, err := k.readFrom(buf)
 		if err != nil {
 			if s.closed.Load() || errors.Is(err, net.ErrClosed) {
 				return
@@ -215,6 +289,10 @@ func (s *Server) read(k *sock) {
 			continue
 		}
 		s.received.Add(1)
+		if len(s.lanIf) > 0 && !s.lanIf[ifIndex] {
+			s.notLAN.Add(1) // arrived on the WAN (or unknown) interface
+			continue
+		}
 		if reply := s.handle(buf[:n], from, out[:0]); reply != nil {
 			if _, err := k.conn.WriteToUDPAddrPort(reply, from); err != nil {
 				s.writeErrors.Add(1)
@@ -255,13 +333,28 @@ func (s *Server) handle(pkt []byte, from netip.AddrPort, out []byte) []byte {
 	return reply
 }
 
+// inLAN reports whether a can be a LAN client: inside a LAN prefix and a
+// unicast host, not the router and not a network or broadcast address. A
+// reply to a spoofed broadcast source would reach every host on the link.
 func (s *Server) inLAN(a netip.Addr) bool {
+	a = a.WithZone("")
+	if !a.IsValid() || a.IsUnspecified() || a.IsMulticast() || s.own[a] {
+		return false
+	}
 	for _, p := range s.cfg.LAN {
 		if p.Contains(a) {
-			return true
+			return !a.Is4() || p.Bits() >= 31 || !edgeOf(p, a)
 		}
 	}
 	return false
+}
+
+// edgeOf reports whether a is the network or broadcast address of p.
+func edgeOf(p netip.Prefix, a netip.Addr) bool {
+	b := a.As4()
+	v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+	host := uint32(1)<<(32-p.Bits()) - 1
+	return v&host == 0 || v&host == host
 }
 
 // Announce sends the unsolicited announcements now and then 9 more times,
@@ -274,9 +367,15 @@ func (s *Server) Announce() {
 	if s.closed.Load() {
 		return
 	}
+	s.restartLocked()
+}
+
+// restartLocked starts a new announcement series. Called with amu held.
+func (s *Server) restartLocked() {
 	if s.aStop != nil {
 		s.aStop()
 	}
+	s.aGen++
 	s.aRemain, s.aInterval = 10, 250*time.Millisecond
 	s.announceLocked()
 }
@@ -290,10 +389,13 @@ func (s *Server) announceLocked() {
 	}
 	d := s.aInterval
 	s.aInterval *= 2
+	gen := s.aGen
 	s.aStop = s.cfg.Clock.AfterFunc(d, func() {
 		s.amu.Lock()
 		defer s.amu.Unlock()
-		if !s.closed.Load() {
+		// A series replaced by a newer Announce while this timer had
+		// already fired must not run on beside it.
+		if !s.closed.Load() && gen == s.aGen {
 			s.announceLocked()
 		}
 	})
@@ -314,7 +416,9 @@ func (s *Server) sendAnnouncements() {
 	}
 	for _, k := range s.socks {
 		if k.bind.Addr.Is4() {
-			setMulticastInterface(k)
+			if !k.mcastOK && k.bind.Interface != "" {
+				continue // it could leave through the WAN
+			}
 			for i, port := range s.cfg.AnnouncePorts {
 				dst := netip.AddrPortFrom(s.cfg.AnnounceGroup4, port)
 				s.send(k, pmp, dst)
@@ -339,19 +443,4 @@ func (s *Server) send(k *sock, payload []byte, dst netip.AddrPort) {
 	if _, err := k.conn.WriteToUDPAddrPort(payload, dst); err != nil {
 		s.log.Debug("announcement not sent", "from", k.conn.LocalAddr(), "to", dst, "err", err)
 	}
-}
-
-// setMulticastInterface makes IPv4 multicast leave through the bound
-// address's interface rather than the route to 224.0.0.0/4.
-func setMulticastInterface(k *sock) {
-	if k.bind.Interface == "" {
-		return
-	}
-	ifi, err := net.InterfaceByName(k.bind.Interface)
-	if err != nil {
-		return
-	}
-	p := ipv4.NewPacketConn(k.conn)
-	_ = p.SetMulticastInterface(ifi)
-	_ = p.SetMulticastTTL(1)
 }

@@ -11,7 +11,7 @@ import (
 
 // COMPAT N1: the reply leaves from the address the request was sent to.
 func TestReplyFromRequestedAddress(t *testing.T) {
-	r := newRig(t, rigOpts{binds: []string{"127.0.0.1", "127.0.0.2"}})
+	r := newRig(t, rigOpts{binds: []string{"127.0.0.100", "127.0.0.101"}})
 	c := newClient(t, "127.0.0.1")
 	for _, srv := range r.addrs {
 		_, from := c.exchange(srv, natpmp.Request{Op: natpmp.OpAddress}.AppendTo(nil))

@@ -1,0 +1,106 @@
+package pcp
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/berthd/berth/internal/clock"
+	"github.com/berthd/berth/internal/clock/clocktest"
+)
+
+// Announce winning the lock against a timer that already fired must not
+// leave two timer series (found in review).
+func TestAnnounceRestartRace(t *testing.T) {
+	clk := clocktest.NewFake(time.Unix(1000, 0))
+	s, err := NewServer(ServerConfig{Clock: clk, PCP: &Handler{}, Epoch: func() uint32 { return 1 },
+		Binds: []Bind{{Addr: netip.MustParseAddr("127.0.0.100")}}, Port: 0,
+		AnnounceGroup4: netip.MustParseAddr("127.0.0.1"), AnnouncePorts: []uint16{9}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.Announce()
+	s.amu.Lock()
+	done := make(chan struct{})
+	go func() { clk.Advance(250 * time.Millisecond); close(done) }()
+	for range 5000 { // the callback has been taken off the clock and waits for amu
+		if clk.Pending() == 0 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	s.restartLocked() // what Announce does when it gets the lock first
+	s.amu.Unlock()
+	<-done
+	if n := clk.Pending(); n != 1 {
+		t.Fatalf("%d announcement timers pending after a restart, want 1", n)
+	}
+}
+
+func TestInLANRefusesNonHosts(t *testing.T) {
+	s := &Server{cfg: ServerConfig{LAN: []netip.Prefix{netip.MustParsePrefix("192.168.1.0/24"), netip.MustParsePrefix("fd00::/64")}},
+		own: map[netip.Addr]bool{netip.MustParseAddr("192.168.1.1"): true}}
+	for _, tc := range []struct {
+		addr string
+		want bool
+	}{
+		{"192.168.1.10", true},
+		{"192.168.1.0", false},   // network
+		{"192.168.1.255", false}, // broadcast: a reply would reach every host
+		{"192.168.1.1", false},   // the router itself
+		{"192.168.2.10", false},  // outside
+		{"224.0.0.1", false},
+		{"fd00::10", true},
+		{"fd00::10%eth0", true},
+		{"ff02::1", false},
+	} {
+		if got := s.inLAN(netip.MustParseAddr(tc.addr)); got != tc.want {
+			t.Errorf("inLAN(%s) = %v, want %v", tc.addr, got, tc.want)
+		}
+	}
+}
+
+type countHandler struct{ n int }
+
+func (h *countHandler) Handle(context.Context, []byte, netip.AddrPort, time.Time, []byte) []byte {
+	h.n++
+	return nil
+}
+
+// A packet for a LAN address that arrives on another interface (the WAN,
+// on Linux's weak host model) is dropped whatever its source.
+func TestWrongArrivalInterfaceDropped(t *testing.T) {
+	h := &countHandler{}
+	s, err := NewServer(ServerConfig{Clock: clock.Real{}, PCP: h, Workers: 1,
+		Binds: []Bind{{Interface: "lo", Addr: netip.MustParseAddr("127.0.0.100")}},
+		LAN:   []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for idx := range s.lanIf { // pretend the LAN is another interface
+		delete(s.lanIf, idx)
+		s.lanIf[idx+1000] = true
+	}
+	s.Serve()
+	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(s.LocalAddrs()[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte{2, 0, 0, 0}); err != nil {
+		t.Fatal(err)
+	}
+	for range 100 {
+		if s.Stats().NotLAN == 1 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if st := s.Stats(); st.NotLAN != 1 || h.n != 0 {
+		t.Fatalf("got %+v and %d handled, want the packet dropped as not from the LAN", st, h.n)
+	}
+}
