@@ -88,10 +88,19 @@ func (h *Handler) serveMap(ctx context.Context, r Request, client netip.Addr, no
 		Op: r.Op, Nonce: r.Nonce, Protocol: r.Protocol, InternalPort: r.InternalPort,
 		RemotePort: r.RemotePort, RemoteAddr: r.RemoteAddr,
 	}
+	// Until something is assigned, the reply carries the suggested external
+	// port and address (RFC 6887 §8.3), the unspecified address in the
+	// client's family when none was suggested: what ErrorResponse echoes.
+	resp.ExternalPort, resp.ExternalAddr = r.SuggestedPort, r.SuggestedAddr
+	if !resp.ExternalAddr.IsValid() {
+		resp.ExternalAddr = netip.IPv6Unspecified()
+		if client.Is4() {
+			resp.ExternalAddr = netip.IPv4Unspecified()
+		}
+	}
 	fail := func(code ResultCode, why string, err error) Response {
 		resp.Result = code
 		resp.Lifetime = errorLifetime(code)
-		resp.ExternalPort, resp.ExternalAddr = 0, netip.Addr{}
 		h.log().Info("pcp request refused", "op", r.Op, "client", client, "proto", r.Protocol,
 			"internal", r.InternalPort, "result", code, "why", why, "err", err)
 		return resp
@@ -136,9 +145,15 @@ func (h *Handler) serveMap(ctx context.Context, r Request, client netip.Addr, no
 		// is not checked (COMPAT C5: tailscale sends a new one every time).
 		// FILTER options go with the mapping and are not echoed, as nothing
 		// was installed.
+		// The reply names what was removed, as miniupnpd does
+		// (test/captures/miniupnpd-2.3.1.txt, pcp-map-delete).
+		gone, found := h.mappingOf(req)
 		err := h.Mapper.Unmap(ctx, req)
 		if err != nil && !errors.Is(err, mapping.ErrNotFound) {
 			return fail(resultCode(err), "delete", err)
+		}
+		if found {
+			resp.ExternalPort, resp.ExternalAddr = gone.External.Port(), gone.External.Addr()
 		}
 		resp.Result, resp.Lifetime = Success, 0
 		return resp
@@ -206,6 +221,16 @@ func peersOf(fs []Filter) (peers *mapping.Peers, add, ok bool) {
 		ps = append(ps, mapping.Peer{Prefix: p, Port: f.RemotePort})
 	}
 	return mapping.NewPeers(ps...), add, true
+}
+
+// mappingOf finds the client's mapping that req (a delete) selects.
+func (h *Handler) mappingOf(req mapping.Request) (mapping.Mapping, bool) {
+	for _, m := range h.Mapper.List(mapping.Filter{Client: req.Client, Proto: req.Proto}) {
+		if m.Internal == req.Internal && m.Remote == req.Remote {
+			return m, true
+		}
+	}
+	return mapping.Mapping{}, false
 }
 
 func errorLifetime(c ResultCode) uint32 {
