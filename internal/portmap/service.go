@@ -204,8 +204,12 @@ func (s *Service) Map(ctx context.Context, r mapping.Request) (mapping.Mapping, 
 			}
 			s.table.Commit(plan)
 			s.schedule()
-			s.log.Info("mapping renewed", "key", plan.Mapping.Key, "internal", plan.Mapping.Internal,
-				"client", r.Client, "lifetime", d.Lifetime, "origin", r.Origin.Kind)
+			// Renewals are the hot path: do not box the arguments for
+			// nothing when Info is off.
+			if s.log.Enabled(ctx, slog.LevelInfo) {
+				s.log.Info("mapping renewed", "key", plan.Mapping.Key, "internal", plan.Mapping.Internal,
+					"client", r.Client, "lifetime", d.Lifetime, "origin", r.Origin.Kind)
+			}
 			return plan.Mapping, nil
 		}
 		// A new key, a new internal target or new remote-peer filters:
