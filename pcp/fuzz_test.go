@@ -115,3 +115,11 @@ func fuzzCheckReply(t *testing.T, b []byte) {
 		t.Fatalf("reply %x does not parse: %v", b, err)
 	}
 }
+
+// TestFuzzCrasherShortPEER pins testdata/fuzz/FuzzParseRequest/3cbe555e38edbca1:
+// a 24-octet PEER request answered with a header-only reply whose result
+// was SUCCESS did not parse back, because ParseResponse took a header-only
+// MAP or PEER reply for an error reply only.
+func TestFuzzCrasherShortPEER(t *testing.T) {
+	fuzzCheckRequest(t, []byte("\x02\x020000000000000000000000"))
+}

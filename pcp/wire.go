@@ -360,8 +360,8 @@ func ParseResponse(b []byte) (Response, error) {
 		return r, nil
 	}
 	end := fixedLen(r.Op)
-	if len(b) == headerLen && end > headerLen && r.Result != Success {
-		r.HeaderOnly = true // an error reply to a request without data
+	if len(b) == headerLen && end > headerLen {
+		r.HeaderOnly = true // a reply to a request without opcode data
 		return r, nil
 	}
 	if len(b) < end {

@@ -184,7 +184,6 @@ func TestParseResponseErrors(t *testing.T) {
 		{"not a multiple of 4", concat(announce, []byte{0}), ParseError{"length", 25, MalformedRequest}},
 		{"version 0", withBytes(announce, 0, 0), ParseError{"version", 0, UnsuppVersion}},
 		{"a request", readGolden(t, "map_request_v4.txt"), ParseError{"R bit", 1, MalformedRequest}},
-		{"MAP without data", withBytes(announce, 1, 0x81), ParseError{"MAP opcode data", 24, MalformedRequest}},
 		{"PEER data cut", peerResp[:76], ParseError{"PEER opcode data", 24, MalformedRequest}},
 		{"THIRD_PARTY 12 octets", concat(mapResp, optBytes(1, make([]byte, 12)...)), ParseError{"THIRD_PARTY length", 62, MalformedOption}},
 		{"PREFER_FAILURE in ANNOUNCE", concat(announce, preferFailureOpt), ParseError{"PREFER_FAILURE not valid for ANNOUNCE", 24, MalformedOption}},
@@ -333,6 +332,22 @@ func TestFilterPrefix(t *testing.T) {
 		}
 		if ok != tt.f.valid() && tt.f.PrefixLen != 0 && tt.f.RemoteAddr.IsValid() {
 			t.Errorf("%+v: Prefix ok %v disagrees with valid %v", tt.f, ok, tt.f.valid())
+		}
+	}
+}
+
+// A MAP or PEER reply of the common header alone is a reply to a request
+// without opcode data (see Response.HeaderOnly); it parses as such.
+func TestParseHeaderOnlyResponse(t *testing.T) {
+	for _, op := range []Opcode{OpMap, OpPeer} {
+		want := Response{Op: op, Result: MalformedRequest, Lifetime: 1800, Epoch: 9, HeaderOnly: true}
+		b := want.AppendTo(nil)
+		if len(b) != 24 {
+			t.Fatalf("%v: encoded %d octets, want 24", op, len(b))
+		}
+		got, err := ParseResponse(b)
+		if err != nil || !reflect.DeepEqual(got, want) {
+			t.Fatalf("%v: got %+v, %v; want %+v", op, got, err, want)
 		}
 	}
 }
