@@ -56,8 +56,13 @@ func startPortControl(ctx context.Context, cfg *config.Config, det netif.Detecte
 	srv.Announce()
 	sub := svc.Subscribe(64)
 	go func() {
-		for e := range sub.C() {
-			if e.Kind == portmap.ExternalChanged {
+		// Every event, not only ExternalChanged, is a chance to notice a
+		// new address: a burst of mapping events can push the change out
+		// of the buffer.
+		last := svc.ExternalAddr()
+		for range sub.C() {
+			if a := svc.ExternalAddr(); a != last {
+				last = a
 				srv.Announce()
 			}
 		}
