@@ -505,7 +505,7 @@ func checkPackageDoc(tr *tree) []string {
 
 // README commands that must appear verbatim: the test command CI runs
 // (.ci/run) and the command that starts the daemon.
-var readmeCommands = []string{"go test -race ./...", "go run ./cmd/berthd"}
+var readmeCommands = []string{"go test -race ./... && (cd test/tailscale && go test -race ./...)", "go run ./cmd/berthd"}
 
 // checkReadme flags README.md's ```toml blocks that config.Parse rejects,
 // unterminated code blocks, and a missing test or run command.
@@ -619,4 +619,16 @@ func checkFileSize(tr *tree) []string {
 		}
 	}
 	return out
+}
+
+// TestCIRunsTheReadmeTestCommand keeps the README's promise: the test
+// command it shows is the one .ci/run runs on a fresh machine.
+func TestCIRunsTheReadmeTestCommand(t *testing.T) {
+	ci, err := os.ReadFile(filepath.Join(repoRoot(t), ".ci", "run"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cmd := readmeCommands[0]; !bytes.Contains(ci, []byte("\n"+cmd+"\n")) {
+		t.Fatalf(".ci/run does not run the README's test command on a line of its own: %q", cmd)
+	}
 }
