@@ -1,0 +1,286 @@
+package nft
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+
+	"github.com/google/nftables"
+
+	"github.com/berthd/berth/internal/backend"
+	"github.com/berthd/berth/internal/mapping"
+)
+
+// elemOp is one element to add or delete, in batch order.
+type elemOp struct {
+	del  bool
+	set  *nftables.Set
+	elem nftables.SetElement
+}
+
+// Apply applies a batch all-or-nothing (backend.Backend) as ONE netlink
+// batch: the kernel commits every element change or none.
+//
+// The batch is computed against what the previous batches installed, so
+// its cost grows with len(cs) only: a Delete of a Key that is not installed
+// is ignored; an Add of an installed Key replaces it (delete and add of the
+// element, or nothing when Internal is unchanged). If the kernel's table
+// was changed behind berth's back (an element deleted by hand), the batch
+// may fail; Sync reconciles.
+//
+// A mapping the maps cannot hold (IPv6, a protocol other than TCP and UDP,
+// remote-peer filters) fails the whole batch with a wrapped
+// mapping.ErrUnsupported; a malformed one with mapping.ErrInvalid.
+func (n *Nft) Apply(ctx context.Context, cs []backend.Change) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return fmt.Errorf("nft: apply: %w", ErrClosed)
+	}
+	// overlay holds the Keys this batch touches: the mapping after the
+	// batch, or ok=false for deleted.
+	type state struct {
+		m  mapping.Mapping
+		ok bool
+	}
+	overlay := make(map[mapping.Key]state, len(cs))
+	lookup := func(k mapping.Key) (mapping.Mapping, bool) {
+		if s, ok := overlay[k]; ok {
+			return s.m, s.ok
+		}
+		m, ok := n.installed[k]
+		return m, ok
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("nft: apply: %w", err)
+	}
+	var ops []elemOp
+	for _, c := range cs {
+		switch c.Op {
+		case backend.Add:
+			m, err := validate(c.Mapping)
+			if err != nil {
+				return fmt.Errorf("nft: apply: %w", err)
+			}
+			cur, ok := lookup(m.Key)
+			if ok && !sameElem(cur, m) {
+				ops = n.appendOp(ops, true, cur)
+			}
+			if !ok || !sameElem(cur, m) {
+				ops = n.appendOp(ops, false, m)
+			}
+			overlay[m.Key] = state{m: m, ok: true}
+		case backend.Delete:
+			k := normalKey(c.Mapping.Key)
+			if cur, ok := lookup(k); ok {
+				ops = n.appendOp(ops, true, cur)
+			}
+			overlay[k] = state{}
+		default:
+			return fmt.Errorf("nft: apply: %s of %s: unknown operation", c.Op, c.Mapping.Key)
+		}
+	}
+	if err := n.commit(ops); err != nil {
+		return fmt.Errorf("nft: apply: %w", err)
+	}
+	for k, s := range overlay {
+		if s.ok {
+			n.installed[k] = s.m
+		} else {
+			delete(n.installed, k)
+		}
+	}
+	return nil
+}
+
+// Sync makes the kernel's maps exactly want (backend.Backend), in one
+// batch computed against the elements read back from the kernel: missing
+// mappings are added, extra ones deleted, ones with another Internal
+// replaced. If berth's table is gone (a firewall reload), it is recreated in
+// the same batch. want must not hold two mappings with the same Key.
+func (n *Nft) Sync(ctx context.Context, want []mapping.Mapping) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return fmt.Errorf("nft: sync: %w", ErrClosed)
+	}
+	next := make(map[mapping.Key]mapping.Mapping, len(want))
+	for _, m := range want {
+		m, err := validate(m)
+		if err != nil {
+			return fmt.Errorf("nft: sync: %w", err)
+		}
+		if _, dup := next[m.Key]; dup {
+			return fmt.Errorf("nft: sync: %s listed twice: %w", m.Key, mapping.ErrInvalid)
+		}
+		next[m.Key] = m
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("nft: sync: %w", err)
+	}
+	var cur map[mapping.Key]mapping.Mapping
+	if why := n.damaged(); why != "" {
+		// Recreate the table with its maps empty, in the same batch as
+		// the elements.
+		n.log.Warn("table damaged, recreating it", "table", n.table.Name, "why", why)
+		if err := n.queueCreate(); err != nil {
+			return fmt.Errorf("nft: sync: %w", err)
+		}
+		cur = map[mapping.Key]mapping.Mapping{}
+	} else {
+		var err error
+		if cur, err = n.read(); err != nil {
+			return fmt.Errorf("nft: sync: %w", err)
+		}
+	}
+	var ops []elemOp
+	for k, c := range cur {
+		if m, ok := next[k]; !ok || !sameElem(c, m) {
+			ops = n.appendOp(ops, true, c)
+		}
+	}
+	for k, m := range next {
+		if c, ok := cur[k]; !ok || !sameElem(c, m) {
+			ops = n.appendOp(ops, false, m)
+		}
+	}
+	if err := n.commit(ops); err != nil {
+		return fmt.Errorf("nft: sync: %w", err)
+	}
+	n.installed = next
+	return nil
+}
+
+// appendOp appends the element operation for m.
+func (n *Nft) appendOp(ops []elemOp, del bool, m mapping.Mapping) []elemOp {
+	set, e := n.element(m)
+	return append(ops, elemOp{del: del, set: set, elem: e})
+}
+
+// commit sends the queued messages and ops as one batch: runs of
+// consecutive ops on the same map in the same direction share a message of
+// at most maxElemsPerMsg elements, so the order of a delete and a re-add of
+// one element is kept. Netlink calls cannot be cancelled, so Apply and Sync
+// check their ctx before anything is queued.
+func (n *Nft) commit(ops []elemOp) error {
+	for i := 0; i < len(ops); {
+		j := i + 1
+		for j < len(ops) && j-i < maxElemsPerMsg && ops[j].del == ops[i].del && ops[j].set == ops[i].set {
+			j++
+		}
+		elems := make([]nftables.SetElement, 0, j-i)
+		for _, o := range ops[i:j] {
+			elems = append(elems, o.elem)
+		}
+		var err error
+		if ops[i].del {
+			err = n.conn.SetDeleteElements(ops[i].set, elems)
+		} else {
+			err = n.conn.SetAddElements(ops[i].set, elems)
+		}
+		if err != nil {
+			return err
+		}
+		i = j
+	}
+	if err := n.conn.Flush(); err != nil {
+		n.failed++
+		n.log.Debug("batch refused", "elements", len(ops), "err", err)
+		return fmt.Errorf("batch of %d element changes: %w", len(ops), err)
+	}
+	n.batches++
+	n.log.Debug("batch committed", "elements", len(ops))
+	return nil
+}
+
+// damaged says what is wrong with berth's table in the kernel ("" when
+// nothing is): missing (`nft flush ruleset`), or chains without their
+// rules (`nft flush table`).
+func (n *Nft) damaged() string {
+	tables, err := n.conn.ListTablesOfFamily(n.table.Family)
+	if err != nil {
+		return "cannot list tables: " + err.Error()
+	}
+	if !slices.ContainsFunc(tables, func(t *nftables.Table) bool { return t.Name == n.table.Name }) {
+		return "table missing"
+	}
+	want := map[string]int{chainPrerouting: 2, chainForward: 1}
+	if n.cfg.Hairpin {
+		want[chainPostrouting] = 1
+	}
+	for name, count := range want {
+		rules, err := n.conn.GetRules(n.table, &nftables.Chain{Name: name, Table: n.table})
+		if err != nil {
+			return "chain " + name + ": " + err.Error()
+		}
+		if len(rules) != count {
+			return fmt.Sprintf("chain %s has %d rules, want %d", name, len(rules), count)
+		}
+	}
+	return ""
+}
+
+// read returns the mappings in the kernel's maps (Key and Internal only).
+func (n *Nft) read() (map[mapping.Key]mapping.Mapping, error) {
+	out := make(map[mapping.Key]mapping.Mapping, len(n.installed))
+	for _, s := range []*nftables.Set{n.dnat, n.remote} {
+		es, err := n.conn.GetSetElements(s)
+		if err != nil {
+			return nil, fmt.Errorf("read map %s: %w", s.Name, err)
+		}
+		for _, e := range es {
+			m, err := decode(s == n.remote, e)
+			if err != nil {
+				return nil, fmt.Errorf("read map %s: %w", s.Name, err)
+			}
+			out[m.Key] = m
+		}
+	}
+	return out, nil
+}
+
+// Counter is the traffic a mapping's DNAT has matched: the first packet of
+// each flow (later packets follow conntrack, not the map).
+type Counter struct {
+	Packets, Bytes uint64
+}
+
+// Counters returns the kernel's counter of every installed mapping, by
+// normalised Key (IPv4 addresses unmapped). The map is the caller's.
+func (n *Nft) Counters(ctx context.Context) (map[mapping.Key]Counter, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return nil, fmt.Errorf("nft: counters: %w", ErrClosed)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("nft: counters: %w", err)
+	}
+	out := make(map[mapping.Key]Counter, len(n.installed))
+	for _, s := range []*nftables.Set{n.dnat, n.remote} {
+		es, err := n.conn.GetSetElements(s)
+		if err != nil {
+			return nil, fmt.Errorf("nft: counters: map %s: %w", s.Name, err)
+		}
+		for _, e := range es {
+			m, err := decode(s == n.remote, e)
+			if err != nil {
+				return nil, fmt.Errorf("nft: counters: map %s: %w", s.Name, err)
+			}
+			var c Counter
+			if e.Counter != nil {
+				c = Counter{Packets: e.Counter.Packets, Bytes: e.Counter.Bytes}
+			}
+			out[m.Key] = c
+		}
+	}
+	return out, nil
+}
+
+// mappings returns a copy of the installed state, for tests.
+func (n *Nft) mappings() map[mapping.Key]mapping.Mapping {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return maps.Clone(n.installed)
+}

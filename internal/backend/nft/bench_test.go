@@ -1,0 +1,67 @@
+package nft
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"testing"
+
+	"github.com/google/nftables"
+
+	"github.com/berthd/berth/internal/backend"
+	"github.com/berthd/berth/internal/mapping"
+)
+
+// nth is the i-th of many distinct mappings: external port and address
+// vary so that 100,000 keys fit.
+func nth(i int) mapping.Mapping {
+	ext := netip.AddrFrom4([4]byte{203, 0, 113, byte(i / 60000)})
+	in := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+	return mapping.Mapping{
+		Key:      mapping.Key{Proto: mapping.TCP, External: netip.AddrPortFrom(ext, uint16(1024+i%60000))},
+		Internal: netip.AddrPortFrom(in, 80),
+	}
+}
+
+// BenchmarkApplyAdd measures one Apply that adds one mapping (and one that
+// deletes it, to keep the count) with 1, 1,000 and 100,000 mappings
+// installed. The cost should be flat: a batch touches only its elements.
+func BenchmarkApplyAdd(b *testing.B) {
+	for _, present := range []int{1, 1000, 100000} {
+		b.Run(fmt.Sprintf("present=%d", present), func(b *testing.B) {
+			ctx := context.Background()
+			ns := newNetNS(b)
+			c, err := nftables.New(nftables.WithNetNSFd(ns.fd), nftables.AsLasting(), nftables.WithSockOptions(LargeBuffers))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.CloseLasting()
+			n, err := New(Config{Conn: c})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer n.Close()
+			want := make([]mapping.Mapping, present)
+			for i := range want {
+				want[i] = nth(i)
+			}
+			if err := n.Sync(ctx, want); err != nil {
+				b.Fatalf("Sync of %d mappings: %v", present, err)
+			}
+			m := nth(present)
+			cs := []backend.Change{{Op: backend.Add, Mapping: m}}
+			ds := []backend.Change{{Op: backend.Delete, Mapping: m}}
+			b.ResetTimer()
+			for b.Loop() {
+				if err := n.Apply(ctx, cs); err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				if err := n.Apply(ctx, ds); err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+			}
+		})
+	}
+}

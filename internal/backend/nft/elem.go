@@ -1,0 +1,119 @@
+package nft
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+
+	"github.com/google/nftables"
+
+	"github.com/berthd/berth/internal/mapping"
+)
+
+// Element layouts. Concatenated fields are padded to 4-byte registers:
+//
+//	mappings key:        daddr(4) . proto(1+3) . dport(2+2)             12 bytes
+//	remote_mappings key: saddr(4) . daddr(4) . proto(1+3) . dport(2+2)  16 bytes
+//	value:               addr(4) . port(2+2)                             8 bytes
+const (
+	keyLen       = 12
+	remoteKeyLen = 16
+	valLen       = 8
+)
+
+// normalKey is k as the kernel stores it: IPv4 addresses unmapped, no zone.
+func normalKey(k mapping.Key) mapping.Key {
+	k.External = netip.AddrPortFrom(k.External.Addr().Unmap().WithZone(""), k.External.Port())
+	if k.Remote.IsValid() {
+		k.Remote = k.Remote.Unmap().WithZone("")
+	}
+	return k
+}
+
+// validate checks what the kernel maps need of a mapping to add and
+// returns it with its Key normalised (normalKey) and Internal unmapped.
+func validate(m mapping.Mapping) (mapping.Mapping, error) {
+	m.Key = normalKey(m.Key)
+	m.Internal = netip.AddrPortFrom(m.Internal.Addr().Unmap().WithZone(""), m.Internal.Port())
+	var why string
+	err := mapping.ErrInvalid
+	ext, in := m.External.Addr(), m.Internal.Addr()
+	switch {
+	case !m.Proto.Valid():
+		why, err = "protocol not mapped", mapping.ErrUnsupported
+	case !ext.IsValid() || ext.IsUnspecified():
+		why = "no external address"
+	case !ext.Is4():
+		why, err = "IPv6 external address", mapping.ErrUnsupported
+	case m.External.Port() == 0:
+		why = "external port 0"
+	case !in.IsValid() || in.IsUnspecified() || m.Internal.Port() == 0:
+		why = "bad internal address " + m.Internal.String()
+	case !in.Is4():
+		why, err = "IPv6 internal address", mapping.ErrUnsupported
+	case m.Remote.IsValid() && !m.Remote.Is4():
+		why, err = "IPv6 remote host", mapping.ErrUnsupported
+	case !m.Peers.Empty():
+		// Accepting it would install the mapping open to every remote
+		// host: refuse rather than silently not enforce PCP FILTER.
+		why, err = "remote-peer filters not enforced by the nft backend", mapping.ErrUnsupported
+	default:
+		return m, nil
+	}
+	return m, fmt.Errorf("add %s: %s: %w", m.Key, why, err)
+}
+
+// element returns the map a mapping goes to and its element. m must have
+// passed validate.
+func (n *Nft) element(m mapping.Mapping) (*nftables.Set, nftables.SetElement) {
+	val := make([]byte, valLen)
+	a := m.Internal.Addr().As4()
+	copy(val, a[:])
+	binary.BigEndian.PutUint16(val[4:], m.Internal.Port())
+
+	ext := m.External.Addr().As4()
+	var key []byte
+	set := n.dnat
+	if m.Remote.IsValid() {
+		set = n.remote
+		key = make([]byte, remoteKeyLen)
+		r := m.Remote.As4()
+		copy(key, r[:])
+		key = key[:4]
+	} else {
+		key = make([]byte, 0, keyLen)
+	}
+	key = append(key, ext[:]...)
+	key = append(key, byte(m.Proto), 0, 0, 0)
+	key = binary.BigEndian.AppendUint16(key, m.External.Port())
+	key = append(key, 0, 0)
+	return set, nftables.SetElement{Key: key, Val: val}
+}
+
+// decode is the inverse of element: the mapping's Key and Internal from a
+// kernel element of mappings (remote false) or remote_mappings.
+func decode(remote bool, e nftables.SetElement) (mapping.Mapping, error) {
+	var m mapping.Mapping
+	key := e.Key
+	want := keyLen
+	if remote {
+		want = remoteKeyLen
+	}
+	if len(key) != want || len(e.Val) != valLen {
+		return m, fmt.Errorf("element with key %x value %x: bad length", e.Key, e.Val)
+	}
+	if remote {
+		m.Remote = netip.AddrFrom4([4]byte(key[:4]))
+		key = key[4:]
+	}
+	m.Proto = mapping.Protocol(key[4])
+	m.External = netip.AddrPortFrom(netip.AddrFrom4([4]byte(key[:4])), binary.BigEndian.Uint16(key[8:]))
+	m.Internal = netip.AddrPortFrom(netip.AddrFrom4([4]byte(e.Val[:4])), binary.BigEndian.Uint16(e.Val[4:]))
+	return m, nil
+}
+
+// sameElem reports whether a and b are the same kernel element: same Key
+// and same Internal. Other fields live only in berth.
+func sameElem(a, b mapping.Mapping) bool {
+	return a.Key == b.Key && a.Internal == b.Internal
+}

@@ -1,0 +1,361 @@
+// Package nft is berth's kernel forwarding plane: a backend.Backend that
+// programs Linux nftables over netlink (github.com/google/nftables), without
+// running nft(8).
+//
+// berth owns one table, created by New and removed by Close. Mappings are
+// elements of maps, not rules: the rules are fixed, so the per-packet cost
+// (one hash lookup) and the cost of a change (one element) do not depend on
+// how many mappings exist. With the default Config the kernel holds:
+//
+//	table ip berth {
+//		map mappings {
+//			type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service
+//			counter
+//		}
+//		map remote_mappings {
+//			type ipv4_addr . ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service
+//			counter
+//		}
+//		chain prerouting {
+//			type nat hook prerouting priority dstnat; policy accept;
+//			dnat ip to ip saddr . ip daddr . meta l4proto . th dport map @remote_mappings
+//			dnat ip to ip daddr . meta l4proto . th dport map @mappings
+//		}
+//		chain forward {
+//			type filter hook forward priority filter; policy accept;
+//			ct status dnat accept
+//		}
+//	}
+//
+// mappings holds the mappings open to any remote host, keyed by (external
+// address, protocol, external port); remote_mappings those restricted to one
+// remote host (mapping.Key.Remote, UPnP NewRemoteHost), keyed by (remote,
+// external address, protocol, external port). A restricted mapping is
+// looked up first, so it wins over an unrestricted one on the same port.
+// Keying by the external address lets mappings on several WAN addresses
+// coexist and keeps traffic to other local addresses untouched.
+//
+// The forward chain's accept documents intent and lets berth's table be the
+// only one on a router whose other filter tables accept by default; it
+// cannot override a drop in another table (every base chain must accept).
+//
+// With Config.Hairpin (and Config.WANInterface), a LAN host may reach a
+// mapping through the external address; the reply path needs
+//
+//	chain postrouting {
+//		type nat hook postrouting priority srcnat; policy accept;
+//		iifname != "<WANInterface>" ct status dnat masquerade
+//	}
+//
+// Every element carries a counter, read by Counters.
+//
+// Limits: IPv4 only (an IPv6 mapping is refused with mapping.ErrUnsupported);
+// remote-peer filters (mapping.Mapping.Peers, PCP FILTER) are not enforced
+// in the kernel yet, so a mapping with filters is refused with
+// mapping.ErrUnsupported rather than installed unfiltered. Outbound UDP
+// source-port preservation and the conntrack flush after a delete are not
+// done yet.
+package nft
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/berthd/berth/internal/backend"
+	"github.com/berthd/berth/internal/mapping"
+)
+
+// DefaultTable is the table name used when Config.Table is empty.
+const DefaultTable = "berth"
+
+// Map names in berth's table.
+const (
+	mapDNAT       = "mappings"
+	mapDNATRemote = "remote_mappings"
+)
+
+// Chain names in berth's table.
+const (
+	chainPrerouting  = "prerouting"
+	chainForward     = "forward"
+	chainPostrouting = "postrouting"
+)
+
+// maxElemsPerMsg bounds the elements of one netlink message of a batch so
+// that no single message approaches the socket buffer size.
+const maxElemsPerMsg = 1024
+
+// ErrClosed is returned (wrapped) by Apply, Sync and Counters after Close.
+var ErrClosed = errors.New("nft backend is closed")
+
+// Config configures an Nft.
+type Config struct {
+	// Conn is the netlink transport, for example
+	// nftables.New(nftables.AsLasting(), nftables.WithSockOptions(LargeBuffers))
+	// or, in a network namespace, with nftables.WithNetNSFd(fd) added.
+	// Required, and used by nothing else: Flush sends whatever is queued
+	// on it. The backend does not close it.
+	//
+	// The kernel refuses a batch larger than the socket's send buffer
+	// (EMSGSIZE; about 4,000 elements with the default 208 KiB), so a Sync
+	// of many mappings needs LargeBuffers.
+	Conn *nftables.Conn
+	// Table is the name of berth's table (family ip); DefaultTable when
+	// empty. A table of that name left by an earlier run is replaced.
+	Table string
+	// WANInterface is the name of the WAN interface. It is needed only by
+	// Hairpin.
+	WANInterface string
+	// Hairpin lets hosts on other interfaces than WANInterface reach a
+	// mapping through the external address, by masquerading the
+	// DNATed flows that did not arrive on the WAN.
+	Hairpin bool
+	// Logger receives one Debug record per batch. Nil discards.
+	Logger *slog.Logger
+}
+
+// Nft is the nftables backend. Create it with New. Apply, Sync, Counters
+// and Close are serialised by an internal lock and are safe for concurrent
+// use.
+type Nft struct {
+	cfg    Config
+	log    *slog.Logger
+	conn   *nftables.Conn
+	table  *nftables.Table
+	dnat   *nftables.Set
+	remote *nftables.Set
+
+	mu     sync.Mutex
+	closed bool
+	// installed is what the last successful batch left in the kernel,
+	// by Key: the Internal address:port. Apply computes its batch against
+	// it; Sync re-reads the kernel.
+	installed map[mapping.Key]mapping.Mapping
+	batches   uint64
+	failed    uint64
+}
+
+// Interface guard.
+var _ backend.Backend = (*Nft)(nil)
+
+// New creates berth's table with its maps and chains, in one batch, and
+// returns the backend with nothing mapped. A table of the same name is
+// replaced. It panics if c.Conn is nil.
+func New(c Config) (*Nft, error) {
+	if c.Conn == nil {
+		panic("nft: New: nil Conn")
+	}
+	if c.Table == "" {
+		c.Table = DefaultTable
+	}
+	if c.Hairpin && c.WANInterface == "" {
+		return nil, fmt.Errorf("nft: new: hairpin needs the WAN interface: %w", mapping.ErrInvalid)
+	}
+	if len(c.WANInterface) >= unix.IFNAMSIZ {
+		return nil, fmt.Errorf("nft: new: interface name %q too long: %w", c.WANInterface, mapping.ErrInvalid)
+	}
+	log := c.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	n := &Nft{
+		cfg:       c,
+		log:       log.With("component", "nft"),
+		conn:      c.Conn,
+		table:     &nftables.Table{Name: c.Table, Family: nftables.TableFamilyIPv4},
+		installed: make(map[mapping.Key]mapping.Mapping),
+	}
+	n.dnat, n.remote = newSets(n)
+	if err := n.queueCreate(); err != nil {
+		return nil, fmt.Errorf("nft: new: table %s: %w", c.Table, err)
+	}
+	if err := n.conn.Flush(); err != nil {
+		return nil, fmt.Errorf("nft: new: table %s: %w", c.Table, err)
+	}
+	return n, nil
+}
+
+// newSets returns the mappings and remote_mappings maps of n's table. Every
+// element carries a counter.
+func newSets(n *Nft) (dnat, remote *nftables.Set) {
+	val := nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetService)
+	dnat = &nftables.Set{
+		Table:         n.table,
+		Name:          mapDNAT,
+		IsMap:         true,
+		Concatenation: true,
+		Counter:       true,
+		KeyType:       nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetProto, nftables.TypeInetService),
+		DataType:      val,
+	}
+	remote = &nftables.Set{
+		Table:         n.table,
+		Name:          mapDNATRemote,
+		IsMap:         true,
+		Concatenation: true,
+		Counter:       true,
+		KeyType:       nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeIPAddr, nftables.TypeInetProto, nftables.TypeInetService),
+		DataType:      val,
+	}
+	return dnat, remote
+}
+
+// queueCreate queues the messages that install the table: add (so that
+// the delete cannot fail), delete, add again, then the maps and chains. The
+// caller flushes them, possibly together with elements.
+func (n *Nft) queueCreate() error {
+	cc := n.conn
+	cc.AddTable(n.table)
+	cc.DelTable(n.table)
+	cc.AddTable(n.table)
+	if err := cc.AddSet(n.dnat, nil); err != nil {
+		return err
+	}
+	if err := cc.AddSet(n.remote, nil); err != nil {
+		return err
+	}
+	accept := nftables.ChainPolicyAccept
+	pre := cc.AddChain(&nftables.Chain{
+		Name:     chainPrerouting,
+		Table:    n.table,
+		Type:     nftables.ChainTypeNAT,
+		Hooknum:  nftables.ChainHookPrerouting,
+		Priority: nftables.ChainPriorityNATDest,
+		Policy:   &accept,
+	})
+	// ip saddr . ip daddr . meta l4proto . th dport → reg 1 (32-bit regs 8..11).
+	cc.AddRule(&nftables.Rule{Table: n.table, Chain: pre, Exprs: []expr.Any{
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4},
+		&expr.Payload{DestRegister: 9, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 10},
+		&expr.Payload{DestRegister: 11, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+		&expr.Lookup{SourceRegister: 1, SetName: n.remote.Name, DestRegister: 1, IsDestRegSet: true},
+		dnatTo(),
+	}})
+	// ip daddr . meta l4proto . th dport → reg 1 (32-bit regs 8..10).
+	cc.AddRule(&nftables.Rule{Table: n.table, Chain: pre, Exprs: []expr.Any{
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 9},
+		&expr.Payload{DestRegister: 10, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+		&expr.Lookup{SourceRegister: 1, SetName: n.dnat.Name, DestRegister: 1, IsDestRegSet: true},
+		dnatTo(),
+	}})
+	fwd := cc.AddChain(&nftables.Chain{
+		Name:     chainForward,
+		Table:    n.table,
+		Type:     nftables.ChainTypeFilter,
+		Hooknum:  nftables.ChainHookForward,
+		Priority: nftables.ChainPriorityFilter,
+		Policy:   &accept,
+	})
+	cc.AddRule(&nftables.Rule{Table: n.table, Chain: fwd, Exprs: append(ctStatusDNAT(),
+		&expr.Verdict{Kind: expr.VerdictAccept})})
+	if n.cfg.Hairpin {
+		post := cc.AddChain(&nftables.Chain{
+			Name:     chainPostrouting,
+			Table:    n.table,
+			Type:     nftables.ChainTypeNAT,
+			Hooknum:  nftables.ChainHookPostrouting,
+			Priority: nftables.ChainPriorityNATSource,
+			Policy:   &accept,
+		})
+		ifname := make([]byte, unix.IFNAMSIZ)
+		copy(ifname, n.cfg.WANInterface)
+		exprs := []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: ifname},
+		}
+		exprs = append(exprs, ctStatusDNAT()...)
+		exprs = append(exprs, &expr.Masq{})
+		cc.AddRule(&nftables.Rule{Table: n.table, Chain: post, Exprs: exprs})
+	}
+	return nil
+}
+
+// dnatTo is "dnat ip to <addr . port in reg 1>": the address in 32-bit
+// register 8 (reg 1), the port in register 9.
+func dnatTo() *expr.NAT {
+	return &expr.NAT{
+		Type:        expr.NATTypeDestNAT,
+		Family:      unix.NFPROTO_IPV4,
+		RegAddrMin:  1,
+		RegProtoMin: 9,
+		Specified:   true,
+	}
+}
+
+// ipsDstNAT is IPS_DST_NAT of enum ip_conntrack_status
+// (linux/netfilter/nf_conntrack_common.h).
+const ipsDstNAT = 1 << 5
+
+// ctStatusDNAT is "ct status dnat".
+func ctStatusDNAT() []expr.Any {
+	return []expr.Any{
+		&expr.Ct{Register: 1, Key: expr.CtKeySTATUS},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(ipsDstNAT), Xor: make([]byte, 4)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)},
+	}
+}
+
+// LargeBuffers is an nftables.SockOption that raises the netlink socket's
+// send and receive buffers to 64 MiB (SO_SNDBUFFORCE, which needs
+// CAP_NET_ADMIN), enough for one batch of several hundred thousand
+// elements.
+func LargeBuffers(c *netlink.Conn) error {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	err = rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, 64<<20)
+		if serr == nil {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 64<<20)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	return serr
+}
+
+// Stats is a snapshot of an Nft's state.
+type Stats struct {
+	Mappings int    // installed mappings
+	Batches  uint64 // batches committed by Apply and Sync
+	Failed   uint64 // batches the kernel refused
+}
+
+// Stats returns a snapshot. It is safe for concurrent use.
+func (n *Nft) Stats() Stats {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return Stats{Mappings: len(n.installed), Batches: n.batches, Failed: n.failed}
+}
+
+// Close removes berth's table, and with it every mapping, in one batch. It
+// is idempotent; a table already removed by someone else is not an error.
+// Apply, Sync and Counters fail after it.
+func (n *Nft) Close() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return nil
+	}
+	n.closed = true
+	n.installed = nil
+	n.conn.DelTable(n.table)
+	if err := n.conn.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("nft: close: table %s: %w", n.table.Name, err)
+	}
+	return nil
+}

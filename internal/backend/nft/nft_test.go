@@ -1,0 +1,287 @@
+package nft
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/berthd/berth/internal/backend"
+	"github.com/berthd/berth/internal/mapping"
+)
+
+// mk returns a mapping; remote may be "" for any remote host.
+func mk(p mapping.Protocol, ext, in, remote string) mapping.Mapping {
+	m := mapping.Mapping{
+		Key:      mapping.Key{Proto: p, External: netip.MustParseAddrPort(ext)},
+		Internal: netip.MustParseAddrPort(in),
+	}
+	if remote != "" {
+		m.Remote = netip.MustParseAddr(remote)
+	}
+	m.Client = m.Internal.Addr()
+	return m
+}
+
+func add(ms ...mapping.Mapping) []backend.Change {
+	cs := make([]backend.Change, len(ms))
+	for i, m := range ms {
+		cs[i] = backend.Change{Op: backend.Add, Mapping: m}
+	}
+	return cs
+}
+
+func del(ms ...mapping.Mapping) []backend.Change {
+	cs := add(ms...)
+	for i := range cs {
+		cs[i].Op = backend.Delete
+	}
+	return cs
+}
+
+// newNft creates the backend in a fresh namespace.
+func newNft(t *testing.T, c Config) (*Nft, *netNS) {
+	t.Helper()
+	ns := newNetNS(t)
+	c.Conn = ns.conn(t)
+	n, err := New(c)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() { n.Close() })
+	return n, ns
+}
+
+var (
+	web    = mk(mapping.TCP, "203.0.113.2:8080", "192.168.1.10:80", "")
+	game   = mk(mapping.UDP, "203.0.113.2:3074", "192.168.1.20:3074", "")
+	ssh    = mk(mapping.TCP, "203.0.113.2:2222", "192.168.1.10:22", "198.51.100.7")
+	webUDP = mk(mapping.UDP, "203.0.113.2:8080", "192.168.1.11:8080", "")
+	second = mk(mapping.TCP, "203.0.113.3:8080", "192.168.1.12:80", "")
+)
+
+// TestLifecycle walks the kernel state through New, Apply, Sync, a
+// refused batch and Close, checking each step against a golden file.
+func TestLifecycle(t *testing.T) {
+	ctx := context.Background()
+	n, ns := newNft(t, Config{})
+	golden(t, "new", ns.ruleset(t, DefaultTable))
+
+	if err := n.Apply(ctx, add(web, game, ssh, webUDP, second)); err != nil {
+		t.Fatalf("Apply add: %v", err)
+	}
+	golden(t, "add", ns.ruleset(t, DefaultTable))
+
+	if err := n.Apply(ctx, del(webUDP, second)); err != nil {
+		t.Fatalf("Apply delete: %v", err)
+	}
+	golden(t, "delete", ns.ruleset(t, DefaultTable))
+
+	// Replace: delete and re-add web with another internal host; an Add
+	// of installed game with another internal port; an identical re-add
+	// of ssh; a Delete of something not installed.
+	web2 := web
+	web2.Internal = netip.MustParseAddrPort("192.168.1.30:8080")
+	game2 := game
+	game2.Internal = netip.MustParseAddrPort("192.168.1.20:3075")
+	cs := append(del(web), add(web2, game2, ssh)...)
+	cs = append(cs, del(second)...)
+	if err := n.Apply(ctx, cs); err != nil {
+		t.Fatalf("Apply replace: %v", err)
+	}
+	golden(t, "replace", ns.ruleset(t, DefaultTable))
+
+	// Sync: a hand-made change is fixed (game2's element edited), ssh is
+	// extra and removed, second is missing and added, web2 is kept.
+	ns.run(t, "nft", "delete", "element", "ip", "berth", "mappings", "{ 203.0.113.2 . udp . 3074 }")
+	ns.run(t, "nft", "add", "element", "ip", "berth", "mappings", "{ 203.0.113.2 . udp . 3074 : 192.168.1.99 . 1 }")
+	if err := n.Sync(ctx, []mapping.Mapping{web2, game2, second}); err != nil {
+		t.Fatalf("Sync: %v", err)
+	}
+	golden(t, "sync", ns.ruleset(t, DefaultTable))
+	if got := len(n.mappings()); got != 3 {
+		t.Errorf("installed %d mappings after Sync, want 3", got)
+	}
+
+	// A refused batch changes nothing: second is deleted behind berth's
+	// back, so deleting it again fails in the kernel (ENOENT), and the
+	// adds earlier in the same batch must not stay.
+	ns.run(t, "nft", "delete", "element", "ip", "berth", "mappings", "{ 203.0.113.3 . tcp . 8080 }")
+	before := ns.ruleset(t, DefaultTable)
+	cs = append(add(webUDP, ssh), del(web2, second)...)
+	err := n.Apply(ctx, cs)
+	if err == nil {
+		t.Fatal("Apply of a batch deleting a missing element succeeded, want an error")
+	}
+	t.Logf("refused batch: %v", err)
+	if after := ns.ruleset(t, DefaultTable); after != before {
+		t.Errorf("refused batch changed the kernel:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+	if _, ok := n.mappings()[webUDP.Key]; ok {
+		t.Error("refused batch changed the installed state")
+	}
+	if s := n.Stats(); s.Failed != 1 || s.Mappings != 3 {
+		t.Errorf("Stats = %+v, want Failed 1, Mappings 3", s)
+	}
+	// Sync recovers.
+	if err := n.Sync(ctx, []mapping.Mapping{web2, game2, second}); err != nil {
+		t.Fatalf("Sync after refused batch: %v", err)
+	}
+	golden(t, "sync", ns.ruleset(t, DefaultTable))
+
+	if err := n.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if got := ns.tables(t); got != "" {
+		t.Errorf("tables after Close: %q, want none", got)
+	}
+	if err := n.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	if err := n.Apply(ctx, add(web)); !errors.Is(err, ErrClosed) {
+		t.Errorf("Apply after Close: %v, want ErrClosed", err)
+	}
+}
+
+// TestSyncRecreatesTable checks that Sync re-installs berth's table after
+// another tool removed it (a firewall reload), in one batch.
+func TestSyncRecreatesTable(t *testing.T) {
+	ctx := context.Background()
+	n, ns := newNft(t, Config{})
+	if err := n.Apply(ctx, add(web, game, ssh)); err != nil {
+		t.Fatal(err)
+	}
+	want := ns.ruleset(t, DefaultTable)
+	for _, cmd := range [][]string{
+		{"nft", "flush", "ruleset"},
+		{"nft", "flush", "table", "ip", DefaultTable},
+		{"nft", "delete", "rule", "ip", DefaultTable, "forward", "handle", "0"},
+	} {
+		if cmd[2] == "rule" {
+			// Delete the forward chain's only rule, by its handle.
+			out := ns.run(t, "nft", "-a", "list", "chain", "ip", DefaultTable, "forward")
+			i := strings.LastIndex(out, "# handle ")
+			cmd[len(cmd)-1] = strings.Fields(out[i+len("# handle "):])[0]
+		}
+		ns.run(t, cmd...)
+		if err := n.Sync(ctx, []mapping.Mapping{web, game, ssh}); err != nil {
+			t.Fatalf("Sync after %s: %v", strings.Join(cmd, " "), err)
+		}
+		if got := ns.ruleset(t, DefaultTable); got != want {
+			t.Errorf("after %s and Sync:\n%s\nwant:\n%s", strings.Join(cmd, " "), got, want)
+		}
+	}
+}
+
+// TestNewReplacesStaleTable checks that New replaces a table left by a
+// previous run, and that a custom table name and hairpin work.
+func TestNewReplacesStaleTable(t *testing.T) {
+	ns := newNetNS(t)
+	ns.run(t, "nft", "add", "table", "ip", "gw")
+	ns.run(t, "nft", "add", "chain", "ip", "gw", "stale")
+	n, err := New(Config{Conn: ns.conn(t), Table: "gw", WANInterface: "wan0", Hairpin: true})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	defer n.Close()
+	golden(t, "hairpin", ns.ruleset(t, "gw"))
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := ns.tables(t); got != "" {
+		t.Errorf("tables after Close: %q, want none", got)
+	}
+}
+
+// TestCounters checks that every mapping has a kernel counter.
+func TestCounters(t *testing.T) {
+	ctx := context.Background()
+	n, _ := newNft(t, Config{})
+	if err := n.Apply(ctx, add(web, ssh)); err != nil {
+		t.Fatal(err)
+	}
+	cs, err := n.Counters(ctx)
+	if err != nil {
+		t.Fatalf("Counters: %v", err)
+	}
+	if len(cs) != 2 {
+		t.Fatalf("Counters = %v, want 2 entries", cs)
+	}
+	for _, k := range []mapping.Key{web.Key, ssh.Key} {
+		if c, ok := cs[k]; !ok || c != (Counter{}) {
+			t.Errorf("counter of %s = %+v, %v; want zero, true", k, c, ok)
+		}
+	}
+}
+
+// TestRefused checks mappings the maps cannot hold fail the whole batch
+// with the right sentinel and change nothing.
+func TestRefused(t *testing.T) {
+	peers := mapping.NewPeers(mapping.Peer{Prefix: netip.MustParsePrefix("198.51.100.0/24")})
+	filtered := web
+	filtered.Peers = peers
+	tests := []struct {
+		name string
+		m    mapping.Mapping
+		want error
+	}{
+		{"peers", filtered, mapping.ErrUnsupported},
+		{"ipv6 external", mk(mapping.TCP, "[2001:db8::1]:80", "192.168.1.10:80", ""), mapping.ErrUnsupported},
+		{"ipv6 internal", mk(mapping.TCP, "203.0.113.2:80", "[fd00::1]:80", ""), mapping.ErrUnsupported},
+		{"ipv6 remote", mk(mapping.TCP, "203.0.113.2:80", "192.168.1.10:80", "2001:db8::7"), mapping.ErrUnsupported},
+		{"sctp", mk(132, "203.0.113.2:80", "192.168.1.10:80", ""), mapping.ErrUnsupported},
+		{"no external address", mk(mapping.TCP, "0.0.0.0:80", "192.168.1.10:80", ""), mapping.ErrInvalid},
+		{"external port 0", mk(mapping.TCP, "203.0.113.2:0", "192.168.1.10:80", ""), mapping.ErrInvalid},
+		{"internal port 0", mk(mapping.TCP, "203.0.113.2:80", "192.168.1.10:0", ""), mapping.ErrInvalid},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := validate(tt.m); !errors.Is(err, tt.want) {
+				t.Errorf("validate(%s) = %v, want %v", tt.m, err, tt.want)
+			}
+		})
+	}
+	// In the kernel: a good Add before a refused one does not stay.
+	n, ns := newNft(t, Config{})
+	before := ns.ruleset(t, DefaultTable)
+	if err := n.Apply(context.Background(), add(web, filtered)); !errors.Is(err, mapping.ErrUnsupported) {
+		t.Errorf("Apply with Peers = %v, want ErrUnsupported", err)
+	}
+	if got := ns.ruleset(t, DefaultTable); got != before {
+		t.Errorf("refused Apply changed the kernel:\n%s", got)
+	}
+	if err := n.Sync(context.Background(), []mapping.Mapping{web, web}); !errors.Is(err, mapping.ErrInvalid) {
+		t.Errorf("Sync with a duplicate = %v, want ErrInvalid", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := n.Apply(ctx, add(web)); !errors.Is(err, context.Canceled) {
+		t.Errorf("Apply with a cancelled ctx = %v, want context.Canceled", err)
+	}
+	if got := ns.ruleset(t, DefaultTable); !strings.Contains(got, "map mappings") || got != before {
+		t.Errorf("kernel changed:\n%s", got)
+	}
+}
+
+// TestElementRoundTrip checks decode(element(m)) keeps Key and Internal,
+// and that IPv4-mapped addresses are normalised.
+func TestElementRoundTrip(t *testing.T) {
+	n := &Nft{}
+	n.dnat, n.remote = newSets(n)
+	mapped := mk(mapping.UDP, "[::ffff:203.0.113.2]:53", "[::ffff:192.168.1.5]:5353", "::ffff:198.51.100.1")
+	for _, m := range []mapping.Mapping{web, game, ssh, mapped} {
+		v, err := validate(m)
+		if err != nil {
+			t.Fatalf("validate(%s): %v", m, err)
+		}
+		set, e := n.element(v)
+		got, err := decode(set == n.remote, e)
+		if err != nil {
+			t.Fatalf("decode(%s): %v", m, err)
+		}
+		if got.Key != normalKey(m.Key) || got.Internal != v.Internal {
+			t.Errorf("round trip of %s = %s", m, got)
+		}
+	}
+}
