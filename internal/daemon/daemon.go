@@ -7,14 +7,12 @@ package daemon
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
 	"strings"
 
 	"github.com/berthd/berth/internal/backend"
-	"github.com/berthd/berth/internal/backend/relay"
 	"github.com/berthd/berth/internal/clock"
 	"github.com/berthd/berth/internal/config"
 	"github.com/berthd/berth/internal/mapping"
@@ -40,6 +38,9 @@ type Options struct {
 	// PortControlPort is the NAT-PMP/PCP port; 0 means 5351. Tests use
 	// a free one.
 	PortControlPort uint16
+	// OpenNft creates the nft backend; nil means the real one. Tests
+	// replace it so as never to touch the host's ruleset.
+	OpenNft func(det netif.Detected, log *slog.Logger) (backend.Backend, error)
 }
 
 // pcpPort is the NAT-PMP/PCP server port (RFC 6886 §3, RFC 6887 §19.1);
@@ -86,7 +87,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	if err != nil {
 		return err
 	}
-	be, name, err := chooseBackend(cfg, det, ext, clk, log)
+	be, name, err := chooseBackend(cfg, det, ext, clk, o, log)
 	if err != nil {
 		return err
 	}
@@ -209,30 +210,6 @@ func routerPorts(det netif.Detected, ext netip.Addr, log *slog.Logger) []policy.
 		log.Info("reserved ports the router listens on", "count", len(out))
 	}
 	return out
-}
-
-// chooseBackend is the one place that picks a backend.
-func chooseBackend(cfg *config.Config, det netif.Detected, ext netip.Addr, clk clock.Clock, log *slog.Logger) (backend.Backend, string, error) {
-	switch cfg.Backend {
-	case "nft":
-		return nil, "", errors.New("daemon: backend \"nft\" is not available in this build; use \"relay\" or \"auto\"")
-	case "auto", "relay", "":
-		if cfg.Backend != "relay" {
-			log.Info("backend auto: choosing relay", "why", "this build has no nftables backend yet")
-		}
-		rc := relay.Config{Clock: clk, Logger: log}
-		if ext.IsValid() && !isLocal(det, ext) {
-			// The external address belongs to a device upstream (1:1 NAT):
-			// traffic for it arrives on the WAN interface's own address.
-			rc.Listen = netip.IPv4Unspecified()
-			if ext.Is6() {
-				rc.Listen = netip.IPv6Unspecified()
-			}
-			log.Info("relay listens on every address", "why", "external address is not on this host", "external", ext)
-		}
-		return relay.New(rc), "relay", nil
-	}
-	return nil, "", fmt.Errorf("daemon: unknown backend %q", cfg.Backend)
 }
 
 func isLocal(det netif.Detected, a netip.Addr) bool {

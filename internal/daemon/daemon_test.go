@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -118,12 +119,12 @@ func TestStaticForwardCarriesTrafficAndReloads(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- Run(ctx, cfg, Options{
-			PortControlPort: freeUDPPort(t),
-			Logger:          slog.New(slog.NewTextHandler(&syncWriter{w: &logs}, nil)),
-			Detect:          loopback,
-			Ready:           func(s *portmap.Service) { ready <- s },
-			Reload:          reload,
-			Reread:          func() (*config.Config, error) { return config.Load(path) },
+			PortControlPort: freeUDPPort(t), OpenNft: noNft,
+			Logger: slog.New(slog.NewTextHandler(&syncWriter{w: &logs}, nil)),
+			Detect: loopback,
+			Ready:  func(s *portmap.Service) { ready <- s },
+			Reload: reload,
+			Reread: func() (*config.Config, error) { return config.Load(path) },
 		})
 	}()
 	var svc *portmap.Service
@@ -177,7 +178,7 @@ func TestReloadKeepsRenewalsOnTheirPort(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() {
-		done <- Run(ctx, cfg, Options{PortControlPort: freeUDPPort(t), Logger: slog.New(slog.DiscardHandler), Detect: loopback,
+		done <- Run(ctx, cfg, Options{PortControlPort: freeUDPPort(t), OpenNft: noNft, Logger: slog.New(slog.DiscardHandler), Detect: loopback,
 			Ready: func(s *portmap.Service) { ready <- s }, Reload: reload,
 			Reread: func() (*config.Config, error) { return config.Load(path) }})
 	}()
@@ -217,7 +218,7 @@ func TestStartsWithoutExternalAddress(t *testing.T) {
 	ready := make(chan *portmap.Service, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- Run(ctx, config.Default(), Options{PortControlPort: freeUDPPort(t), Logger: slog.New(slog.DiscardHandler), Detect: noAddr,
+		done <- Run(ctx, config.Default(), Options{PortControlPort: freeUDPPort(t), OpenNft: noNft, Logger: slog.New(slog.DiscardHandler), Detect: noAddr,
 			Ready: func(s *portmap.Service) { ready <- s }})
 	}()
 	select {
@@ -244,7 +245,7 @@ func TestStaticForwardOnBusyPortFailsCleanly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = Run(context.Background(), cfg, Options{PortControlPort: freeUDPPort(t), Logger: slog.New(slog.DiscardHandler), Detect: loopback})
+	err = Run(context.Background(), cfg, Options{PortControlPort: freeUDPPort(t), OpenNft: noNft, Logger: slog.New(slog.DiscardHandler), Detect: loopback})
 	if !errors.Is(err, backend.ErrPortUnavailable) {
 		t.Fatalf("got %v, want ErrPortUnavailable", err)
 	}
@@ -253,24 +254,42 @@ func TestStaticForwardOnBusyPortFailsCleanly(t *testing.T) {
 	}
 }
 
-func TestNftBackendRefusedForNow(t *testing.T) {
-	cfg := config.Default()
-	cfg.Backend = "nft"
-	err := Run(context.Background(), cfg, Options{PortControlPort: freeUDPPort(t), Logger: slog.New(slog.DiscardHandler), Detect: loopback})
-	if err == nil {
-		t.Fatal("got nil, want an error saying nft is not available")
-	}
+// noNft stands for a machine without nf_tables (or not root): tests never
+// touch the host's ruleset.
+func noNft(netif.Detected, *slog.Logger) (backend.Backend, error) {
+	return nil, errors.New("test: no nf_tables here")
 }
 
-// freeUDPPort returns a UDP port on 127.0.0.1 that was free a moment ago.
-func freeUDPPort(t *testing.T) uint16 {
-	t.Helper()
-	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
+func TestBackendChoice(t *testing.T) {
+	run := func(backendName string) (string, error) {
+		cfg := config.Default()
+		cfg.Backend = backendName
+		var logs bytes.Buffer
+		ctx, cancel := context.WithCancel(context.Background())
+		ready := make(chan *portmap.Service, 1)
+		done := make(chan error, 1)
+		go func() {
+			done <- Run(ctx, cfg, Options{PortControlPort: freeUDPPort(t), OpenNft: noNft, Detect: loopback,
+				Logger: slog.New(slog.NewTextHandler(&syncWriter{w: &logs}, nil)),
+				Ready:  func(s *portmap.Service) { ready <- s }})
+		}()
+		select {
+		case <-ready:
+			cancel()
+			err := <-done // Run has stopped logging
+			return logs.String(), err
+		case err := <-done:
+			cancel()
+			return logs.String(), err
+		}
 	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).AddrPort().Port()
+	logs, err := run("auto")
+	if err != nil || !strings.Contains(logs, "backend auto: choosing relay") || !strings.Contains(logs, "no nf_tables here") {
+		t.Fatalf("auto without nft: err %v; logs lack the relay choice and its reason:\n%s", err, logs)
+	}
+	if _, err := run("nft"); err == nil || !strings.Contains(err.Error(), "no nf_tables here") {
+		t.Fatalf("nft without nft: got %v, want the reason", err)
+	}
 }
 
 // waitFor polls cond for up to 10 s.
@@ -294,4 +313,15 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.w.Write(p)
+}
+
+// freeUDPPort returns a UDP port on 127.0.0.1 that was free a moment ago.
+func freeUDPPort(t *testing.T) uint16 {
+	t.Helper()
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).AddrPort().Port()
 }

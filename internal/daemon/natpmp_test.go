@@ -29,7 +29,7 @@ func TestNATPMPMappingCarriesTraffic(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- Run(ctx, cfg, Options{Logger: slog.New(slog.DiscardHandler), Detect: loopback,
-			PortControlPort: pmpPort, Ready: func(s *portmap.Service) { ready <- s }})
+			PortControlPort: pmpPort, OpenNft: noNft, Ready: func(s *portmap.Service) { ready <- s }})
 	}()
 	defer func() { cancel(); <-done }()
 	select {

@@ -82,6 +82,9 @@ func newTopology(t *testing.T) *topology {
 		{"-n", w, "link", "set", "wan0", "up"},
 		{"-n", l, "route", "add", "default", "via", routerLAN.String()},
 		{"-n", r, "route", "add", "default", "via", upstream.String()},
+		// A router forwards: berthd's nft backend DNATs mapped traffic
+		// to the LAN through the kernel (the relay would not need this).
+		{"netns", "exec", r, "sysctl", "-qw", "net.ipv4.ip_forward=1"},
 	}
 	for _, s := range steps {
 		if out, err := ipCmd(s...); err != nil {
