@@ -66,7 +66,7 @@ func openNft(det netif.Detected, log *slog.Logger) (backend.Backend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("netlink: %w", err)
 	}
-	n, err := nft.New(nft.Config{Conn: conn, WANInterface: det.WAN.Name, Hairpin: true, Logger: log})
+	n, err := nft.New(nft.Config{Conn: conn, WANInterface: det.WAN.Name, Hairpin: true, PreserveSourcePort: true, Logger: log})
 	if err != nil {
 		conn.CloseLasting()
 		return nil, fmt.Errorf("nf_tables: %w", err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"net/netip"
 	"slices"
 
 	"github.com/google/nftables"
@@ -56,6 +57,7 @@ func (n *Nft) Apply(ctx context.Context, cs []backend.Change) error {
 		return fmt.Errorf("nft: apply: %w", err)
 	}
 	var ops []elemOp
+	var removed []mapping.Mapping // deleted or replaced, for flushFlows
 	for _, c := range cs {
 		switch c.Op {
 		case backend.Add:
@@ -66,6 +68,7 @@ func (n *Nft) Apply(ctx context.Context, cs []backend.Change) error {
 			cur, ok := lookup(m.Key)
 			if ok && !sameElem(cur, m) {
 				ops = n.appendOp(ops, true, cur)
+				removed = append(removed, cur)
 			}
 			if !ok || !sameElem(cur, m) {
 				ops = n.appendOp(ops, false, m)
@@ -75,22 +78,60 @@ func (n *Nft) Apply(ctx context.Context, cs []backend.Change) error {
 			k := normalKey(c.Mapping.Key)
 			if cur, ok := lookup(k); ok {
 				ops = n.appendOp(ops, true, cur)
+				removed = append(removed, cur)
 			}
 			overlay[k] = state{}
 		default:
 			return fmt.Errorf("nft: apply: %s of %s: unknown operation", c.Op, c.Mapping.Key)
 		}
 	}
+	// snat_udp: recompute the translation of every Internal the batch
+	// touches, against what the kernel holds.
+	var snatWanted map[netip.AddrPort]netip.AddrPort
+	var snatTouched map[netip.AddrPort]struct{}
+	if n.snat != nil {
+		snatTouched = make(map[netip.AddrPort]struct{})
+		extra := make(map[netip.AddrPort][]mapping.Key)
+		for k, s := range overlay {
+			if old, ok := n.installed[k]; ok && old.Proto == mapping.UDP {
+				snatTouched[old.Internal] = struct{}{}
+			}
+			if s.ok && s.m.Proto == mapping.UDP {
+				snatTouched[s.m.Internal] = struct{}{}
+				extra[s.m.Internal] = append(extra[s.m.Internal], k)
+			}
+		}
+		snatWanted = snatWant(snatTouched, n.users, extra, lookup)
+		have := make(map[netip.AddrPort]netip.AddrPort, len(snatTouched))
+		for in := range snatTouched {
+			if ext, ok := n.snatKernel[in]; ok {
+				have[in] = ext
+			}
+		}
+		ops = append(ops, n.snatOps(have, snatWanted)...)
+	}
 	if err := n.commit(ops); err != nil {
 		return fmt.Errorf("nft: apply: %w", err)
 	}
 	for k, s := range overlay {
+		if old, ok := n.installed[k]; ok {
+			n.indexSNAT(old, false)
+		}
 		if s.ok {
 			n.installed[k] = s.m
+			n.indexSNAT(s.m, true)
 		} else {
 			delete(n.installed, k)
 		}
 	}
+	for in := range snatTouched {
+		if ext, ok := snatWanted[in]; ok {
+			n.snatKernel[in] = ext
+		} else {
+			delete(n.snatKernel, in)
+		}
+	}
+	n.flushFlows(removed)
 	return nil
 }
 
@@ -120,6 +161,7 @@ func (n *Nft) Sync(ctx context.Context, want []mapping.Mapping) error {
 		return fmt.Errorf("nft: sync: %w", err)
 	}
 	var cur map[mapping.Key]mapping.Mapping
+	var snatHave map[netip.AddrPort]netip.AddrPort
 	if why := n.damaged(); why != "" {
 		// Recreate the table with its maps empty, in the same batch as
 		// the elements.
@@ -128,16 +170,22 @@ func (n *Nft) Sync(ctx context.Context, want []mapping.Mapping) error {
 			return fmt.Errorf("nft: sync: %w", err)
 		}
 		cur = map[mapping.Key]mapping.Mapping{}
+		snatHave = map[netip.AddrPort]netip.AddrPort{}
 	} else {
 		var err error
 		if cur, err = n.read(); err != nil {
 			return fmt.Errorf("nft: sync: %w", err)
 		}
+		if snatHave, err = n.readSNAT(); err != nil {
+			return fmt.Errorf("nft: sync: %w", err)
+		}
 	}
 	var ops []elemOp
+	var removed []mapping.Mapping
 	for k, c := range cur {
 		if m, ok := next[k]; !ok || !sameElem(c, m) {
 			ops = n.appendOp(ops, true, c)
+			removed = append(removed, c)
 		}
 	}
 	for k, m := range next {
@@ -145,11 +193,54 @@ func (n *Nft) Sync(ctx context.Context, want []mapping.Mapping) error {
 			ops = n.appendOp(ops, false, m)
 		}
 	}
+	prevUsers, prevKernel := n.users, n.snatKernel
+	n.resetSNAT()
+	for _, m := range next {
+		n.indexSNAT(m, true)
+	}
+	var snatWanted map[netip.AddrPort]netip.AddrPort
+	if n.snat != nil {
+		ins := make(map[netip.AddrPort]struct{}, len(n.users))
+		for in := range n.users {
+			ins[in] = struct{}{}
+		}
+		snatWanted = snatWant(ins, n.users, nil, func(k mapping.Key) (mapping.Mapping, bool) {
+			m, ok := next[k]
+			return m, ok
+		})
+		ops = append(ops, n.snatOps(snatHave, snatWanted)...)
+	}
 	if err := n.commit(ops); err != nil {
+		n.users, n.snatKernel = prevUsers, prevKernel
 		return fmt.Errorf("nft: sync: %w", err)
 	}
 	n.installed = next
+	if snatWanted != nil {
+		n.snatKernel = snatWanted
+	}
+	n.flushFlows(removed)
 	return nil
+}
+
+// readSNAT returns the elements of snat_udp (none without
+// PreserveSourcePort).
+func (n *Nft) readSNAT() (map[netip.AddrPort]netip.AddrPort, error) {
+	out := make(map[netip.AddrPort]netip.AddrPort)
+	if n.snat == nil {
+		return out, nil
+	}
+	es, err := n.conn.GetSetElements(n.snat)
+	if err != nil {
+		return nil, fmt.Errorf("read map %s: %w", n.snat.Name, err)
+	}
+	for _, e := range es {
+		in, ext, err := decodeSNAT(e)
+		if err != nil {
+			return nil, fmt.Errorf("read map %s: %w", n.snat.Name, err)
+		}
+		out[in] = ext
+	}
+	return out, nil
 }
 
 // appendOp appends the element operation for m.
@@ -207,7 +298,10 @@ func (n *Nft) damaged() string {
 	}
 	want := map[string]int{chainPrerouting: 2, chainForward: 1}
 	if n.cfg.Hairpin {
-		want[chainPostrouting] = 1
+		want[chainPostrouting]++
+	}
+	if n.snat != nil {
+		want[chainPostrouting]++
 	}
 	for name, count := range want {
 		rules, err := n.conn.GetRules(n.table, &nftables.Chain{Name: name, Table: n.table})

@@ -36,7 +36,7 @@ func BenchmarkApplyAdd(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer c.CloseLasting()
-			n, err := New(Config{Conn: c})
+			n, err := New(Config{Conn: c, Conntrack: ns.conntrack(b)})
 			if err != nil {
 				b.Fatal(err)
 			}

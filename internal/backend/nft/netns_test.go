@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"github.com/google/nftables"
+	"github.com/mdlayher/netlink"
+	"github.com/ti-mo/conntrack"
 	"golang.org/x/sys/unix"
 )
 
@@ -76,6 +78,18 @@ func (ns *netNS) conn(t testing.TB) *nftables.Conn {
 	if err != nil {
 		t.Fatalf("nftables.New: %v", err)
 	}
+	return c
+}
+
+// conntrack returns a conntrack netlink connection into the namespace,
+// closed when the test ends.
+func (ns *netNS) conntrack(t testing.TB) *conntrack.Conn {
+	t.Helper()
+	c, err := conntrack.Dial(&netlink.Config{NetNS: ns.fd})
+	if err != nil {
+		t.Fatalf("conntrack.Dial: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
 	return c
 }
 

@@ -40,33 +40,54 @@
 // cannot override a drop in another table (every base chain must accept).
 //
 // With Config.Hairpin (and Config.WANInterface), a LAN host may reach a
-// mapping through the external address; the reply path needs
+// mapping through the external address; with Config.PreserveSourcePort,
+// outbound UDP from a mapped internal address:port leaves the WAN from the
+// mapping's external address:port (COMPAT M7: consoles' "open NAT"). These
+// add
 //
+//	map snat_udp {
+//		type ipv4_addr . inet_service : ipv4_addr . inet_service
+//	}
 //	chain postrouting {
-//		type nat hook postrouting priority srcnat; policy accept;
+//		type nat hook postrouting priority srcnat - 10; policy accept;
 //		iifname != "<WANInterface>" ct status dnat masquerade
+//		meta l4proto udp oifname "<WANInterface>" snat ip to ip saddr . udp sport map @snat_udp
 //	}
 //
-// Every element carries a counter, read by Counters.
+// (the map and second rule with PreserveSourcePort, the first rule with
+// Hairpin; nft(8) lists the second without its implied "meta l4proto
+// udp"). snat_udp holds one element per internal address:port of the UDP
+// mappings; when several mappings share one, the one open to any remote
+// host wins, then the lowest external address:port. It is maintained in
+// the same batches as the DNAT maps. The chain runs before a router's usual
+// masquerade at srcnat, which would otherwise bind the flow's source first.
+//
+// After a batch that deletes or replaces mappings, their conntrack entries
+// are deleted (inbound flows to the external address:port, and outbound
+// UDP flows translated to it), so that an established flow does not outlive
+// its mapping; a failure is logged only.
+//
+// Every element of mappings and remote_mappings carries a counter, read
+// by Counters.
 //
 // Limits: IPv4 only (an IPv6 mapping is refused with mapping.ErrUnsupported);
 // remote-peer filters (mapping.Mapping.Peers, PCP FILTER) are not enforced
 // in the kernel yet, so a mapping with filters is refused with
-// mapping.ErrUnsupported rather than installed unfiltered. Outbound UDP
-// source-port preservation and the conntrack flush after a delete are not
-// done yet.
+// mapping.ErrUnsupported rather than installed unfiltered.
 package nft
 
 import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"sync"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
 	"github.com/mdlayher/netlink"
+	"github.com/ti-mo/conntrack"
 	"golang.org/x/sys/unix"
 
 	"github.com/berthd/berth/internal/backend"
@@ -80,6 +101,7 @@ const DefaultTable = "berth"
 const (
 	mapDNAT       = "mappings"
 	mapDNATRemote = "remote_mappings"
+	mapSNATUDP    = "snat_udp"
 )
 
 // Chain names in berth's table.
@@ -118,6 +140,18 @@ type Config struct {
 	// mapping through the external address, by masquerading the
 	// DNATed flows that did not arrive on the WAN.
 	Hairpin bool
+	// PreserveSourcePort makes outbound UDP from a mapped internal
+	// address:port leave WANInterface from the mapping's external
+	// address:port (COMPAT M7, "open NAT"), through the snat_udp map and
+	// a srcnat rule. It needs WANInterface.
+	PreserveSourcePort bool
+	// Conntrack is the conntrack netlink connection used to delete the
+	// flows of deleted and replaced mappings, for example
+	// conntrack.Dial(&netlink.Config{NetNS: fd}) in a network namespace.
+	// When nil, New dials one in the calling thread's network namespace
+	// (conntrack.Dial(nil)) and Close closes it; a given one is not
+	// closed.
+	Conntrack *conntrack.Conn
 	// Logger receives one Debug record per batch. Nil discards.
 	Logger *slog.Logger
 }
@@ -132,6 +166,9 @@ type Nft struct {
 	table  *nftables.Table
 	dnat   *nftables.Set
 	remote *nftables.Set
+	snat   *nftables.Set // nil without PreserveSourcePort
+	ct     *conntrack.Conn
+	ownCT  bool // ct was dialed by New
 
 	mu     sync.Mutex
 	closed bool
@@ -141,6 +178,11 @@ type Nft struct {
 	installed map[mapping.Key]mapping.Mapping
 	batches   uint64
 	failed    uint64
+	// users indexes the installed UDP mappings by Internal, and
+	// snatKernel is what snat_udp holds: Internal → External of the
+	// mapping chosen by snatWinner (PreserveSourcePort only).
+	users      map[netip.AddrPort]map[mapping.Key]struct{}
+	snatKernel map[netip.AddrPort]netip.AddrPort
 }
 
 // Interface guard.
@@ -159,6 +201,9 @@ func New(c Config) (*Nft, error) {
 	if c.Hairpin && c.WANInterface == "" {
 		return nil, fmt.Errorf("nft: new: hairpin needs the WAN interface: %w", mapping.ErrInvalid)
 	}
+	if c.PreserveSourcePort && c.WANInterface == "" {
+		return nil, fmt.Errorf("nft: new: source-port preservation needs the WAN interface: %w", mapping.ErrInvalid)
+	}
 	if len(c.WANInterface) >= unix.IFNAMSIZ {
 		return nil, fmt.Errorf("nft: new: interface name %q too long: %w", c.WANInterface, mapping.ErrInvalid)
 	}
@@ -172,13 +217,27 @@ func New(c Config) (*Nft, error) {
 		conn:      c.Conn,
 		table:     &nftables.Table{Name: c.Table, Family: nftables.TableFamilyIPv4},
 		installed: make(map[mapping.Key]mapping.Mapping),
+		ct:        c.Conntrack,
 	}
+	n.resetSNAT()
 	n.dnat, n.remote = newSets(n)
+	if c.PreserveSourcePort {
+		n.snat = newSNATSet(n)
+	}
 	if err := n.queueCreate(); err != nil {
 		return nil, fmt.Errorf("nft: new: table %s: %w", c.Table, err)
 	}
 	if err := n.conn.Flush(); err != nil {
 		return nil, fmt.Errorf("nft: new: table %s: %w", c.Table, err)
+	}
+	if n.ct == nil {
+		ct, err := conntrack.Dial(nil)
+		if err != nil {
+			// Deleted mappings' flows will live until they time out.
+			n.log.Warn("cannot open conntrack, flows of deleted mappings will not be flushed", "err", err)
+		} else {
+			n.ct, n.ownCT = ct, true
+		}
 	}
 	return n, nil
 }
@@ -222,6 +281,11 @@ func (n *Nft) queueCreate() error {
 	if err := cc.AddSet(n.remote, nil); err != nil {
 		return err
 	}
+	if n.snat != nil {
+		if err := cc.AddSet(n.snat, nil); err != nil {
+			return err
+		}
+	}
 	accept := nftables.ChainPolicyAccept
 	pre := cc.AddChain(&nftables.Chain{
 		Name:     chainPrerouting,
@@ -258,27 +322,54 @@ func (n *Nft) queueCreate() error {
 	})
 	cc.AddRule(&nftables.Rule{Table: n.table, Chain: fwd, Exprs: append(ctStatusDNAT(),
 		&expr.Verdict{Kind: expr.VerdictAccept})})
-	if n.cfg.Hairpin {
+	if n.cfg.Hairpin || n.snat != nil {
 		post := cc.AddChain(&nftables.Chain{
 			Name:     chainPostrouting,
 			Table:    n.table,
 			Type:     nftables.ChainTypeNAT,
 			Hooknum:  nftables.ChainHookPostrouting,
-			Priority: nftables.ChainPriorityNATSource,
+			Priority: postroutingPriority,
 			Policy:   &accept,
 		})
 		ifname := make([]byte, unix.IFNAMSIZ)
 		copy(ifname, n.cfg.WANInterface)
-		exprs := []expr.Any{
-			&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
-			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: ifname},
+		if n.cfg.Hairpin {
+			exprs := []expr.Any{
+				&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
+				&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: ifname},
+			}
+			exprs = append(exprs, ctStatusDNAT()...)
+			exprs = append(exprs, &expr.Masq{})
+			cc.AddRule(&nftables.Rule{Table: n.table, Chain: post, Exprs: exprs})
 		}
-		exprs = append(exprs, ctStatusDNAT()...)
-		exprs = append(exprs, &expr.Masq{})
-		cc.AddRule(&nftables.Rule{Table: n.table, Chain: post, Exprs: exprs})
+		if n.snat != nil {
+			// meta l4proto udp oifname <WAN>
+			// snat ip to ip saddr . udp sport map @snat_udp
+			cc.AddRule(&nftables.Rule{Table: n.table, Chain: post, Exprs: []expr.Any{
+				&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_UDP}},
+				&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifname},
+				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4},
+				&expr.Payload{DestRegister: 9, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 2},
+				&expr.Lookup{SourceRegister: 1, SetName: n.snat.Name, DestRegister: 1, IsDestRegSet: true},
+				&expr.NAT{
+					Type:        expr.NATTypeSourceNAT,
+					Family:      unix.NFPROTO_IPV4,
+					RegAddrMin:  1,
+					RegProtoMin: 9,
+					Specified:   true,
+				},
+			}})
+		}
 	}
 	return nil
 }
+
+// postroutingPriority is srcnat - 10: berth's source NAT (source-port
+// preservation, hairpin) decides before a router's usual masquerade at
+// srcnat, which would otherwise bind the flow's source first.
+var postroutingPriority = nftables.ChainPriorityRef(*nftables.ChainPriorityNATSource - 10)
 
 // dnatTo is "dnat ip to <addr . port in reg 1>": the address in 32-bit
 // register 8 (reg 1), the port in register 9.
@@ -353,6 +444,9 @@ func (n *Nft) Close() error {
 	}
 	n.closed = true
 	n.installed = nil
+	if n.ownCT {
+		n.ct.Close()
+	}
 	n.conn.DelTable(n.table)
 	if err := n.conn.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("nft: close: table %s: %w", n.table.Name, err)

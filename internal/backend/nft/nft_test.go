@@ -7,6 +7,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/nftables"
+	"github.com/ti-mo/conntrack"
+
 	"github.com/berthd/berth/internal/backend"
 	"github.com/berthd/berth/internal/mapping"
 )
@@ -45,6 +48,9 @@ func newNft(t *testing.T, c Config) (*Nft, *netNS) {
 	t.Helper()
 	ns := newNetNS(t)
 	c.Conn = ns.conn(t)
+	if c.Conntrack == nil {
+		c.Conntrack = ns.conntrack(t)
+	}
 	n, err := New(c)
 	if err != nil {
 		t.Fatalf("New: %v", err)
@@ -180,7 +186,7 @@ func TestNewReplacesStaleTable(t *testing.T) {
 	ns := newNetNS(t)
 	ns.run(t, "nft", "add", "table", "ip", "gw")
 	ns.run(t, "nft", "add", "chain", "ip", "gw", "stale")
-	n, err := New(Config{Conn: ns.conn(t), Table: "gw", WANInterface: "wan0", Hairpin: true})
+	n, err := New(Config{Conn: ns.conn(t), Conntrack: ns.conntrack(t), Table: "gw", WANInterface: "wan0", Hairpin: true})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -282,6 +288,97 @@ func TestElementRoundTrip(t *testing.T) {
 		}
 		if got.Key != normalKey(m.Key) || got.Internal != v.Internal {
 			t.Errorf("round trip of %s = %s", m, got)
+		}
+	}
+}
+
+// TestPreserveSourcePort walks snat_udp through Apply and Sync: one
+// element per internal address:port of the UDP mappings, the mapping open
+// to any remote host winning over a restricted one, then the lowest
+// external port.
+func TestPreserveSourcePort(t *testing.T) {
+	ctx := context.Background()
+	if _, err := New(Config{Conn: &nftables.Conn{}, PreserveSourcePort: true}); !errors.Is(err, mapping.ErrInvalid) {
+		t.Errorf("New with PreserveSourcePort and no WAN interface = %v, want ErrInvalid", err)
+	}
+	n, ns := newNft(t, Config{WANInterface: "wan0", PreserveSourcePort: true})
+	// game, game's internal restricted to a remote host on another
+	// port, and on a third port open to all: game (3074) wins.
+	gameRemote := mk(mapping.UDP, "203.0.113.2:3000", "192.168.1.20:3074", "198.51.100.7")
+	gameHigh := mk(mapping.UDP, "203.0.113.2:4000", "192.168.1.20:3074", "")
+	if err := n.Apply(ctx, add(web, game, gameRemote, gameHigh, webUDP, ssh)); err != nil {
+		t.Fatalf("Apply add: %v", err)
+	}
+	golden(t, "snat", ns.ruleset(t, DefaultTable))
+
+	// Deleting game hands 192.168.1.20:3074 to gameHigh; moving webUDP
+	// to another internal port moves its element.
+	webUDP2 := webUDP
+	webUDP2.Internal = netip.MustParseAddrPort("192.168.1.11:8081")
+	cs := append(del(game), add(webUDP2)...)
+	if err := n.Apply(ctx, cs); err != nil {
+		t.Fatalf("Apply delete: %v", err)
+	}
+	golden(t, "snat_delete", ns.ruleset(t, DefaultTable))
+	want := ns.ruleset(t, DefaultTable)
+
+	// Sync fixes a hand-edited element, and recreates the table.
+	ns.run(t, "nft", "delete", "element", "ip", "berth", mapSNATUDP, "{ 192.168.1.20 . 3074 }")
+	ns.run(t, "nft", "add", "element", "ip", "berth", mapSNATUDP, "{ 192.168.1.20 . 3074 : 203.0.113.2 . 1 }")
+	all := []mapping.Mapping{web, gameRemote, gameHigh, webUDP2, ssh}
+	if err := n.Sync(ctx, all); err != nil {
+		t.Fatalf("Sync: %v", err)
+	}
+	if got := ns.ruleset(t, DefaultTable); sortElements(got) != sortElements(want) {
+		t.Errorf("after Sync:\n%s\nwant:\n%s", got, want)
+	}
+	ns.run(t, "nft", "flush", "ruleset")
+	if err := n.Sync(ctx, all); err != nil {
+		t.Fatalf("Sync: %v", err)
+	}
+	if got := ns.ruleset(t, DefaultTable); sortElements(got) != sortElements(want) {
+		t.Errorf("after flush ruleset and Sync:\n%s\nwant:\n%s", got, want)
+	}
+	// Deleting everything empties snat_udp.
+	if err := n.Apply(ctx, del(all...)); err != nil {
+		t.Fatalf("Apply delete all: %v", err)
+	}
+	if got := ns.ruleset(t, DefaultTable); strings.Contains(got, "elements") {
+		t.Errorf("elements left after deleting every mapping:\n%s", got)
+	}
+}
+
+// TestFlowOf checks which conntrack entries a deleted mapping's flush
+// selects.
+func TestFlowOf(t *testing.T) {
+	flow := func(proto uint8, src, dst, rsrc, rdst string, status conntrack.Status) conntrack.Flow {
+		tuple := func(s, d string) conntrack.Tuple {
+			sp, dp := netip.MustParseAddrPort(s), netip.MustParseAddrPort(d)
+			return conntrack.Tuple{
+				IP:    conntrack.IPTuple{SourceAddress: sp.Addr(), DestinationAddress: dp.Addr()},
+				Proto: conntrack.ProtoTuple{Protocol: proto, SourcePort: sp.Port(), DestinationPort: dp.Port()},
+			}
+		}
+		return conntrack.Flow{TupleOrig: tuple(src, dst), TupleReply: tuple(rsrc, rdst), Status: status}
+	}
+	tests := []struct {
+		name string
+		f    conntrack.Flow
+		ms   []mapping.Mapping
+		want bool
+	}{
+		{"inbound", flow(6, "198.51.100.1:4000", "203.0.113.2:8080", "192.168.1.10:80", "198.51.100.1:4000", conntrack.StatusDstNAT), []mapping.Mapping{web}, true},
+		{"other port", flow(6, "198.51.100.1:4000", "203.0.113.2:8081", "192.168.1.10:80", "198.51.100.1:4000", conntrack.StatusDstNAT), []mapping.Mapping{web}, false},
+		{"other proto", flow(17, "198.51.100.1:4000", "203.0.113.2:8080", "192.168.1.10:80", "198.51.100.1:4000", conntrack.StatusDstNAT), []mapping.Mapping{web}, false},
+		{"remote", flow(6, "198.51.100.7:4000", "203.0.113.2:2222", "192.168.1.10:22", "198.51.100.7:4000", conntrack.StatusDstNAT), []mapping.Mapping{ssh}, true},
+		{"other remote", flow(6, "198.51.100.8:4000", "203.0.113.2:2222", "203.0.113.2:2222", "198.51.100.8:4000", 0), []mapping.Mapping{ssh}, false},
+		{"outbound udp", flow(17, "192.168.1.20:3074", "198.51.100.1:9", "198.51.100.1:9", "203.0.113.2:3074", conntrack.StatusSrcNAT), []mapping.Mapping{web, game}, true},
+		{"outbound not translated", flow(17, "192.168.1.20:3074", "198.51.100.1:9", "198.51.100.1:9", "192.168.1.20:3074", 0), []mapping.Mapping{game}, false},
+		{"outbound other source", flow(17, "192.168.1.21:3074", "198.51.100.1:9", "198.51.100.1:9", "203.0.113.2:3074", conntrack.StatusSrcNAT), []mapping.Mapping{game}, false},
+	}
+	for _, tt := range tests {
+		if got := flowOf(tt.f, tt.ms); got != tt.want {
+			t.Errorf("%s: flowOf = %v, want %v", tt.name, got, tt.want)
 		}
 	}
 }
