@@ -57,7 +57,16 @@ func TestHelpExits0(t *testing.T) {
 // stops cleanly on SIGTERM.
 func TestStartsAndStopsOnSignal(t *testing.T) {
 	bin := build(t)
-	cmd := exec.Command(bin, "-backend", "relay")
+	// The responders stay off: this berthd runs on the host's own
+	// interfaces, and their announcements (NAT-PMP, PCP, SSDP multicast)
+	// must not leave the machine from a test. They are tested on loopback
+	// and in network namespaces.
+	conf := filepath.Join(t.TempDir(), "quiet.toml")
+	quiet := "backend = \"relay\"\n[natpmp]\nenabled = false\n[pcp]\nenabled = false\n[upnp]\nenabled = false\n"
+	if err := os.WriteFile(conf, []byte(quiet), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-config", conf)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

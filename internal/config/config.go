@@ -57,6 +57,17 @@ type Config struct {
 	// NATPMP and PCP switch the responders on UDP port 5351.
 	NATPMP NATPMP
 	PCP    PCP
+	// UPnP is the IGD responder (SSDP, HTTP, SOAP, GENA).
+	UPnP UPnP
+}
+
+// UPnP is the [upnp] table.
+type UPnP struct {
+	// Enabled serves UPnP IGD; default true.
+	Enabled bool
+	// Mode is the description a client gets: "auto" (v1 for Windows and
+	// Xbox user agents, v2 otherwise), "v1" or "v2"; default "auto".
+	Mode string
 }
 
 // NATPMP is the [natpmp] table.
@@ -149,6 +160,7 @@ func Default() *Config {
 		},
 		NATPMP: NATPMP{Enabled: true},
 		PCP:    PCP{Enabled: true},
+		UPnP:   UPnP{Enabled: true, Mode: "auto"},
 	}
 }
 

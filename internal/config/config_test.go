@@ -424,3 +424,15 @@ func TestResponderTables(t *testing.T) {
 		t.Fatalf("got %v, want r.toml:2: natpmp.enabled", err)
 	}
 }
+
+func TestUPnPTable(t *testing.T) {
+	c, err := Parse("u.toml", []byte("[upnp]\nenabled = false\nmode = \"v1\"\n"))
+	if err != nil || c.UPnP.Enabled || c.UPnP.Mode != "v1" {
+		t.Fatalf("got %+v, %v; want disabled, v1", c.UPnP, err)
+	}
+	_, err = Parse("u.toml", []byte("[upnp]\nmode = \"v3\"\n"))
+	var e *Error
+	if !errors.As(err, &e) || e.Line != 2 || e.Field != "upnp.mode" {
+		t.Fatalf("got %v, want u.toml:2: upnp.mode", err)
+	}
+}

@@ -64,6 +64,20 @@ func (d *decoder) config(c *Config, t *table) {
 		}
 		pt.close()
 	}
+	if ut := t.sub("upnp"); ut != nil {
+		if b, _, ok := ut.boolean("enabled"); ok {
+			c.UPnP.Enabled = b
+		}
+		if m, p, ok := ut.str("mode"); ok {
+			switch m {
+			case "auto", "v1", "v2":
+				c.UPnP.Mode = m
+			default:
+				d.fail(p, fmt.Errorf("mode %q: want auto, v1 or v2", m))
+			}
+		}
+		ut.close()
+	}
 	c.Forwards = d.forwards(t.tables("forward"))
 	t.close()
 }

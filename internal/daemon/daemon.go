@@ -41,6 +41,12 @@ type Options struct {
 	// OpenNft creates the nft backend; nil means the real one. Tests
 	// replace it so as never to touch the host's ruleset.
 	OpenNft func(det netif.Detected, log *slog.Logger) (backend.Backend, error)
+	// UPnPHTTPPort is the IGD's HTTP port (0: any free port, named in
+	// LOCATION). SSDPPort and SSDPGroup override 1900 and
+	// 239.255.255.250:1900 for tests.
+	UPnPHTTPPort uint16
+	SSDPPort     uint16
+	SSDPGroup    netip.AddrPort
 }
 
 // pcpPort is the NAT-PMP/PCP server port (RFC 6886 §3, RFC 6887 §19.1);
@@ -108,10 +114,17 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	if srv != nil {
 		defer srv.Close() // before the Service closes: no request meets a closed table
 	}
+	up, err := startUPnP(ctx, cfg, det, svc, clk, o, log)
+	if err != nil {
+		return fmt.Errorf("daemon: UPnP: %w", err)
+	}
+	if up != nil {
+		defer up.close() // byebye, then no more requests
+	}
 	log.Info("berthd serving",
 		"wan", det.WAN.Name, "external", ext, "lan", names(det.LAN), "lan_prefixes", det.LANPrefixes,
 		"serving_wan", det.ServeWAN, "backend", name, "static_forwards", len(cfg.Forwards),
-		"natpmp", cfg.NATPMP.Enabled, "pcp", cfg.PCP.Enabled,
+		"natpmp", cfg.NATPMP.Enabled, "pcp", cfg.PCP.Enabled, "upnp", cfg.UPnP.Enabled,
 		"secure_mode", cfg.Policy.SecureMode, "config", orDefault(cfg.File))
 	if o.Ready != nil {
 		o.Ready(svc)

@@ -71,7 +71,7 @@ func freePort(t *testing.T) uint16 {
 func writeConfig(t *testing.T, path string, forwards map[string][2]string) {
 	t.Helper()
 	var b bytes.Buffer
-	b.WriteString("backend = \"relay\"\n")
+	b.WriteString("backend = \"relay\"\n[upnp]\nenabled = false\n")
 	for name, f := range forwards {
 		fmt.Fprintf(&b, "[[forward]]\nname = %q\nproto = \"tcp\"\nexternal_port = %s\ninternal = %q\n", name, f[0], f[1])
 	}
@@ -218,7 +218,9 @@ func TestStartsWithoutExternalAddress(t *testing.T) {
 	ready := make(chan *portmap.Service, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- Run(ctx, config.Default(), Options{PortControlPort: freeUDPPort(t), OpenNft: noNft, Logger: slog.New(slog.DiscardHandler), Detect: noAddr,
+		cfg := config.Default()
+		cfg.UPnP.Enabled = false
+		done <- Run(ctx, cfg, Options{PortControlPort: freeUDPPort(t), OpenNft: noNft, Logger: slog.New(slog.DiscardHandler), Detect: noAddr,
 			Ready: func(s *portmap.Service) { ready <- s }})
 	}()
 	select {
@@ -264,6 +266,7 @@ func TestBackendChoice(t *testing.T) {
 	run := func(backendName string) (string, error) {
 		cfg := config.Default()
 		cfg.Backend = backendName
+		cfg.UPnP.Enabled = false
 		var logs bytes.Buffer
 		ctx, cancel := context.WithCancel(context.Background())
 		ready := make(chan *portmap.Service, 1)

@@ -24,6 +24,7 @@ func TestNATPMPMappingCarriesTraffic(t *testing.T) {
 	pmpPort := freeUDPPort(t)
 	cfg := config.Default()
 	cfg.Backend = "relay"
+	cfg.UPnP.Enabled = false
 	ready := make(chan *portmap.Service, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

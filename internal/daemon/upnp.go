@@ -1,0 +1,143 @@
+package daemon
+
+import (
+	"context"
+	"crypto/sha1"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+
+	"github.com/berthd/berth/igd"
+	"github.com/berthd/berth/igd/description"
+	"github.com/berthd/berth/igd/eventing"
+	"github.com/berthd/berth/igd/ssdp"
+	"github.com/berthd/berth/internal/clock"
+	"github.com/berthd/berth/internal/config"
+	"github.com/berthd/berth/internal/netif"
+	"github.com/berthd/berth/internal/portmap"
+)
+
+// upnp is the running IGD responder.
+type upnp struct {
+	http  *igd.Server
+	ssdp  *ssdp.Server
+	pub   *eventing.Publisher
+	lns   []net.Listener
+	ports map[netip.Addr]uint16 // HTTP port per LAN address, for LOCATION
+}
+
+// startUPnP serves UPnP IGD on every LAN IPv4 address: the descriptions
+// and SOAP control over HTTP (a port per address, named in LOCATION),
+// SSDP discovery and GENA eventing. It returns nil when UPnP is off.
+func startUPnP(ctx context.Context, cfg *config.Config, det netif.Detected, svc *portmap.Service,
+	clk clock.Clock, o Options, log *slog.Logger) (*upnp, error) {
+	if !cfg.UPnP.Enabled {
+		log.Info("UPnP IGD is switched off")
+		return nil, nil
+	}
+	udns := deviceUDNs(det.WAN.Name)
+	dev := description.Device{UDNs: udns, FriendlyName: "berth gateway", Manufacturer: "berth",
+		ModelName: "berth", ModelNumber: "1", Layer3Forwarding: true}
+	u := &upnp{ports: make(map[netip.Addr]uint16)}
+	u.pub = eventing.New(eventing.Config{LAN: det.LANPrefixes, Clock: clk, Logger: log})
+	u.pub.Service(description.WANIPConnectionEvent, func() []eventing.Var {
+		status, ext := "Connected", svc.ExternalAddr()
+		extText := ""
+		if ext.IsValid() {
+			extText = ext.String()
+		} else {
+			status = "Disconnected"
+		}
+		return []eventing.Var{
+			{Name: "SystemUpdateID", Value: strconv.FormatUint(svc.Generation()&0xffffffff, 10)},
+			{Name: "ExternalIPAddress", Value: extText},
+			{Name: "PortMappingNumberOfEntries", Value: strconv.Itoa(svc.Len())},
+			{Name: "ConnectionStatus", Value: status},
+		}
+	})
+	u.http = igd.New(igd.Config{Mapper: svc, Device: dev, LAN: det.LANPrefixes, Mode: cfg.UPnP.Mode,
+		Clock: clk, Logger: log, Eventing: u.pub})
+	var binds []ssdp.Bind
+	for _, ifc := range det.LAN {
+		for _, p := range ifc.Prefixes {
+			a := p.Addr()
+			if !a.Is4() {
+				continue // SSDP and LOCATION are IPv4 here
+			}
+			ln, err := net.Listen("tcp4", netip.AddrPortFrom(a, o.UPnPHTTPPort).String())
+			if err != nil {
+				u.close()
+				return nil, fmt.Errorf("upnp: listen on %v: %w", a, err)
+			}
+			u.lns = append(u.lns, ln)
+			u.ports[a] = uint16(ln.Addr().(*net.TCPAddr).Port)
+			go u.http.Serve(ln)
+			binds = append(binds, ssdp.Bind{Interface: ifc.Name, Addr: a})
+		}
+	}
+	if len(binds) == 0 {
+		u.close()
+		return nil, errors.New("upnp: no IPv4 LAN address to serve on")
+	}
+	sc := ssdp.Config{
+		Binds: binds, LAN: det.LANPrefixes, Clock: clk, Logger: log,
+		Device: ssdp.Device{Root: udns[0], WANDevice: udns[1], WANConnectionDevice: udns[2],
+			IGDVersion: 2, WANIPConnectionVersion: 2, Layer3Forwarding: true},
+		Location: func(lan netip.Addr, _ ssdp.Search) string {
+			return "http://" + netip.AddrPortFrom(lan, u.ports[lan]).String() + description.RootPath
+		},
+		// A new BOOTID on every start (UDA 1.1 §1.2.2, COMPAT S8).
+		BootID: uint32(clk.Now().Unix()),
+		Port:   o.SSDPPort, Group: o.SSDPGroup, NotifyTo: o.SSDPGroup,
+	}
+	var err error
+	if u.ssdp, err = ssdp.NewServer(sc); err != nil {
+		u.close()
+		return nil, fmt.Errorf("upnp: %w", err)
+	}
+	u.ssdp.Serve()
+	sub := svc.Subscribe(64)
+	go func() {
+		for range sub.C() {
+			u.pub.Changed(description.WANIPConnectionEvent) // coalesced by the publisher
+		}
+	}()
+	context.AfterFunc(ctx, sub.Cancel)
+	for a, p := range u.ports {
+		log.Info("serving UPnP IGD", "http", netip.AddrPortFrom(a, p), "mode", cfg.UPnP.Mode)
+	}
+	return u, nil
+}
+
+// close stops SSDP (byebye), eventing and HTTP.
+func (u *upnp) close() {
+	if u.ssdp != nil {
+		u.ssdp.Close()
+	}
+	if u.pub != nil {
+		u.pub.Close()
+	}
+	u.http.Close()
+	for _, ln := range u.lns {
+		ln.Close()
+	}
+}
+
+// deviceUDNs derives the three device UUIDs from the host name and the
+// WAN interface, so they stay the same across restarts: control points
+// cache descriptions by UDN.
+func deviceUDNs(wan string) [3]string {
+	host, _ := os.Hostname()
+	var out [3]string
+	for i, dev := range []string{"InternetGatewayDevice", "WANDevice", "WANConnectionDevice"} {
+		h := sha1.Sum([]byte("berth\x00" + host + "\x00" + wan + "\x00" + dev))
+		h[6] = h[6]&0x0f | 0x50 // version 5 (name-based, SHA-1), RFC 9562 §5.5
+		h[8] = h[8]&0x3f | 0x80 // variant
+		out[i] = fmt.Sprintf("uuid:%x-%x-%x-%x-%x", h[0:4], h[4:6], h[6:8], h[8:10], h[10:16])
+	}
+	return out
+}
