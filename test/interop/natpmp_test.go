@@ -52,6 +52,10 @@ func serve(t *testing.T, gw string) *portmap.Service {
 	return svc
 }
 
+// isE2E reports whether BERTH_E2E=1 turns missing prerequisites into
+// failures (CI sets it).
+func isE2E() bool { return os.Getenv("BERTH_E2E") == "1" }
+
 // requireTool skips without the tool, unless BERTH_E2E=1 says CI must
 // have it.
 func requireTool(t *testing.T, name, pkg string) string {
