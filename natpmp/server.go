@@ -93,20 +93,8 @@ func (h *Handler) serve(ctx context.Context, r Request, client netip.Addr, now t
 		return resp
 	}
 	resp.ExternalPort = m.External.Port()
-	resp.Lifetime = lifetimeSeconds(m, now)
+	resp.Lifetime = m.LeaseSeconds(now)
 	return resp
-}
-
-// lifetimeSeconds is the lease granted, rounded to whole seconds.
-func lifetimeSeconds(m mapping.Mapping, now time.Time) uint32 {
-	if m.Permanent() {
-		return 1<<32 - 1
-	}
-	d := m.Expires.Sub(now) + time.Second/2
-	if d < time.Second {
-		return 1
-	}
-	return uint32(min(d/time.Second, 1<<32-1))
 }
 
 // resultCode maps the domain errors to RFC 6886 §3.5 result codes.

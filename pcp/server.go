@@ -183,7 +183,7 @@ func (h *Handler) serveMap(ctx context.Context, r Request, client netip.Addr, no
 		return fail(code, "map", err)
 	}
 	resp.Result = Success
-	resp.Lifetime = lifetimeSeconds(m, now)
+	resp.Lifetime = m.LeaseSeconds(now)
 	resp.ExternalPort = m.External.Port()
 	resp.ExternalAddr = m.External.Addr()
 	// Every FILTER of the request was installed; a FILTER "may appear in
@@ -238,18 +238,6 @@ func errorLifetime(c ResultCode) uint32 {
 		return transientErrorLifetime
 	}
 	return permanentErrorLifetime
-}
-
-// lifetimeSeconds is the lease granted, rounded to whole seconds.
-func lifetimeSeconds(m mapping.Mapping, now time.Time) uint32 {
-	if m.Permanent() {
-		return 1<<32 - 1
-	}
-	d := m.Expires.Sub(now) + time.Second/2
-	if d < time.Second {
-		return 1
-	}
-	return uint32(min(d/time.Second, 1<<32-1))
 }
 
 // resultCode maps the domain errors to RFC 6887 §7.4 result codes.

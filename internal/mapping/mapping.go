@@ -147,6 +147,21 @@ func (m Mapping) Remaining(now time.Time) time.Duration {
 	return d
 }
 
+// LeaseSeconds is the lease left at now as NAT-PMP and PCP report it:
+// whole seconds rounded to the nearest, at least 1 while the mapping
+// lives (0 would read as "deleted"), and the largest value for a
+// permanent mapping.
+func (m Mapping) LeaseSeconds(now time.Time) uint32 {
+	if m.Permanent() {
+		return 1<<32 - 1
+	}
+	d := m.Expires.Sub(now) + time.Second/2
+	if d < time.Second {
+		return 1
+	}
+	return uint32(min(d/time.Second, 1<<32-1))
+}
+
 // String formats the mapping for logs, with " peers {...}" when it is
 // filtered.
 func (m Mapping) String() string {

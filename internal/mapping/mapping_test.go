@@ -141,3 +141,22 @@ func FuzzParseProtocol(f *testing.F) {
 		}
 	})
 }
+
+func TestLeaseSeconds(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		left time.Duration
+		want uint32
+	}{
+		{3600 * time.Second, 3600},
+		{3599*time.Second + 600*time.Millisecond, 3600}, // nearest, not down
+		{300 * time.Millisecond, 1},                     // alive: never 0
+	} {
+		if got := (Mapping{Expires: now.Add(tc.left)}).LeaseSeconds(now); got != tc.want {
+			t.Errorf("%v left: got %d, want %d", tc.left, got, tc.want)
+		}
+	}
+	if got := (Mapping{}).LeaseSeconds(now); got != 1<<32-1 {
+		t.Errorf("permanent: got %d, want the largest value", got)
+	}
+}
