@@ -39,6 +39,12 @@ const (
 // contentType is what miniupnpd sends and every client accepts (COMPAT H1).
 const contentType = `text/xml; charset="utf-8"`
 
+// RootPathV1 always serves the IGD:1 description, whatever the user
+// agent: SSDP names it in LOCATION to clients that searched for a v1 type
+// (COMPAT D7 option b; goupnp IG1 users, go-nat's IG1 path), so that the
+// type they searched for is in the description they fetch.
+const RootPathV1 = "/IGDV1/rootDesc.xml"
+
 // Config is what a Server needs. Mapper and LAN are required.
 type Config struct {
 	Mapper mapping.Mapper
@@ -247,6 +253,12 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	s.log.Debug("http request", "client", client, "method", r.Method, "path", r.URL.Path)
 	path := r.URL.Path
 	switch path {
+	case RootPathV1:
+		if !allowGet(w, r) {
+			return
+		}
+		writeBody(w, http.StatusOK, s.roots[1])
+		return
 	case description.RootPath:
 		if !allowGet(w, r) {
 			return

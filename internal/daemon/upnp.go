@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
+	"strings"
 
 	"github.com/berthd/berth/igd"
 	"github.com/berthd/berth/igd/description"
@@ -83,12 +84,22 @@ func startUPnP(ctx context.Context, cfg *config.Config, det netif.Detected, svc 
 		u.close()
 		return nil, errors.New("upnp: no IPv4 LAN address to serve on")
 	}
+	// SSDP advertises what the descriptions describe: IGD:1 only when
+	// forced to v1, IGD:2 (which answers v1 searches too) otherwise.
+	version := 2
+	if cfg.UPnP.Mode == "v1" {
+		version = 1
+	}
 	sc := ssdp.Config{
 		Binds: binds, LAN: det.LANPrefixes, Clock: clk, Logger: log,
 		Device: ssdp.Device{Root: udns[0], WANDevice: udns[1], WANConnectionDevice: udns[2],
-			IGDVersion: 2, WANIPConnectionVersion: 2, Layer3Forwarding: true},
-		Location: func(lan netip.Addr, _ ssdp.Search) string {
-			return "http://" + netip.AddrPortFrom(lan, u.ports[lan]).String() + description.RootPath
+			IGDVersion: version, WANIPConnectionVersion: version, Layer3Forwarding: true},
+		Location: func(lan netip.Addr, s ssdp.Search) string {
+			path := description.RootPath
+			if cfg.UPnP.Mode == "auto" && searchedV1(s.ST) {
+				path = igd.RootPathV1 // COMPAT D7 option b
+			}
+			return "http://" + netip.AddrPortFrom(lan, u.ports[lan]).String() + path
 		},
 		// A new BOOTID on every start (UDA 1.1 §1.2.2, COMPAT S8).
 		BootID: uint32(clk.Now().Unix()),
@@ -111,6 +122,17 @@ func startUPnP(ctx context.Context, cfg *config.Config, det netif.Detected, svc 
 		log.Info("serving UPnP IGD", "http", netip.AddrPortFrom(a, p), "mode", cfg.UPnP.Mode)
 	}
 	return u, nil
+}
+
+// searchedV1 reports whether a search target names a version-1 type of
+// the IGD tree: such a client gets the v1 description.
+func searchedV1(st string) bool {
+	for _, t := range []string{":InternetGatewayDevice:1", ":WANDevice:1", ":WANConnectionDevice:1", ":WANIPConnection:1"} {
+		if strings.HasSuffix(st, t) {
+			return true
+		}
+	}
+	return false
 }
 
 // close stops SSDP (byebye), eventing and HTTP.

@@ -9,9 +9,11 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/huin/goupnp/dcps/internetgateway1"
 	"github.com/huin/goupnp/dcps/internetgateway2"
 
 	"github.com/berthd/berth/internal/clock"
@@ -88,5 +90,100 @@ func TestUPnPDiscoveryAndControl(t *testing.T) {
 	}
 	if svc.Len() != 0 {
 		t.Fatalf("%d mappings left after delete", svc.Len())
+	}
+}
+
+// upnpDaemon runs the daemon with only UPnP on, SSDP on loopback ports.
+func upnpDaemon(t *testing.T, mode string) (svc *portmap.Service, ssdpPort uint16) {
+	t.Helper()
+	ssdpPort, groupPort := freeUDPPort(t), freeUDPPort(t)
+	cfg := config.Default()
+	cfg.Backend = "relay"
+	cfg.NATPMP.Enabled, cfg.PCP.Enabled = false, false
+	cfg.UPnP.Mode = mode
+	ready := make(chan *portmap.Service, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, cfg, Options{Logger: slog.New(slog.DiscardHandler), Detect: loopback, OpenNft: noNft,
+			SSDPPort: ssdpPort, SSDPGroup: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), groupPort),
+			Ready: func(s *portmap.Service) { ready <- s }})
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	select {
+	case svc = <-ready:
+	case err := <-done:
+		t.Fatalf("Run ended early: %v", err)
+	}
+	return svc, ssdpPort
+}
+
+// search sends a unicast M-SEARCH from a LAN host and collects the
+// answers until none comes for 500 ms (at most 32).
+func search(t *testing.T, ssdpPort uint16, st string) []*http.Response {
+	t.Helper()
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	msg := "M-SEARCH * HTTP/1.1\r\nHOST: 239.255.255.250:1900\r\nMAN: \"ssdp:discover\"\r\nMX: 1\r\nST: " + st + "\r\n\r\n"
+	if _, err := c.WriteToUDPAddrPort([]byte(msg), netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), ssdpPort)); err != nil {
+		t.Fatal(err)
+	}
+	var out []*http.Response
+	buf := make([]byte, 2048)
+	for range 32 {
+		c.SetReadDeadline(clock.Real{}.Now().Add(500 * time.Millisecond))
+		n, err := c.Read(buf)
+		if err != nil {
+			break
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(buf[:n])), nil)
+		if err != nil {
+			t.Fatalf("answer %q: %v", buf[:n], err)
+		}
+		out = append(out, resp)
+	}
+	return out
+}
+
+// COMPAT D7 (option b): a client that searched for a v1 type gets a
+// LOCATION with the v1 description, whatever its user agent, so goupnp's
+// IG1 client finds WANIPConnection:1.
+func TestUPnPV1SearchGetsV1Description(t *testing.T) {
+	_, ssdpPort := upnpDaemon(t, "auto")
+	answers := search(t, ssdpPort, "urn:schemas-upnp-org:service:WANIPConnection:1")
+	if len(answers) != 1 {
+		t.Fatalf("got %d answers, want 1", len(answers))
+	}
+	loc, err := url.Parse(answers[0].Header.Get("Location"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := internetgateway1.NewWANIPConnection1ClientsByURL(loc)
+	if err != nil || len(cs) != 1 {
+		t.Fatalf("goupnp IG1 found %d WANIPConnection:1 clients at %v: %v", len(cs), loc, err)
+	}
+	if v2 := search(t, ssdpPort, "urn:schemas-upnp-org:service:WANIPConnection:2"); len(v2) != 1 ||
+		strings.Contains(v2[0].Header.Get("Location"), "IGDV1") {
+		t.Fatalf("a v2 search should get the plain description: %v", v2)
+	}
+}
+
+// With mode = "v1" discovery advertises only what the description has.
+func TestUPnPForcedV1AdvertisesOnlyV1(t *testing.T) {
+	_, ssdpPort := upnpDaemon(t, "v1")
+	answers := search(t, ssdpPort, "ssdp:all")
+	if len(answers) == 0 {
+		t.Fatal("no answer to ssdp:all")
+	}
+	for _, a := range answers {
+		if st := a.Header.Get("ST"); strings.HasSuffix(st, ":2") {
+			t.Errorf("v1 mode advertises %s", st)
+		}
+	}
+	if got := search(t, ssdpPort, "urn:schemas-upnp-org:device:InternetGatewayDevice:2"); len(got) != 0 {
+		t.Errorf("v1 mode answers a search for IGD:2")
 	}
 }
