@@ -119,7 +119,7 @@ func parseSOAPAction(h string) (ns, name string, ok bool) {
 // and collects its children as arguments. found reports whether an action
 // element was seen; err says why decoding stopped early, if it did.
 func decodeBody(body []byte) (a Action, found bool, err error) {
-	body = bytes.TrimPrefix(body, []byte("\xef\xbb\xbf"))
+	body = dropControls(bytes.TrimPrefix(body, []byte("\xef\xbb\xbf")))
 	d := xml.NewDecoder(bytes.NewReader(escapeLeafText(body)))
 	// miniupnpc does not escape values (COMPAT P3): be as lenient as
 	// encoding/xml can be, after escapeLeafText has fixed bare '<'.
@@ -190,6 +190,31 @@ func decodeBody(body []byte) (a Action, found bool, err error) {
 	}
 	return a, found, err
 }
+
+// dropControls removes the C0 control characters XML 1.0 forbids (all but
+// tab, LF and CR). encoding/xml stops at the first one even when not
+// strict, so a description with an escape sequence lost its text and every
+// later argument (NewLeaseDuration then read as 0). Descriptions are
+// stripped of control characters anyway (COMPAT R4). A byte below 0x20
+// never occurs inside a UTF-8 sequence, so this works on bytes.
+func dropControls(b []byte) []byte {
+	i := 0
+	for i < len(b) && !isBadControl(b[i]) {
+		i++
+	}
+	if i == len(b) {
+		return b
+	}
+	out := append(make([]byte, 0, len(b)), b[:i]...)
+	for _, c := range b[i:] {
+		if !isBadControl(c) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func isBadControl(c byte) bool { return c < 0x20 && c != '\t' && c != '\n' && c != '\r' }
 
 // addArg stores one argument if its name is usable and new.
 func addArg(a *Action, name, value string) {
