@@ -245,7 +245,12 @@ func (s *Server) listen() error {
 			s.lanIf[ifi.Index] = true
 		}
 		ap := netip.AddrPortFrom(b.Addr, s.cfg.Port)
-		conn, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(ap))
+		ulc := net.ListenConfig{Control: reuseAddr}
+		upc, err := ulc.ListenPacket(context.Background(), "udp4", ap.String())
+		var conn *net.UDPConn
+		if err == nil {
+			conn = upc.(*net.UDPConn)
+		}
 		if err != nil {
 			return fmt.Errorf("ssdp: listen %v: %w", ap, err)
 		}
