@@ -1,0 +1,161 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// startWait bounds berthd's start-up.
+const startWait = 10 * time.Second
+
+// buildBerthd builds cmd/berthd from the repository this package sits in,
+// or returns $BERTH_E2E_BERTHD when that names a built binary.
+func buildBerthd(t *testing.T) string {
+	t.Helper()
+	if bin := os.Getenv("BERTH_E2E_BERTHD"); bin != "" {
+		t.Logf("using berthd %s from BERTH_E2E_BERTHD", bin)
+		return bin
+	}
+	root, err := filepath.Abs(filepath.Join("..", ".."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(t.TempDir(), "berthd")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	// go test puts its own toolchain first in PATH.
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/berthd")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/berthd in %s: %v\n%s", root, err, out)
+	}
+	return bin
+}
+
+// berthd is a running daemon and what it has logged so far.
+type berthd struct {
+	mu    sync.Mutex
+	lines []string
+	msgs  []string      // the "msg" of each JSON line
+	grew  chan struct{} // closed and replaced on every new line
+	exit  chan struct{} // closed once the process has exited
+	err   error         // its exit status, once exit is closed
+	stop  func()        // SIGTERM, then SIGKILL after WaitDelay; waits
+}
+
+// startBerthd runs bin in the router namespace with the configuration
+// toml and waits until it logs "berthd serving". It returns "", or, when
+// berthd exits first, its exit status and log. The daemon is
+// stopped with SIGTERM when the test ends (killed if that hangs) and its
+// log is printed if the test failed.
+func startBerthd(t *testing.T, topo *topology, bin, toml string) string {
+	t.Helper()
+	conf := filepath.Join(t.TempDir(), "berth.toml")
+	if err := os.WriteFile(conf, []byte(toml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d := &berthd{grew: make(chan struct{}), exit: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := inNetns(ctx, topo.router, bin, "-config", conf, "-wan", "wan0", "-lan", "lan0",
+		"-log-format", "json", "-log-level", "debug")
+	cmd.Stderr = &lineWriter{line: d.add}
+	cmd.Stdout = cmd.Stderr
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 5 * time.Second // then SIGKILL
+	if err := cmd.Start(); err != nil {
+		cancel()
+		t.Fatalf("starting berthd: %v", err)
+	}
+	go func() {
+		d.err = cmd.Wait()
+		close(d.exit)
+	}()
+	d.stop = func() {
+		cancel()
+		<-d.exit // bounded by WaitDelay
+	}
+	t.Cleanup(func() {
+		d.stop()
+		if t.Failed() {
+			t.Logf("berthd log:\n%s", d.dump())
+		}
+	})
+
+	timeout := time.NewTimer(startWait)
+	defer timeout.Stop()
+	for {
+		d.mu.Lock()
+		grew, serving := d.grew, containsMsg(d.msgs, "berthd serving")
+		d.mu.Unlock()
+		if serving {
+			return ""
+		}
+		select {
+		case <-grew:
+		case <-d.exit:
+			return fmt.Sprintf("berthd exited (%v):\n%s", d.err, d.dump())
+		case <-timeout.C:
+			t.Fatalf("berthd did not log \"berthd serving\" within %v:\n%s", startWait, d.dump())
+		}
+	}
+}
+
+func containsMsg(msgs []string, msg string) bool {
+	for _, m := range msgs {
+		if m == msg {
+			return true
+		}
+	}
+	return false
+}
+
+func (d *berthd) add(s string) {
+	var l struct{ Msg string }
+	if json.Unmarshal([]byte(s), &l) != nil {
+		l.Msg = "" // not JSON: the race detector or a panic; kept for dump
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.lines = append(d.lines, s)
+	d.msgs = append(d.msgs, l.Msg)
+	close(d.grew)
+	d.grew = make(chan struct{})
+}
+
+func (d *berthd) dump() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return strings.Join(d.lines, "\n")
+}
+
+// lineWriter calls line for each complete line written to it. exec copies
+// a process's output into it from one goroutine.
+type lineWriter struct {
+	mu   sync.Mutex
+	buf  []byte
+	line func(string)
+}
+
+func (w *lineWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf = append(w.buf, p...)
+	for {
+		i := bytes.IndexByte(w.buf, '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		w.line(string(w.buf[:i]))
+		w.buf = w.buf[i+1:]
+	}
+}

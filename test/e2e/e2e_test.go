@@ -1,0 +1,262 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// config is berthd's configuration for the suite: short NAT-PMP and PCP
+// leases, so expiry is seen within seconds, and a static forward.
+const config = `
+[policy.lifetime.natpmp]
+min = "2s"
+max = "20s"
+
+[policy.lifetime.pcp]
+min = "2s"
+max = "20s"
+
+[[forward]]
+name = "e2e-static"
+proto = "tcp"
+external_port = 18081
+internal = "192.168.77.10:8080"
+`
+
+func ext(port uint16) netip.AddrPort { return netip.AddrPortFrom(routerWAN, port) }
+
+// TestE2E runs the scenarios in order against one topology and one berthd.
+func TestE2E(t *testing.T) {
+	requireTools(t)
+	bin := buildBerthd(t)
+	topo := newTopology(t)
+	startHTTP(t, topo)
+
+	if failed := startBerthd(t, topo, bin, config); failed != "" {
+		t.Fatal(failed)
+	}
+	gw := routerLAN.String()
+	lan := lanHost.String()
+
+	t.Run("1_upnpc_discover_add_list_delete", func(t *testing.T) {
+		// No -u: upnpc finds the IGD by SSDP multicast on lan0. -i: berth
+		// reports 203.0.113.2 honestly and miniupnpc 2.2.4 calls an IGD
+		// with a TEST-NET external address "not connected".
+		out := upnpc(t, topo, "-a", lan, "8080", "18080", "TCP")
+		for _, want := range []string{"ExternalIPAddress = 203.0.113.2",
+			"external 203.0.113.2:18080 TCP is redirected to internal 192.168.77.10:8080"} {
+			if !strings.Contains(out, want) {
+				t.Fatalf("upnpc -a: no %q in\n%s", want, out)
+			}
+		}
+		waitTCP(t, topo.wan, ext(18080), true)
+		if out := upnpc(t, topo, "-l"); !strings.Contains(out, "TCP 18080->192.168.77.10:8080") {
+			t.Fatalf("upnpc -l does not list the mapping:\n%s", out)
+		}
+		upnpc(t, topo, "-d", "18080", "TCP")
+		waitTCP(t, topo.wan, ext(18080), false)
+	})
+
+	t.Run("2_natpmpc_udp_map_delete", func(t *testing.T) {
+		natpmpc(t, topo, 19000, 9000, "udp", 60)
+		waitUDP(t, topo, ext(19000), 9000, true)
+		natpmpc(t, topo, 19000, 9000, "udp", 0)
+		waitUDP(t, topo, ext(19000), 9000, false)
+	})
+
+	t.Run("3_natpmp_expiry", func(t *testing.T) {
+		natpmpc(t, topo, 19001, 9001, "udp", 3) // within [2s, 20s]: granted as asked
+		waitUDP(t, topo, ext(19001), 9001, true)
+		const lease = 15 * time.Second
+		ctx, cancel := context.WithTimeout(context.Background(), lease)
+		defer cancel()
+		for {
+			if _, ok := udpProbe(t, topo.lan, netip.AddrPortFrom(lanHost, 9001), topo.wan, 0, ext(19001)); !ok {
+				return
+			}
+			select {
+			case <-ctx.Done():
+				t.Fatalf("UDP to %v still reaches the LAN %v after a 3 s lease", ext(19001), lease)
+			case <-time.After(500 * time.Millisecond):
+			}
+		}
+	})
+
+	t.Run("4_static_forward", func(t *testing.T) {
+		waitTCP(t, topo.wan, ext(18081), true)
+	})
+
+	t.Run("5_pcp_map_delete", func(t *testing.T) {
+		const nonce = "8f3c1a2b4d5e6f7011223344"
+		out := mustRun(t, 10*time.Second, topo.lan, python, "-c", pcpMap, gw, lan, "6", "8080", "18082", "60", nonce)
+		if want := "result 0 lifetime 20 external 203.0.113.2:18082"; !strings.Contains(out, want) {
+			t.Fatalf("PCP MAP: got %q, want %q (lifetime clamped to max 20s)", out, want)
+		}
+		waitTCP(t, topo.wan, ext(18082), true)
+		out = mustRun(t, 10*time.Second, topo.lan, python, "-c", pcpMap, gw, lan, "6", "8080", "18082", "0", nonce)
+		if !strings.Contains(out, "result 0 lifetime 0") {
+			t.Fatalf("PCP MAP delete: got %q, want result 0 lifetime 0", out)
+		}
+		waitTCP(t, topo.wan, ext(18082), false)
+	})
+
+	t.Run("6_udp_source_port_preserved", func(t *testing.T) {
+		natpmpc(t, topo, 19002, 9002, "udp", 20)
+		listen := netip.AddrPortFrom(wanHost, 7000)
+		ctx, cancel := context.WithTimeout(context.Background(), settle)
+		defer cancel()
+		for {
+			src, ok := udpProbe(t, topo.wan, listen, topo.lan, 9002, listen)
+			if ok {
+				if src != ext(19002) {
+					t.Fatalf("datagram from lan:9002 arrived from %v, want %v", src, ext(19002))
+				}
+				break
+			}
+			select {
+			case <-ctx.Done():
+				t.Fatalf("no datagram from lan:9002 reached %v within %v", listen, settle)
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+		natpmpc(t, topo, 19002, 9002, "udp", 0)
+	})
+
+	t.Run("7_hairpin", func(t *testing.T) {
+		out := upnpc(t, topo, "-a", lan, "8080", "18080", "TCP")
+		if !strings.Contains(out, "is redirected to internal 192.168.77.10:8080") {
+			t.Fatalf("upnpc -a:\n%s", out)
+		}
+		defer upnpc(t, topo, "-d", "18080", "TCP")
+		waitTCP(t, topo.lan, ext(18080), true)
+	})
+
+	t.Run("8_thousand_mappings", func(t *testing.T) {
+		// berth limits each client to 50 requests a second after a burst
+		// of 100 (pcp.Config.Rate, Burst): 1,000 requests from one host
+		// would take 18 s. 20 LAN hosts map 50 ports each instead.
+		const clients, each, first = 20, 50, 30000
+		var addrs []string
+		for i := range clients {
+			a := netip.AddrFrom4([4]byte{192, 168, 77, byte(100 + i)})
+			mustRun(t, 10*time.Second, topo.lan, "ip", "addr", "add", a.String()+"/24", "dev", "lan0")
+			addrs = append(addrs, a.String())
+		}
+		out := mustRun(t, 60*time.Second, topo.lan, python, "-c", natpmpBulk, gw, strconv.Itoa(first),
+			strconv.Itoa(each), strings.Join(addrs, ","))
+		lastHost := netip.MustParseAddr(addrs[clients-1])
+		last := uint16(first + clients*each - 1)
+		if want := fmt.Sprintf("mapped %d -> %v:%d, 0 retries", last, lastHost, last); !strings.Contains(out, want) {
+			t.Fatalf("NAT-PMP bulk: got %q, want %q", out, want)
+		}
+		t.Log(strings.TrimSpace(out))
+		waitUDPTo(t, topo, ext(last), netip.AddrPortFrom(lastHost, last), true)
+	})
+}
+
+// upnpc runs miniupnpc's upnpc in the LAN namespace, discovering the IGD
+// by SSDP, and returns its output; its exit status is only logged.
+func upnpc(t *testing.T, topo *topology, args ...string) string {
+	t.Helper()
+	out, err := run(t, 20*time.Second, topo.lan, "upnpc", append([]string{"-i", "-e", "berth-e2e"}, args...)...)
+	if err != nil {
+		t.Logf("upnpc %s: %v", strings.Join(args, " "), err)
+	}
+	return out
+}
+
+// natpmpc maps (lifetime 0: deletes) proto ext -> lan host:in with
+// natpmpc in the LAN namespace.
+func natpmpc(t *testing.T, topo *topology, ext, in uint16, proto string, lifetime int) {
+	t.Helper()
+	out := mustRun(t, 15*time.Second, topo.lan, "natpmpc", "-g", routerLAN.String(), "-a",
+		strconv.Itoa(int(ext)), strconv.Itoa(int(in)), proto, strconv.Itoa(lifetime))
+	granted := min(max(lifetime, 2), 20) // the configured [2s, 20s]
+	want := fmt.Sprintf("Mapped public port %d protocol %s to local port %d liftime %d",
+		ext, strings.ToUpper(proto), in, granted)
+	if lifetime == 0 {
+		// The answer to a delete carries port 0 (RFC 6886 §3.4).
+		want = fmt.Sprintf("protocol %s to local port %d liftime 0", strings.ToUpper(proto), in)
+	}
+	if !strings.Contains(out, want) {
+		t.Fatalf("natpmpc -a %d %d %s %d: no %q in\n%s", ext, in, proto, lifetime, want, out)
+	}
+}
+
+// pcpMap sends a PCP MAP request (RFC 6887 §11.1; the layout of
+// pcp/testdata/map_request_v4.txt) from argv[2] to argv[1]:5351 for
+// protocol argv[3], internal port argv[4], suggested external port
+// argv[5], lifetime argv[6] and nonce argv[7], and prints the answer.
+const pcpMap = `
+import socket, struct, sys
+gw, client = sys.argv[1], sys.argv[2]
+proto, iport, eport, life = (int(a) for a in sys.argv[3:7])
+nonce = bytes.fromhex(sys.argv[7])
+v4 = lambda a: bytes(10) + b"\xff\xff" + socket.inet_aton(a)
+req = (struct.pack("!BBHI", 2, 1, 0, life) + v4(client) + nonce +
+       struct.pack("!B3xHH", proto, iport, eport) + v4("0.0.0.0"))
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((client, 0))
+s.settimeout(1)
+for attempt in range(4):
+    s.sendto(req, (gw, 5351))
+    try:
+        d = s.recv(1100)
+    except socket.timeout:
+        continue
+    if len(d) < 60 or d[1] != 0x81 or d[24:36] != nonce:
+        print("bad answer", d.hex())
+        sys.exit(1)
+    life, = struct.unpack("!I", d[4:8])
+    ep, = struct.unpack("!H", d[42:44])
+    print("result %d lifetime %d external %s:%d" % (d[3], life, socket.inet_ntoa(d[56:60]), ep))
+    sys.exit(0)
+print("no answer")
+sys.exit(1)
+`
+
+// natpmpBulk maps, for each of the comma-separated LAN hosts argv[4] in
+// turn, argv[3] UDP ports from argv[2] on (the next host's follow) to the
+// same ports of that host with NAT-PMP (RFC 6886 §3.3), one request after
+// the other, and prints the last mapping and how many requests were sent
+// again for want of an answer.
+const natpmpBulk = `
+import socket, struct, sys
+gw, port, each, hosts = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4].split(",")
+last, retries = None, 0
+for host in hosts:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((host, 0))
+    s.settimeout(0.5)
+    for p in range(port, port + each):
+        req = struct.pack("!BBHHHI", 0, 1, 0, p, p, 60)
+        ans = None
+        for attempt in range(4):
+            s.sendto(req, (gw, 5351))
+            retries += attempt > 0
+            try:
+                while ans is None:
+                    d = s.recv(64)
+                    if len(d) >= 16 and d[1] == 129:
+                        a = struct.unpack("!BBHIHHI", d[:16])
+                        if a[4] == p:
+                            ans = a
+                break
+            except socket.timeout:
+                continue
+        if ans is None:
+            print("no answer for", host, p)
+            sys.exit(1)
+        if ans[2] != 0:
+            print("result", ans[2], "for", host, p)
+            sys.exit(1)
+        last = (ans[5], host, p)
+    port += each
+    s.close()
+print("mapped %d -> %s:%d, %d retries" % (last + (retries,)))
+`
