@@ -3,11 +3,15 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/netip"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	gonatpmp "github.com/jackpal/go-nat-pmp"
 )
 
 // config is berthd's configuration for the suite: short NAT-PMP and PCP
@@ -157,6 +161,46 @@ func TestE2E(t *testing.T) {
 		t.Log(strings.TrimSpace(out))
 		waitUDPTo(t, topo, ext(last), netip.AddrPortFrom(lastHost, last), true)
 	})
+
+	t.Run("9_go_nat_pmp", func(t *testing.T) {
+		// jackpal/go-nat-pmp is a library: this test binary runs itself in
+		// the lan namespace as the client (TestGoNATPMPHelper).
+		self, err := os.Executable()
+		if err != nil {
+			t.Fatal(err)
+		}
+		client := func(lifetime int) string {
+			return mustRun(t, 30*time.Second, topo.lan, "env", "BERTH_E2E_GONATPMP="+gw,
+				"BERTH_E2E_GONATPMP_LIFETIME="+strconv.Itoa(lifetime), self, "-test.run", "^TestGoNATPMPHelper$", "-test.v")
+		}
+		if out := client(60); !strings.Contains(out, "mapped tcp 8080 -> 18083 for 20 s") {
+			t.Fatalf("go-nat-pmp map (60 s clamped to 20 s):\n%s", out)
+		}
+		waitTCP(t, topo.wan, ext(18083), true)
+		if out := client(0); !strings.Contains(out, "mapped tcp 8080 -> 0 for 0 s") {
+			t.Fatalf("go-nat-pmp delete:\n%s", out)
+		}
+		waitTCP(t, topo.wan, ext(18083), false)
+	})
+}
+
+// TestGoNATPMPHelper is the go-nat-pmp client of TestE2E/9_go_nat_pmp,
+// run inside the lan namespace; on its own it does nothing.
+func TestGoNATPMPHelper(t *testing.T) {
+	gw := os.Getenv("BERTH_E2E_GONATPMP")
+	if gw == "" {
+		t.Skip("helper process of TestE2E/9_go_nat_pmp")
+	}
+	life, err := strconv.Atoi(os.Getenv("BERTH_E2E_GONATPMP_LIFETIME"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := gonatpmp.NewClientWithTimeout(net.ParseIP(gw), 5*time.Second)
+	res, err := c.AddPortMapping("tcp", 8080, 18083, life)
+	if err != nil {
+		t.Fatalf("AddPortMapping: %v", err)
+	}
+	fmt.Printf("mapped tcp %d -> %d for %d s\n", res.InternalPort, res.MappedExternalPort, res.PortMappingLifetimeInSeconds)
 }
 
 // upnpc runs miniupnpc's upnpc in the LAN namespace, discovering the IGD
