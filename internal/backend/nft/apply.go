@@ -30,8 +30,10 @@ type elemOp struct {
 // was changed behind berth's back (an element deleted by hand), the batch
 // may fail; Sync reconciles.
 //
-// A mapping the maps cannot hold (IPv6, a protocol other than TCP and UDP,
-// remote-peer filters) fails the whole batch with a wrapped
+// A mapping's remote-peer filters are changed in the same batch as its
+// element (filter.go). A mapping the maps cannot hold (IPv6, a protocol
+// other than TCP and UDP, filters on a mapping restricted to one remote
+// host) fails the whole batch with a wrapped
 // mapping.ErrUnsupported; a malformed one with mapping.ErrInvalid.
 func (n *Nft) Apply(ctx context.Context, cs []backend.Change) error {
 	n.mu.Lock()
@@ -73,11 +75,18 @@ func (n *Nft) Apply(ctx context.Context, cs []backend.Change) error {
 			if !ok || !sameElem(cur, m) {
 				ops = n.appendOp(ops, false, m)
 			}
+			if ok && !samePeers(cur, m) {
+				ops = n.appendFilterOps(ops, true, cur)
+			}
+			if !ok || !samePeers(cur, m) {
+				ops = n.appendFilterOps(ops, false, m)
+			}
 			overlay[m.Key] = state{m: m, ok: true}
 		case backend.Delete:
 			k := normalKey(c.Mapping.Key)
 			if cur, ok := lookup(k); ok {
 				ops = n.appendOp(ops, true, cur)
+				ops = n.appendFilterOps(ops, true, cur)
 				removed = append(removed, cur)
 			}
 			overlay[k] = state{}
@@ -162,7 +171,8 @@ func (n *Nft) Sync(ctx context.Context, want []mapping.Mapping) error {
 	}
 	var cur map[mapping.Key]mapping.Mapping
 	var snatHave map[netip.AddrPort]netip.AddrPort
-	if why := n.damaged(); why != "" {
+	why := n.damaged()
+	if why != "" {
 		// Recreate the table with its maps empty, in the same batch as
 		// the elements.
 		n.log.Warn("table damaged, recreating it", "table", n.table.Name, "why", why)
@@ -193,6 +203,11 @@ func (n *Nft) Sync(ctx context.Context, want []mapping.Mapping) error {
 			ops = n.appendOp(ops, false, m)
 		}
 	}
+	fops, err := n.filterSyncOps(next, why != "")
+	if err != nil {
+		return fmt.Errorf("nft: sync: %w", err)
+	}
+	ops = append(ops, fops...)
 	prevUsers, prevKernel := n.users, n.snatKernel
 	n.resetSNAT()
 	for _, m := range next {
@@ -296,7 +311,7 @@ func (n *Nft) damaged() string {
 	if !slices.ContainsFunc(tables, func(t *nftables.Table) bool { return t.Name == n.table.Name }) {
 		return "table missing"
 	}
-	want := map[string]int{chainPrerouting: 2, chainForward: 1}
+	want := map[string]int{chainPrerouting: 2, chainForward: 1, chainPrefilter: 3}
 	if n.cfg.Hairpin {
 		want[chainPostrouting]++
 	}

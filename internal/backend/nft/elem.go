@@ -53,10 +53,10 @@ func validate(m mapping.Mapping) (mapping.Mapping, error) {
 		why, err = "IPv6 internal address", mapping.ErrUnsupported
 	case m.Remote.IsValid() && !m.Remote.Is4():
 		why, err = "IPv6 remote host", mapping.ErrUnsupported
-	case !m.Peers.Empty():
-		// Accepting it would install the mapping open to every remote
-		// host: refuse rather than silently not enforce PCP FILTER.
-		why, err = "remote-peer filters not enforced by the nft backend", mapping.ErrUnsupported
+	case m.Remote.IsValid() && !m.Peers.Empty():
+		// The filters are keyed by the external key alone; refuse
+		// rather than install the mapping unfiltered.
+		why, err = "remote-peer filters on a mapping restricted to one remote host", mapping.ErrUnsupported
 	default:
 		return m, nil
 	}
@@ -116,4 +116,10 @@ func decode(remote bool, e nftables.SetElement) (mapping.Mapping, error) {
 // and same Internal. Other fields live only in berth.
 func sameElem(a, b mapping.Mapping) bool {
 	return a.Key == b.Key && a.Internal == b.Internal
+}
+
+// samePeers reports whether a and b have the same kernel filter elements:
+// same Key and same filters.
+func samePeers(a, b mapping.Mapping) bool {
+	return a.Key == b.Key && a.Peers.Equal(b.Peers)
 }

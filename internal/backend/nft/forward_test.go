@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"io"
+	"net/netip"
 	"os/exec"
 	"strings"
 	"testing"
@@ -226,5 +227,59 @@ func TestForwardingUDP(t *testing.T) {
 	}
 	if got := wanc.ask(t, "1"); got != "none" {
 		t.Errorf("flow through deleted %s still forwarded (answer %q): conntrack not flushed", in.Key, got)
+	}
+}
+
+// TestForwardingFilter proves, in TestForwarding's topology with a second
+// wan address 203.0.113.10, that a mapping with remote-peer filters is
+// reached only from the peers they admit, and from both once the filters
+// are removed.
+func TestForwardingFilter(t *testing.T) {
+	ctx := context.Background()
+	n, _, wan, lan := topology(t, Config{WANInterface: "wan0"})
+	wan.run(t, "ip", "addr", "add", "203.0.113.10/24", "dev", "eth0")
+	srv := exec.Command("ip", "netns", "exec", lan.name, "python3", "-m", "http.server", "80", "--bind", "192.168.1.10")
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Process.Kill(); srv.Wait() })
+
+	open := mk(mapping.TCP, "203.0.113.2:8080", "192.168.1.10:80", "")
+	filtered := mk(mapping.TCP, "203.0.113.2:8081", "192.168.1.10:80", "")
+	filtered.Peers = mapping.NewPeers(mapping.Peer{Prefix: netip.MustParsePrefix("203.0.113.9/32")})
+	if err := n.Apply(ctx, add(open, filtered)); err != nil {
+		t.Fatal(err)
+	}
+	getFrom := func(src, port string) error {
+		return exec.Command("ip", "netns", "exec", wan.name, "curl", "-sf", "-o", "/dev/null", "-m", "1",
+			"--interface", src, "http://203.0.113.2:"+port+"/").Run()
+	}
+	// The server needs a moment to start.
+	for try := 0; ; try++ {
+		err := getFrom("203.0.113.10", "8080")
+		if err == nil {
+			break
+		}
+		if try == 100 {
+			t.Fatalf("GET through %s: %v", open.Key, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := getFrom("203.0.113.9", "8081"); err != nil {
+		t.Errorf("GET through %s from admitted 203.0.113.9: %v", filtered.Key, err)
+	}
+	if err := getFrom("203.0.113.10", "8081"); err == nil {
+		t.Errorf("GET through %s from 203.0.113.10 succeeded, want it filtered", filtered.Key)
+	}
+	// Removing the filters opens the mapping to both.
+	unfiltered := filtered
+	unfiltered.Peers = nil
+	if err := n.Apply(ctx, add(unfiltered)); err != nil {
+		t.Fatal(err)
+	}
+	for _, src := range []string{"203.0.113.9", "203.0.113.10"} {
+		if err := getFrom(src, "8081"); err != nil {
+			t.Errorf("GET through unfiltered %s from %s: %v", filtered.Key, src, err)
+		}
 	}
 }

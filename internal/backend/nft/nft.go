@@ -70,10 +70,19 @@
 // Every element of mappings and remote_mappings carries a counter, read
 // by Counters.
 //
+// Remote-peer filters (mapping.Mapping.Peers, PCP FILTER) are enforced
+// by the set filtered, the interval set allowed and the chain prefilter
+// (a filter chain at dstnat - 10, described in filter.go), maintained in the
+// same batches as the maps: a packet to a filtered mapping's external
+// address:port from a source no filter admits is dropped before DNAT.
+// Every IPv4 filter is supported (any prefix length, with or without a
+// port); IPv6 filters admit no IPv4 host and are left out, so a mapping
+// with only IPv6 filters is reachable from nobody.
+//
 // Limits: IPv4 only (an IPv6 mapping is refused with mapping.ErrUnsupported);
-// remote-peer filters (mapping.Mapping.Peers, PCP FILTER) are not enforced
-// in the kernel yet, so a mapping with filters is refused with
-// mapping.ErrUnsupported rather than installed unfiltered.
+// filters on a mapping restricted to one remote host (mapping.Key.Remote)
+// are refused with mapping.ErrUnsupported rather than installed
+// unfiltered.
 package nft
 
 import (
@@ -167,8 +176,10 @@ type Nft struct {
 	dnat   *nftables.Set
 	remote *nftables.Set
 	snat   *nftables.Set // nil without PreserveSourcePort
-	ct     *conntrack.Conn
-	ownCT  bool // ct was dialed by New
+	// filtered and allowed hold the remote-peer filters (filter.go).
+	filtered, allowed *nftables.Set
+	ct                *conntrack.Conn
+	ownCT             bool // ct was dialed by New
 
 	mu     sync.Mutex
 	closed bool
@@ -221,6 +232,7 @@ func New(c Config) (*Nft, error) {
 	}
 	n.resetSNAT()
 	n.dnat, n.remote = newSets(n)
+	n.filtered, n.allowed = newFilterSets(n)
 	if c.PreserveSourcePort {
 		n.snat = newSNATSet(n)
 	}
@@ -285,6 +297,9 @@ func (n *Nft) queueCreate() error {
 		if err := cc.AddSet(n.snat, nil); err != nil {
 			return err
 		}
+	}
+	if err := n.queueFilter(); err != nil {
+		return err
 	}
 	accept := nftables.ChainPolicyAccept
 	pre := cc.AddChain(&nftables.Chain{

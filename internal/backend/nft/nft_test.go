@@ -225,7 +225,7 @@ func TestCounters(t *testing.T) {
 // with the right sentinel and change nothing.
 func TestRefused(t *testing.T) {
 	peers := mapping.NewPeers(mapping.Peer{Prefix: netip.MustParsePrefix("198.51.100.0/24")})
-	filtered := web
+	filtered := ssh // filters on a mapping restricted to one remote host
 	filtered.Peers = peers
 	tests := []struct {
 		name string
