@@ -182,6 +182,21 @@ func TestE2E(t *testing.T) {
 		}
 		waitTCP(t, topo.wan, ext(18083), false)
 	})
+
+	t.Run("10_python_miniupnpc_discover", func(t *testing.T) {
+		// The Python binding of miniupnpc (what many apps embed) finds
+		// the IGD by SSDP multicast on lan0, maps, lists and deletes.
+		out := mustRun(t, 30*time.Second, topo.lan, python, "-c", pyDiscover, lan)
+		defer run(t, 30*time.Second, topo.lan, python, "-c", pyDelete, lan) // also on failure
+		for _, want := range []string{"discovered 1", "ext 203.0.113.2", "add True", "specific ('192.168.77.10', 8080, 'python3-miniupnpc e2e', True,"} {
+			if !strings.Contains(out, want) {
+				t.Fatalf("python3-miniupnpc: no %q in\n%s", want, out)
+			}
+		}
+		waitTCP(t, topo.wan, ext(18084), true)
+		mustRun(t, 30*time.Second, topo.lan, python, "-c", pyDelete, lan)
+		waitTCP(t, topo.wan, ext(18084), false)
+	})
 }
 
 // TestGoNATPMPHelper is the go-nat-pmp client of TestE2E/9_go_nat_pmp,
@@ -303,4 +318,27 @@ for host in hosts:
     port += each
     s.close()
 print("mapped %d -> %s:%d, %d retries" % (last + (retries,)))
+`
+
+// pyDiscover discovers the IGD with python3-miniupnpc (SSDP multicast),
+// maps TCP 18084 to argv[1]:8080 and lists it.
+const pyDiscover = `
+import sys, miniupnpc
+u = miniupnpc.UPnP()
+u.discoverdelay = 2000
+print("discovered", u.discover())
+u.selectigd()
+print("ext", u.externalipaddress())
+print("add", u.addportmapping(18084, "TCP", sys.argv[1], 8080, "python3-miniupnpc e2e", ""))
+print("specific", u.getspecificportmapping(18084, "TCP"))
+`
+
+// pyDelete deletes TCP 18084 after discovering the IGD again.
+const pyDelete = `
+import sys, miniupnpc
+u = miniupnpc.UPnP()
+u.discoverdelay = 2000
+u.discover()
+u.selectigd()
+print("delete", u.deleteportmapping(18084, "TCP"))
 `
