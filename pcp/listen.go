@@ -15,6 +15,7 @@ import (
 	"golang.org/x/net/ipv6"
 
 	"github.com/berthd/berth/internal/clock"
+	"github.com/berthd/berth/internal/ratelimit"
 )
 
 // PacketHandler answers one request. It returns the reply appended to
@@ -81,7 +82,7 @@ type Server struct {
 	cfg     ServerConfig
 	log     *slog.Logger
 	socks   []*sock
-	limiter *limiter
+	limiter *ratelimit.Limiter
 	wg      sync.WaitGroup
 	closed  atomic.Bool
 
@@ -149,7 +150,7 @@ func NewServer(c ServerConfig) (*Server, error) {
 	if log == nil {
 		log = discard
 	}
-	s := &Server{cfg: c, log: log.With("component", "pcp"), limiter: newLimiter(c.Rate, c.Burst, c.MaxClients),
+	s := &Server{cfg: c, log: log.With("component", "pcp"), limiter: ratelimit.New(c.Rate, c.Burst, c.MaxClients),
 		lanIf: make(map[int]bool), own: make(map[netip.Addr]bool)}
 	for _, b := range c.Binds {
 		ap := netip.AddrPortFrom(b.Addr, c.Port)
@@ -312,7 +313,7 @@ func (s *Server) handle(pkt []byte, from netip.AddrPort, out []byte) []byte {
 		return nil
 	}
 	now := s.cfg.Clock.Now()
-	if !s.limiter.allow(src, now) {
+	if !s.limiter.Allow(src, now) {
 		s.rateLimited.Add(1)
 		return nil
 	}

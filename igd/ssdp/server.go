@@ -16,6 +16,7 @@ import (
 	"golang.org/x/net/ipv4"
 
 	"github.com/berthd/berth/internal/clock"
+	"github.com/berthd/berth/internal/ratelimit"
 )
 
 // Port is the SSDP port (UDA 1.1 §1.1.2).
@@ -120,8 +121,8 @@ type Server struct {
 	socks     []*sock
 	lanIf     map[int]bool        // LAN interface indexes
 	own       map[netip.Addr]bool // bound addresses: never a client
-	perSource *limiter
-	global    *limiter
+	perSource *ratelimit.Limiter
+	global    *ratelimit.Limiter
 	wg        sync.WaitGroup
 	closed    atomic.Bool
 
@@ -164,8 +165,8 @@ func NewServer(c Config) (*Server, error) {
 	}
 	s := &Server{cfg: c, log: log.With("component", "ssdp"),
 		lanIf: make(map[int]bool), own: make(map[netip.Addr]bool),
-		perSource: newLimiter(c.SourceRate, c.SourceBurst, c.MaxClients),
-		global:    newLimiter(c.GlobalRate, c.GlobalBurst, 1)}
+		perSource: ratelimit.New(c.SourceRate, c.SourceBurst, c.MaxClients),
+		global:    ratelimit.New(c.GlobalRate, c.GlobalBurst, 1)}
 	if err := s.listen(); err != nil {
 		s.closeSockets()
 		return nil, err
@@ -434,7 +435,7 @@ func (s *Server) handle(pkt []byte, from netip.AddrPort, ifIndex int, k *sock) {
 		}
 	}
 	now := s.cfg.Clock.Now()
-	if !s.perSource.allowN(src, len(answers), now) || !s.global.allowN(netip.Addr{}, len(answers), now) {
+	if !s.perSource.AllowN(src, len(answers), now) || !s.global.AllowN(netip.Addr{}, len(answers), now) {
 		s.rateLimited.Add(1)
 		return
 	}
