@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -41,6 +42,10 @@ type Config struct {
 	WAN string
 	// LAN lists the LAN interface names; empty means detect them.
 	LAN []string
+	// LANRouted are subnets behind a LAN router whose hosts are served as
+	// if they were on a LAN link (COMPAT S9): their requests still arrive
+	// on a LAN interface, from an address no LAN prefix holds. Masked.
+	LANRouted []netip.Prefix
 	// ExternalAddr is a fixed external address; the zero Addr means use
 	// the WAN interface's address.
 	ExternalAddr netip.Addr
@@ -59,6 +64,20 @@ type Config struct {
 	PCP    PCP
 	// UPnP is the IGD responder (SSDP, HTTP, SOAP, GENA).
 	UPnP UPnP
+	// Store is where leases are kept across restarts.
+	Store Store
+}
+
+// Store is the [store] table.
+type Store struct {
+	// Enabled keeps every lease on disk before the client is answered, so
+	// a restart or a crash loses none; default true.
+	Enabled bool
+	// Dir holds the lease journal; "" means DefaultStoreDir().
+	Dir string
+	// KeepKernelState leaves the mappings in the kernel at a clean stop
+	// (the next start reconciles them with the store); default false.
+	KeepKernelState bool
 }
 
 // UPnP is the [upnp] table.
@@ -161,7 +180,25 @@ func Default() *Config {
 		NATPMP: NATPMP{Enabled: true},
 		PCP:    PCP{Enabled: true},
 		UPnP:   UPnP{Enabled: true, Mode: "auto"},
+		Store:  Store{Enabled: true},
 	}
+}
+
+// DefaultStoreDir is the lease store's directory when the configuration
+// names none: /var/lib/berth as root; otherwise $XDG_STATE_HOME/berth, or
+// ~/.local/state/berth, so that an unprivileged berthd keeps its leases
+// too. It is "" when neither root nor a home directory is known.
+func DefaultStoreDir() string {
+	if os.Geteuid() == 0 {
+		return "/var/lib/berth"
+	}
+	if d := os.Getenv("XDG_STATE_HOME"); filepath.IsAbs(d) {
+		return filepath.Join(d, "berth")
+	}
+	if h, err := os.UserHomeDir(); err == nil && filepath.IsAbs(h) {
+		return filepath.Join(h, ".local", "state", "berth")
+	}
+	return ""
 }
 
 // Load reads the file at path and parses it. The path "" gives Default().

@@ -401,6 +401,7 @@ func TestExample(t *testing.T) {
 	d := Default()
 	d.File, d.WAN, d.LAN, d.ExternalAddr = c.File, c.WAN, c.LAN, c.ExternalAddr
 	d.Policy.Rules, d.Policy.Reserved, d.Forwards = c.Policy.Rules, c.Policy.Reserved, c.Forwards
+	d.LANRouted, d.Store.Dir = c.LANRouted, c.Store.Dir
 	if !reflect.DeepEqual(summarize(c), summarize(d)) {
 		t.Errorf("example's documented defaults differ from Default():\n got %+v\nwant %+v", summarize(c), summarize(d))
 	}
@@ -422,6 +423,54 @@ func TestResponderTables(t *testing.T) {
 	_, err = Parse("r.toml", []byte("[natpmp]\nenabled = \"yes\"\n"))
 	if !errors.As(err, &e) || e.Line != 2 || e.Field != "natpmp.enabled" {
 		t.Fatalf("got %v, want r.toml:2: natpmp.enabled", err)
+	}
+}
+
+func TestLANRouted(t *testing.T) {
+	c, err := Parse("r.toml", []byte("lan_routed = [\"10.20.3.4/16\", \"fd00:1::/64\", \"10.20.0.0/16\"]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []netip.Prefix{netip.MustParsePrefix("10.20.0.0/16"), netip.MustParsePrefix("fd00:1::/64")}
+	if !reflect.DeepEqual(c.LANRouted, want) {
+		t.Errorf("got %v, want %v (masked, without repeats)", c.LANRouted, want)
+	}
+	for _, tt := range []struct{ value, want string }{
+		{`"0.0.0.0/0"`, "r.toml:2: lan_routed[1]: routed subnet \"0.0.0.0/0\": a /0 would serve every address as LAN"},
+		{`"10.1.2.3"`, "r.toml:2: lan_routed[1]: routed subnet \"10.1.2.3\": want an address/length such as 10.20.0.0/16"},
+		{`"224.0.0.0/4"`, "r.toml:2: lan_routed[1]: routed subnet \"224.0.0.0/4\": not a unicast subnet"},
+		{`"127.0.0.0/8"`, "r.toml:2: lan_routed[1]: routed subnet \"127.0.0.0/8\": not a unicast subnet"},
+	} {
+		_, err := Parse("r.toml", []byte("\nlan_routed = [\"10.9.0.0/16\", "+tt.value+"]\n"))
+		if err == nil || err.Error() != tt.want {
+			t.Errorf("%s: got %v, want %s", tt.value, err, tt.want)
+		}
+	}
+}
+
+func TestStoreTable(t *testing.T) {
+	c := Default()
+	if !c.Store.Enabled || c.Store.Dir != "" || c.Store.KeepKernelState {
+		t.Fatalf("default store %+v, want enabled in the default directory, kernel state removed", c.Store)
+	}
+	c, err := Parse("s.toml", []byte("[store]\nenabled = false\ndir = \"/srv/berth\"\nkeep_kernel_state = true\n"))
+	if err != nil || c.Store != (Store{Dir: "/srv/berth", KeepKernelState: true}) {
+		t.Fatalf("got %+v, %v", c.Store, err)
+	}
+	_, err = Parse("s.toml", []byte("[store]\ndir = \"state\"\n"))
+	if want := `s.toml:2: store.dir: directory "state": want an absolute path`; err == nil || err.Error() != want {
+		t.Fatalf("got %v, want %s", err, want)
+	}
+	c, err = FromArgs([]string{"-state-dir", "none"}, nil)
+	if err != nil || c.Store.Enabled {
+		t.Fatalf("-state-dir none: got %+v, %v; want disabled", c.Store, err)
+	}
+	c, err = FromArgs([]string{"-state-dir", "/tmp/b"}, nil)
+	if err != nil || !c.Store.Enabled || c.Store.Dir != "/tmp/b" {
+		t.Fatalf("-state-dir /tmp/b: got %+v, %v", c.Store, err)
+	}
+	if _, err = FromArgs([]string{"-state-dir", "rel"}, nil); err == nil {
+		t.Fatal("-state-dir rel: want an error for a relative path")
 	}
 }
 

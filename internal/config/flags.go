@@ -21,6 +21,7 @@ import (
 //	-backend NAME     auto, relay or nft
 //	-log-format NAME  text or json
 //	-log-level NAME   debug, info, warn or error
+//	-state-dir DIR    lease store directory; "none" keeps no leases on disk
 //	-h, -help         print usage to stderr and return flag.ErrHelp
 //
 // Usage and flag syntax errors are printed to stderr (nil discards them).
@@ -39,6 +40,7 @@ func FromArgs(args []string, stderr io.Writer) (*Config, error) {
 	backend := fs.String("backend", "auto", "port-mapping `backend`: auto, relay or nft")
 	logFormat := fs.String("log-format", "text", "log `format`: text or json")
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
+	stateDir := fs.String("state-dir", "", "lease store `directory`; \"none\" keeps no leases on disk")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: berthd [flags]\n\nFlags override the configuration file.\n\n")
 		fs.PrintDefaults()
@@ -92,6 +94,13 @@ func FromArgs(args []string, stderr io.Writer) (*Config, error) {
 			lf, err := parseLogFormat(*logFormat)
 			if check(f.Name, err) {
 				apply = append(apply, func(c *Config) { c.LogFormat = lf })
+			}
+		case "state-dir":
+			switch {
+			case *stateDir == "none":
+				apply = append(apply, func(c *Config) { c.Store.Enabled = false })
+			case check(f.Name, checkDir(*stateDir)):
+				apply = append(apply, func(c *Config) { c.Store.Enabled, c.Store.Dir = true, *stateDir })
 			}
 		case "log-level":
 			l, err := parseLogLevel(*logLevel)

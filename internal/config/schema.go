@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"net/netip"
+	"slices"
 
 	"github.com/berthd/berth/internal/mapping"
 	"github.com/berthd/berth/internal/policy"
@@ -27,6 +28,16 @@ func (d *decoder) config(c *Config, t *table) {
 			d.fail(ps[i], err)
 		} else if len(names) > 0 {
 			c.LAN = names
+		}
+	}
+	if ss, ps, _, ok := t.strs("lan_routed"); ok {
+		c.LANRouted = nil
+		for i, s := range ss {
+			if pr, err := parseRouted(s); err != nil {
+				d.fail(ps[i], err)
+			} else if !slices.Contains(c.LANRouted, pr) {
+				c.LANRouted = append(c.LANRouted, pr)
+			}
 		}
 	}
 	if s, p, ok := t.str("external_address"); ok {
@@ -78,7 +89,28 @@ func (d *decoder) config(c *Config, t *table) {
 		}
 		ut.close()
 	}
+	if st := t.sub("store"); st != nil {
+		d.store(&c.Store, st)
+	}
 	c.Forwards = d.forwards(t.tables("forward"))
+	t.close()
+}
+
+// store reads [store].
+func (d *decoder) store(s *Store, t *table) {
+	if b, _, ok := t.boolean("enabled"); ok {
+		s.Enabled = b
+	}
+	if dir, p, ok := t.str("dir"); ok {
+		if err := checkDir(dir); err != nil {
+			d.fail(p, err)
+		} else {
+			s.Dir = dir
+		}
+	}
+	if b, _, ok := t.boolean("keep_kernel_state"); ok {
+		s.KeepKernelState = b
+	}
 	t.close()
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"path/filepath"
 	"strings"
 	"time"
 	"unicode"
@@ -170,6 +171,38 @@ func checkName(s string) error {
 		return fmt.Errorf("name %q longer than 64 bytes", s)
 	case strings.ContainsFunc(s, unicode.IsControl):
 		return fmt.Errorf("name %q has a control character", s)
+	}
+	return nil
+}
+
+// parseRouted reads a routed LAN subnet ("10.20.0.0/16"). Host bits are
+// cleared; a prefix of length 0 is refused, because it would serve every
+// address, the internet included, as LAN.
+func parseRouted(s string) (netip.Prefix, error) {
+	p, err := netip.ParsePrefix(strings.TrimSpace(s))
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("routed subnet %q: want an address/length such as 10.20.0.0/16", s)
+	}
+	if p.Addr().Zone() != "" {
+		return netip.Prefix{}, fmt.Errorf("routed subnet %q: no zone allowed", s)
+	}
+	if p.Bits() == 0 {
+		return netip.Prefix{}, fmt.Errorf("routed subnet %q: a /0 would serve every address as LAN", s)
+	}
+	a := p.Addr()
+	if a.IsLoopback() || a.IsMulticast() || a.IsLinkLocalUnicast() || a.IsUnspecified() {
+		return netip.Prefix{}, fmt.Errorf("routed subnet %q: not a unicast subnet", s)
+	}
+	return p.Masked(), nil
+}
+
+// checkDir checks a directory setting: an absolute path.
+func checkDir(s string) error {
+	if s == "" || !filepath.IsAbs(s) {
+		return fmt.Errorf("directory %q: want an absolute path", s)
+	}
+	if strings.ContainsRune(s, 0) {
+		return fmt.Errorf("directory %q: contains a NUL byte", s)
 	}
 	return nil
 }

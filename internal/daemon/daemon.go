@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/berthd/berth/internal/backend"
@@ -74,6 +75,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	for _, n := range det.Notes {
 		log.Info("detected", "note", n)
 	}
+	det.LANPrefixes = withRouted(det.LANPrefixes, cfg.LANRouted, log)
 	ext := det.ExternalAddr
 	if cfg.ExternalAddr.IsValid() {
 		ext = cfg.ExternalAddr
@@ -234,6 +236,22 @@ func isLocal(det netif.Detected, a netip.Addr) bool {
 		}
 	}
 	return a.IsLoopback()
+}
+
+// withRouted adds the configured routed subnets to the LAN prefixes
+// (COMPAT S9): every responder, the GENA callback check and the default
+// policy rules then serve them. Their requests must still arrive on a LAN
+// interface; the responders check that separately.
+func withRouted(lan, routed []netip.Prefix, log *slog.Logger) []netip.Prefix {
+	out := slices.Clone(lan)
+	for _, p := range routed {
+		if slices.Contains(out, p) {
+			continue
+		}
+		out = append(out, p)
+		log.Info("serving a routed LAN subnet", "prefix", p)
+	}
+	return out
 }
 
 // warnAboutExternal says when clients will not like the external address.
