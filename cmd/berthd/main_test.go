@@ -66,7 +66,7 @@ func TestStartsAndStopsOnSignal(t *testing.T) {
 	if err := os.WriteFile(conf, []byte(quiet), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "-config", conf)
+	cmd := exec.Command(bin, "-config", conf, "-state-dir", t.TempDir())
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/berthd/berth/internal/backend"
 	"github.com/berthd/berth/internal/clock"
@@ -99,13 +100,23 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	if err != nil {
 		return err
 	}
-	svc := portmap.New(portmap.Config{Backend: be, Policy: pol, Clock: clk, Logger: log, External: ext})
+	ls, err := openLeases(cfg, log)
+	if err != nil {
+		be.Close()
+		return err
+	}
+	defer ls.close(log) // after the Service: the last changes reach the disk
+	svc := portmap.New(ls.config(portmap.Config{Backend: be, Policy: pol, Clock: clk, Logger: log, External: ext}))
 	defer func() {
 		if err := svc.Close(); err != nil {
 			log.Error("removing mappings at stop", "err", err)
 		}
-		log.Info("stopped; mappings removed")
+		log.Info("stopped; mappings removed from the kernel, leases kept in the store")
 	}()
+	// Stored leases first, then the static forwards, which win a conflict.
+	if err := ls.restore(ctx, svc, log); err != nil {
+		return err
+	}
 	if err := svc.SetStatic(ctx, forwards(cfg)); err != nil {
 		return fmt.Errorf("daemon: install static forwards: %w", err)
 	}
@@ -116,7 +127,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	if srv != nil {
 		defer srv.Close() // before the Service closes: no request meets a closed table
 	}
-	up, err := startUPnP(ctx, cfg, det, svc, clk, o, log)
+	up, err := startUPnP(ctx, cfg, det, svc, clk, ls.bootID(clk.Now(), log), o, log)
 	if err != nil {
 		return fmt.Errorf("daemon: UPnP: %w", err)
 	}
@@ -131,6 +142,12 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	if o.Ready != nil {
 		o.Ready(svc)
 	}
+	// A backend that can tell when another tool removed its state (nft
+	// flush ruleset, a firewall reload) gets it back at once.
+	var lost <-chan string
+	if w, ok := be.(interface{ Lost() <-chan string }); ok {
+		lost = w.Lost()
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -138,8 +155,25 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 			return nil
 		case <-o.Reload:
 			reload(ctx, svc, det, ext, own, o, log)
+		case why := <-lost:
+			reapply(ctx, svc, why, log)
 		}
 	}
+}
+
+// reapply puts every mapping back into the backend after another program
+// removed berth's state from under it.
+func reapply(ctx context.Context, svc *portmap.Service, why string, log *slog.Logger) {
+	log.Warn("firewall changed under berth; re-applying every mapping", "found", why, "mappings", svc.Len())
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := svc.Sync(ctx); err != nil {
+		// The Service retries on its own schedule; the next change to the
+		// table, or the next loss, tries again too.
+		log.Error("re-applying mappings failed", "err", err)
+		return
+	}
+	log.Info("mappings re-applied", "mappings", svc.Len())
 }
 
 // reload re-reads the configuration and applies the policy and the static

@@ -112,6 +112,7 @@ func TestStaticForwardCarriesTrafficAndReloads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	cfg.Store.Dir = t.TempDir() // never the host's /var/lib/berth
 	var logs bytes.Buffer
 	ready := make(chan *portmap.Service, 1)
 	reload := make(chan struct{}, 1)
@@ -172,6 +173,7 @@ func TestReloadKeepsRenewalsOnTheirPort(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	cfg.Store.Dir = t.TempDir() // never the host's /var/lib/berth
 	ready := make(chan *portmap.Service, 1)
 	reload := make(chan struct{}, 1)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -219,6 +221,7 @@ func TestStartsWithoutExternalAddress(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		cfg := config.Default()
+		cfg.Store.Dir = t.TempDir() // never the host's /var/lib/berth
 		cfg.UPnP.Enabled = false
 		done <- Run(ctx, cfg, Options{PortControlPort: freeUDPPort(t), OpenNft: noNft, Logger: slog.New(slog.DiscardHandler), Detect: noAddr,
 			Ready: func(s *portmap.Service) { ready <- s }})
@@ -247,6 +250,7 @@ func TestStaticForwardOnBusyPortFailsCleanly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	cfg.Store.Dir = t.TempDir() // never the host's /var/lib/berth
 	err = Run(context.Background(), cfg, Options{PortControlPort: freeUDPPort(t), OpenNft: noNft, Logger: slog.New(slog.DiscardHandler), Detect: loopback})
 	if !errors.Is(err, backend.ErrPortUnavailable) {
 		t.Fatalf("got %v, want ErrPortUnavailable", err)
@@ -265,6 +269,7 @@ func noNft(netif.Detected, *slog.Logger) (backend.Backend, error) {
 func TestBackendChoice(t *testing.T) {
 	run := func(backendName string) (string, error) {
 		cfg := config.Default()
+		cfg.Store.Dir = t.TempDir() // never the host's /var/lib/berth
 		cfg.Backend = backendName
 		cfg.UPnP.Enabled = false
 		var logs bytes.Buffer

@@ -23,6 +23,7 @@ func TestNATPMPMappingCarriesTraffic(t *testing.T) {
 	echo := echoServerOn(t, "127.0.0.2")
 	pmpPort := freeUDPPort(t)
 	cfg := config.Default()
+	cfg.Store.Dir = t.TempDir() // never the host's /var/lib/berth
 	cfg.Backend = "relay"
 	cfg.UPnP.Enabled = false
 	ready := make(chan *portmap.Service, 1)

@@ -35,7 +35,7 @@ type upnp struct {
 // and SOAP control over HTTP (a port per address, named in LOCATION),
 // SSDP discovery and GENA eventing. It returns nil when UPnP is off.
 func startUPnP(ctx context.Context, cfg *config.Config, det netif.Detected, svc *portmap.Service,
-	clk clock.Clock, o Options, log *slog.Logger) (*upnp, error) {
+	clk clock.Clock, bootID uint32, o Options, log *slog.Logger) (*upnp, error) {
 	if !cfg.UPnP.Enabled {
 		log.Info("UPnP IGD is switched off")
 		return nil, nil
@@ -102,7 +102,7 @@ func startUPnP(ctx context.Context, cfg *config.Config, det netif.Detected, svc 
 			return "http://" + netip.AddrPortFrom(lan, u.ports[lan]).String() + path
 		},
 		// A new BOOTID on every start (UDA 1.1 §1.2.2, COMPAT S8).
-		BootID: uint32(clk.Now().Unix()),
+		BootID: bootID,
 		Port:   o.SSDPPort, Group: o.SSDPGroup, NotifyTo: o.SSDPGroup,
 	}
 	var err error

@@ -29,6 +29,7 @@ import (
 func TestUPnPDiscoveryAndControl(t *testing.T) {
 	ssdpPort, groupPort := freeUDPPort(t), freeUDPPort(t)
 	cfg := config.Default()
+	cfg.Store.Dir = t.TempDir() // never the host's /var/lib/berth
 	cfg.Backend = "relay"
 	cfg.NATPMP.Enabled, cfg.PCP.Enabled = false, false
 	ready := make(chan *portmap.Service, 1)
@@ -98,6 +99,7 @@ func upnpDaemon(t *testing.T, mode string) (svc *portmap.Service, ssdpPort uint1
 	t.Helper()
 	ssdpPort, groupPort := freeUDPPort(t), freeUDPPort(t)
 	cfg := config.Default()
+	cfg.Store.Dir = t.TempDir() // never the host's /var/lib/berth
 	cfg.Backend = "relay"
 	cfg.NATPMP.Enabled, cfg.PCP.Enabled = false, false
 	cfg.UPnP.Mode = mode

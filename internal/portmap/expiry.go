@@ -2,6 +2,7 @@ package portmap
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"time"
 
@@ -55,6 +56,7 @@ func (s *Service) expire(id uint64) {
 	batch := make([]backend.Change, len(gone))
 	for i, m := range gone {
 		batch[i] = backend.Change{Op: backend.Delete, Mapping: m}
+		s.forget(m) // not waited for: a restart drops an ended lease anyway
 		s.publish(Event{Kind: Expired, Mapping: m})
 		s.log.Info("mapping expired", "key", m.Key, "internal", m.Internal, "client", m.Client, "origin", m.Origin.Kind)
 	}
@@ -93,14 +95,24 @@ func (s *Service) scheduleSync() {
 }
 
 // Sync makes the backend hold exactly the table's mappings, for start-up
-// and after a firewall reload.
+// and after a firewall reload. When it fails, the Service tries again
+// after Config.SyncRetry.
 func (s *Service) Sync(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.be.Sync(ctx, slices.Collect(s.table.All())); err != nil {
-		return err
+	err := s.syncLocked(ctx)
+	if err != nil {
+		s.scheduleSync()
 	}
-	return nil
+	return err
+}
+
+// syncLocked is Sync with mu held.
+func (s *Service) syncLocked(ctx context.Context) error {
+	if s.closed {
+		return fmt.Errorf("portmap: closed: %w", mapping.ErrNetworkFailure)
+	}
+	return s.be.Sync(ctx, slices.Collect(s.table.All()))
 }
 
 // Close stops expiry and removes every mapping from the backend (the

@@ -20,6 +20,7 @@ import (
 	"github.com/berthd/berth/internal/lease"
 	"github.com/berthd/berth/internal/mapping"
 	"github.com/berthd/berth/internal/policy"
+	"github.com/berthd/berth/internal/store"
 )
 
 // maxPortRetries bounds how many other ports Map tries when the backend
@@ -38,12 +39,19 @@ type Config struct {
 	// SyncRetry is how long after a failed backend change during expiry
 	// the Service tries to reconcile the backend with Sync; default 5s.
 	SyncRetry time.Duration
+	// Store, if not nil, keeps every lease a client asked for: Map and
+	// Unmap return only once the change is on disk.
+	Store Store
+	// EpochBase is when the NAT-PMP/PCP epoch began, from the store of an
+	// earlier run that lost no state; zero starts a new epoch now.
+	EpochBase time.Time
 }
 
 // Service implements mapping.Mapper. All methods are safe for concurrent
 // use.
 type Service struct {
 	be        backend.Backend
+	store     Store
 	clk       clock.Clock
 	log       *slog.Logger
 	start     time.Time
@@ -79,9 +87,10 @@ func New(c Config) *Service {
 	}
 	return &Service{
 		be:        c.Backend,
+		store:     c.Store,
 		clk:       c.Clock,
 		log:       log.With("component", "portmap"),
-		start:     c.Clock.Now(),
+		start:     epochStart(c.Clock.Now(), c.EpochBase),
 		syncRetry: retry,
 		pol:       c.Policy,
 		table:     lease.New(),
@@ -93,11 +102,30 @@ func New(c Config) *Service {
 // Interface guard.
 var _ mapping.Mapper = (*Service)(nil)
 
-// Epoch is the NAT-PMP/PCP epoch: whole seconds since the Service
-// started, from the clock's monotonic reading (RFC 6886 §3.6, RFC 6887
-// §8.5). It restarts only with a new Service, that is, when state is lost.
+// Epoch is the NAT-PMP/PCP epoch: whole seconds since the epoch began,
+// from the clock's monotonic reading (RFC 6886 §3.6, RFC 6887 §8.5). It
+// begins when the Service starts, or earlier when Config.EpochBase says
+// an earlier run's state survived in the store.
 func (s *Service) Epoch() uint32 {
-	return uint32(s.clk.Now().Sub(s.start) / time.Second)
+	return uint32(max(s.clk.Now().Sub(s.start), 0) / time.Second)
+}
+
+// EpochStart is when the current epoch began (wall clock), for the store.
+func (s *Service) EpochStart() time.Time { return s.start.Round(0) }
+
+// epochStart is the start of the epoch: base carried over from the store,
+// expressed on now's monotonic clock so that later wall-clock steps do not
+// move it; now itself when base is zero or in the future (the wall clock
+// went back: the old epoch cannot be trusted).
+func epochStart(now, base time.Time) time.Time {
+	if base.IsZero() {
+		return now
+	}
+	elapsed := now.Round(0).Sub(base)
+	if elapsed < 0 || elapsed >= (1<<32-1)*time.Second {
+		return now
+	}
+	return now.Add(-elapsed)
 }
 
 // ExternalAddr returns the current external address.
@@ -172,9 +200,29 @@ func (s *Service) Map(ctx context.Context, r mapping.Request) (mapping.Mapping, 
 		return mapping.Mapping{}, fmt.Errorf("portmap: internal %v: %w", r.Internal, mapping.ErrInvalid)
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	m, seq, fresh, err := s.mapLocked(ctx, r)
+	s.mu.Unlock()
+	if err != nil {
+		return m, err
+	}
+	// The lease is on disk before the client hears of it; requests that
+	// arrive meanwhile share the same disk sync.
+	if err := s.settle(ctx, seq); err != nil {
+		if fresh {
+			s.undo(m)
+		}
+		s.log.Error("mapping not acknowledged: lease store failed", "key", m.Key, "client", r.Client, "err", err)
+		return mapping.Mapping{}, err
+	}
+	return m, nil
+}
+
+// mapLocked does Map's work with mu held. It returns the store sequence
+// number to wait for and whether the mapping is new (not a renewal).
+func (s *Service) mapLocked(ctx context.Context, r mapping.Request) (mapping.Mapping, store.Seq, bool, error) {
+	fail := func(err error) (mapping.Mapping, store.Seq, bool, error) { return mapping.Mapping{}, 0, false, err }
 	if s.closed || !s.ext.IsValid() {
-		return mapping.Mapping{}, fmt.Errorf("portmap: no external address: %w", mapping.ErrNetworkFailure)
+		return fail(fmt.Errorf("portmap: no external address: %w", mapping.ErrNetworkFailure))
 	}
 	usage := policy.Usage{Client: s.table.ClientCount(r.Client), Total: s.table.Len()}
 	if _, ok := s.table.Existing(r, s.ext); ok {
@@ -185,7 +233,7 @@ func (s *Service) Map(ctx context.Context, r mapping.Request) (mapping.Mapping, 
 	if !d.Allow {
 		s.log.Info("mapping refused", "client", r.Client, "proto", r.Proto, "internal", r.Internal,
 			"suggest", r.Suggest.Port(), "rule", d.Rule, "origin", r.Origin.Kind)
-		return mapping.Mapping{}, fmt.Errorf("portmap: %w", d.Err)
+		return fail(fmt.Errorf("portmap: %w", d.Err))
 	}
 	now := s.clk.Now()
 	var expires time.Time
@@ -196,7 +244,7 @@ func (s *Service) Map(ctx context.Context, r mapping.Request) (mapping.Mapping, 
 	for try := 0; ; try++ {
 		plan, err := s.table.Allocate(r, s.ext, allowed, expires)
 		if err != nil {
-			return mapping.Mapping{}, fmt.Errorf("portmap: %w", err)
+			return fail(fmt.Errorf("portmap: %w", err))
 		}
 		if plan.Renewal() {
 			if plan.Old.Origin != plan.Mapping.Origin {
@@ -204,13 +252,14 @@ func (s *Service) Map(ctx context.Context, r mapping.Request) (mapping.Mapping, 
 			}
 			s.table.Commit(plan)
 			s.schedule()
+			seq := s.persist(plan.Mapping)
 			// Renewals are the hot path: do not box the arguments for
 			// nothing when Info is off.
 			if s.log.Enabled(ctx, slog.LevelInfo) {
 				s.log.Info("mapping renewed", "key", plan.Mapping.Key, "internal", plan.Mapping.Internal,
 					"client", r.Client, "lifetime", d.Lifetime, "origin", r.Origin.Kind)
 			}
-			return plan.Mapping, nil
+			return plan.Mapping, seq, false, nil
 		}
 		// A new key, a new internal target or new remote-peer filters:
 		// the backend replaces the old mapping (a Delete and an Add of the
@@ -232,22 +281,26 @@ func (s *Service) Map(ctx context.Context, r mapping.Request) (mapping.Mapping, 
 			if !r.Exact {
 				code = mapping.ErrNoResources // every port tried was refused
 			}
-			return mapping.Mapping{}, fmt.Errorf("portmap: %v: %w: %w", plan.Mapping.Key, code, err)
+			return fail(fmt.Errorf("portmap: %v: %w: %w", plan.Mapping.Key, code, err))
 		}
 		if err != nil {
-			return mapping.Mapping{}, fmt.Errorf("portmap: backend: %w: %w", mapping.ErrNetworkFailure, err)
+			return fail(fmt.Errorf("portmap: backend: %w: %w", mapping.ErrNetworkFailure, err))
 		}
 		s.table.Commit(plan)
 		s.gen++
 		s.schedule()
 		if plan.Replaces {
+			if plan.Old.Key != plan.Mapping.Key {
+				s.forget(plan.Old)
+			}
 			s.publish(Event{Kind: Removed, Mapping: plan.Old})
 		}
+		seq := s.persist(plan.Mapping)
 		s.publish(Event{Kind: Added, Mapping: plan.Mapping})
 		s.log.Info("mapping created", "key", plan.Mapping.Key, "internal", plan.Mapping.Internal,
 			"client", r.Client, "lifetime", d.Lifetime, "rule", d.Rule, "origin", r.Origin.Kind,
 			"replaced", plan.Replaces, "peers", plan.Mapping.Peers.String())
-		return plan.Mapping, nil
+		return plan.Mapping, seq, true, nil
 	}
 }
 
@@ -260,9 +313,21 @@ func (s *Service) Unmap(ctx context.Context, r mapping.Request) error {
 		return fmt.Errorf("portmap: protocol %v: %w", r.Proto, mapping.ErrUnsupported)
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	seq, err := s.unmapLocked(ctx, r)
+	s.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	// Gone from disk too before the client is told: a restart must not
+	// bring back a port the client closed.
+	return s.settle(ctx, seq)
+}
+
+// unmapLocked does Unmap's work with mu held and returns the store
+// sequence number to wait for.
+func (s *Service) unmapLocked(ctx context.Context, r mapping.Request) (store.Seq, error) {
 	if s.closed {
-		return fmt.Errorf("portmap: closed: %w", mapping.ErrNetworkFailure)
+		return 0, fmt.Errorf("portmap: closed: %w", mapping.ErrNetworkFailure)
 	}
 	var victims []mapping.Mapping
 	switch {
@@ -270,13 +335,13 @@ func (s *Service) Unmap(ctx context.Context, r mapping.Request) error {
 		k := mapping.Key{Proto: r.Proto, External: netip.AddrPortFrom(s.ext, r.Suggest.Port()), Remote: r.Remote}
 		m, ok := s.table.Get(k)
 		if !ok {
-			return fmt.Errorf("portmap: %v: %w", k, mapping.ErrNotFound)
+			return 0, fmt.Errorf("portmap: %v: %w", k, mapping.ErrNotFound)
 		}
 		if m.Origin.Kind == mapping.KindStatic {
-			return fmt.Errorf("portmap: %v is a static forward: %w", k, mapping.ErrNotAuthorized)
+			return 0, fmt.Errorf("portmap: %v is a static forward: %w", k, mapping.ErrNotAuthorized)
 		}
 		if m.Client != r.Client && s.pol.SecureMode() {
-			return fmt.Errorf("portmap: %v belongs to %v: %w", k, m.Client, mapping.ErrNotAuthorized)
+			return 0, fmt.Errorf("portmap: %v belongs to %v: %w", k, m.Client, mapping.ErrNotAuthorized)
 		}
 		victims = []mapping.Mapping{m}
 	case r.Internal.Port() != 0:
@@ -295,22 +360,24 @@ func (s *Service) Unmap(ctx context.Context, r mapping.Request) error {
 		}
 	}
 	if len(victims) == 0 {
-		return fmt.Errorf("portmap: %v mappings of %v on %v: %w", r.Proto, r.Client, r.Internal, mapping.ErrNotFound)
+		return 0, fmt.Errorf("portmap: %v mappings of %v on %v: %w", r.Proto, r.Client, r.Internal, mapping.ErrNotFound)
 	}
 	batch := make([]backend.Change, len(victims))
 	for i, m := range victims {
 		batch[i] = backend.Change{Op: backend.Delete, Mapping: m}
 	}
 	if err := s.be.Apply(ctx, batch); err != nil {
-		return fmt.Errorf("portmap: backend: %w: %w", mapping.ErrNetworkFailure, err)
+		return 0, fmt.Errorf("portmap: backend: %w: %w", mapping.ErrNetworkFailure, err)
 	}
+	var seq store.Seq
 	for _, m := range victims {
 		s.table.Delete(m.Key)
+		seq = max(seq, s.forget(m))
 		s.publish(Event{Kind: Removed, Mapping: m})
 		s.log.Info("mapping deleted", "key", m.Key, "internal", m.Internal, "client", r.Client, "origin", r.Origin.Kind)
 	}
 	s.gen++
-	return nil
+	return seq, nil
 }
 
 // without returns rs minus port p.

@@ -51,14 +51,24 @@ type berthd struct {
 	exit  chan struct{} // closed once the process has exited
 	err   error         // its exit status, once exit is closed
 	stop  func()        // SIGTERM, then SIGKILL after WaitDelay; waits
+	kill  func()        // SIGKILL at once, as a crash; waits
+	pid   int
 }
 
 // startBerthd runs bin in the router namespace with the configuration
-// toml and waits until it logs "berthd serving". It returns "", or, when
-// berthd exits first, its exit status and log. The daemon is
-// stopped with SIGTERM when the test ends (killed if that hangs) and its
-// log is printed if the test failed.
+// toml and a fresh lease store, and waits until it logs "berthd serving".
+// It returns "", or, when berthd exits first, its exit status and log. The
+// daemon is stopped with SIGTERM when the test ends (killed if that hangs)
+// and its log is printed if the test failed.
 func startBerthd(t *testing.T, topo *topology, bin, toml string) string {
+	t.Helper()
+	_, failed := launch(t, topo, bin, toml, t.TempDir())
+	return failed
+}
+
+// launch is startBerthd with the lease store in stateDir; it also returns
+// the daemon, which a test may kill and start again over the same store.
+func launch(t *testing.T, topo *topology, bin, toml, stateDir string) (*berthd, string) {
 	t.Helper()
 	conf := filepath.Join(t.TempDir(), "berth.toml")
 	if err := os.WriteFile(conf, []byte(toml), 0o644); err != nil {
@@ -67,7 +77,7 @@ func startBerthd(t *testing.T, topo *topology, bin, toml string) string {
 	d := &berthd{grew: make(chan struct{}), exit: make(chan struct{})}
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := inNetns(ctx, topo.router, bin, "-config", conf, "-wan", "wan0", "-lan", "lan0",
-		"-log-format", "json", "-log-level", "debug")
+		"-state-dir", stateDir, "-log-format", "json", "-log-level", "debug")
 	cmd.Stderr = &lineWriter{line: d.add}
 	cmd.Stdout = cmd.Stderr
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
@@ -76,6 +86,7 @@ func startBerthd(t *testing.T, topo *topology, bin, toml string) string {
 		cancel()
 		t.Fatalf("starting berthd: %v", err)
 	}
+	d.pid = cmd.Process.Pid // ip netns exec execs berthd: this is berthd's
 	go func() {
 		d.err = cmd.Wait()
 		close(d.exit)
@@ -83,6 +94,10 @@ func startBerthd(t *testing.T, topo *topology, bin, toml string) string {
 	d.stop = func() {
 		cancel()
 		<-d.exit // bounded by WaitDelay
+	}
+	d.kill = func() {
+		cmd.Process.Kill() // ip netns exec execs berthd: this is berthd
+		<-d.exit
 	}
 	t.Cleanup(func() {
 		d.stop()
@@ -98,12 +113,12 @@ func startBerthd(t *testing.T, topo *topology, bin, toml string) string {
 		grew, serving := d.grew, containsMsg(d.msgs, "berthd serving")
 		d.mu.Unlock()
 		if serving {
-			return ""
+			return d, ""
 		}
 		select {
 		case <-grew:
 		case <-d.exit:
-			return fmt.Sprintf("berthd exited (%v):\n%s", d.err, d.dump())
+			return d, fmt.Sprintf("berthd exited (%v):\n%s", d.err, d.dump())
 		case <-timeout.C:
 			t.Fatalf("berthd did not log \"berthd serving\" within %v:\n%s", startWait, d.dump())
 		}

@@ -233,9 +233,14 @@ func upnpc(t *testing.T, topo *topology, args ...string) string {
 // natpmpc in the LAN namespace.
 func natpmpc(t *testing.T, topo *topology, ext, in uint16, proto string, lifetime int) {
 	t.Helper()
+	natpmpcGranted(t, topo, ext, in, proto, lifetime, min(max(lifetime, 2), 20)) // the configured [2s, 20s]
+}
+
+// natpmpcGranted is natpmpc for a lease that berthd grants as granted.
+func natpmpcGranted(t *testing.T, topo *topology, ext, in uint16, proto string, lifetime, granted int) {
+	t.Helper()
 	out := mustRun(t, 15*time.Second, topo.lan, "natpmpc", "-g", routerLAN.String(), "-a",
 		strconv.Itoa(int(ext)), strconv.Itoa(int(in)), proto, strconv.Itoa(lifetime))
-	granted := min(max(lifetime, 2), 20) // the configured [2s, 20s]
 	want := fmt.Sprintf("Mapped public port %d protocol %s to local port %d liftime %d",
 		ext, strings.ToUpper(proto), in, granted)
 	if lifetime == 0 {

@@ -70,7 +70,7 @@ max = %[1]q
 	d := &berthd{grew: make(chan struct{}), exit: make(chan struct{})}
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := inNetns(ctx, topo.router, bin, "-config", conf, "-wan", "wan0", "-lan", "lan0",
-		"-log-format", "json", "-log-level", "debug")
+		"-state-dir", t.TempDir(), "-log-format", "json", "-log-level", "debug")
 	cmd.Stderr = &lineWriter{line: d.add}
 	cmd.Stdout = cmd.Stderr
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }

@@ -1,0 +1,162 @@
+package portmap
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/berthd/berth/internal/backend"
+	"github.com/berthd/berth/internal/mapping"
+	"github.com/berthd/berth/internal/policy"
+	"github.com/berthd/berth/internal/store"
+)
+
+// Store keeps the leases the Service acknowledges (internal/store.Store).
+// The Service calls Put and Delete with its lock held, in the order the
+// changes happen, and waits for durability after releasing it, so that
+// concurrent requests share one disk sync.
+type Store interface {
+	Put(m mapping.Mapping) store.Seq
+	Delete(k mapping.Key) store.Seq
+	Wait(ctx context.Context, seq store.Seq) error
+}
+
+// durable reports whether m belongs in the store: every lease a client
+// asked for. Static forwards come from the configuration at every start.
+func durable(m mapping.Mapping) bool {
+	return m.Origin.Kind != mapping.KindStatic && m.Origin.Kind != mapping.KindNone
+}
+
+// persist records m in the store; 0 when there is nothing to wait for.
+// Called with mu held.
+func (s *Service) persist(m mapping.Mapping) store.Seq {
+	if s.store == nil || !durable(m) {
+		return 0
+	}
+	return s.store.Put(m)
+}
+
+// forget removes m from the store. Called with mu held.
+func (s *Service) forget(m mapping.Mapping) store.Seq {
+	if s.store == nil || !durable(m) {
+		return 0
+	}
+	return s.store.Delete(m.Key)
+}
+
+// settle waits until the changes up to seq are on disk. A failure is
+// ErrNetworkFailure: the protocols' answer for "the gateway could not do
+// it now" (UPnP 501, NAT-PMP 3, PCP NETWORK_FAILURE).
+func (s *Service) settle(ctx context.Context, seq store.Seq) error {
+	if seq == 0 {
+		return nil
+	}
+	if err := s.store.Wait(ctx, seq); err != nil {
+		return fmt.Errorf("portmap: lease store: %w: %w", mapping.ErrNetworkFailure, err)
+	}
+	return nil
+}
+
+// undo removes a new mapping whose lease could not be stored: a client
+// must not hold a port that a restart would silently take away. It does
+// nothing when m has changed or gone meanwhile.
+func (s *Service) undo(m mapping.Mapping) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur, ok := s.table.Get(m.Key)
+	if s.closed || !ok || cur.Client != m.Client || cur.Internal != m.Internal {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), backendTimeout)
+	defer cancel()
+	if err := s.be.Apply(ctx, []backend.Change{{Op: backend.Delete, Mapping: cur}}); err != nil {
+		s.log.Error("backend failed to withdraw an unstored mapping; will reconcile", "key", m.Key, "err", err)
+		s.scheduleSync()
+	}
+	s.table.Delete(m.Key)
+	s.forget(cur)
+	s.gen++
+	s.publish(Event{Kind: Removed, Mapping: cur})
+	s.log.Warn("mapping withdrawn: its lease could not be stored", "key", m.Key, "client", m.Client)
+}
+
+// Restored is what Restore did with the stored leases.
+type Restored struct {
+	Restored int // in the table and the backend again
+	Expired  int // ended while berthd was not running
+	Refused  int // the current policy, a static forward or another lease holds the port
+}
+
+// Restore puts leases loaded from the store back: each one still running,
+// still allowed by the current policy and not in conflict with a mapping
+// already in the table, moved to the current external address when that
+// changed. Dropped leases are removed from the store. The backend is then
+// reconciled with the whole table in one Sync. Call it once, before the
+// responders serve and before SetStatic (whose forwards then win any
+// conflict).
+func (s *Service) Restore(ctx context.Context, ms []mapping.Mapping) (Restored, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var r Restored
+	now := s.clk.Now()
+	for _, m := range ms {
+		if !m.Permanent() && !m.Expires.After(now) {
+			r.Expired++
+			s.forget(m)
+			continue
+		}
+		old, orig := m.Key, m.Expires
+		if s.ext.IsValid() {
+			m.External = netip.AddrPortFrom(s.ext, m.External.Port())
+		}
+		m, why := s.admit(m, now)
+		if why != "" {
+			r.Refused++
+			s.forget(mapping.Mapping{Key: old, Origin: m.Origin})
+			s.log.Info("stored lease not restored", "key", old, "client", m.Client, "why", why)
+			continue
+		}
+		s.table.Put(m)
+		if old != m.Key || m.Expires != orig {
+			s.forget(mapping.Mapping{Key: old, Origin: m.Origin})
+			s.persist(m)
+		}
+		r.Restored++
+	}
+	if r.Restored > 0 {
+		s.gen++
+		s.schedule()
+	}
+	if err := s.syncLocked(ctx); err != nil {
+		return r, fmt.Errorf("portmap: restore: %w: %w", mapping.ErrNetworkFailure, err)
+	}
+	return r, nil
+}
+
+// admit says why a stored lease m cannot come back, or "" when it can; it
+// returns m with its lease shortened to what the current policy grants.
+// Called with mu held.
+func (s *Service) admit(m mapping.Mapping, now time.Time) (mapping.Mapping, string) {
+	if !m.Proto.Valid() || !m.Client.IsValid() || !m.Internal.IsValid() || m.Internal.Port() == 0 || !durable(m) {
+		return m, "malformed"
+	}
+	if cur, ok := s.table.Get(m.Key); ok {
+		return m, fmt.Sprintf("port held by %v", cur.Client)
+	}
+	r := mapping.Request{
+		Client: m.Client, Proto: m.Proto, Internal: m.Internal, Suggest: m.External, Exact: true,
+		Remote: m.Remote, Lifetime: m.Remaining(now), Origin: m.Origin, Peers: m.Peers,
+	}
+	if m.Permanent() {
+		r.Lifetime = 0
+	}
+	d := s.pol.Decide(r, policy.Usage{Client: s.table.ClientCount(m.Client), Total: s.table.Len()})
+	if !d.Allow {
+		return m, fmt.Sprintf("policy: %v (%s)", d.Err, d.Rule)
+	}
+	if d.Lifetime > 0 && (m.Permanent() || m.Expires.Sub(now) > d.Lifetime) {
+		m.Expires = now.Add(d.Lifetime) // the cap was lowered meanwhile
+	}
+	return m, ""
+}

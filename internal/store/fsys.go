@@ -1,0 +1,65 @@
+package store
+
+import (
+	"io"
+	"io/fs"
+	"os"
+)
+
+// file is the part of *os.File the store uses. It is the seam where tests
+// inject write and fsync failures (ENOSPC, EIO).
+type file interface {
+	io.Writer
+	io.WriterAt
+	Sync() error
+	Truncate(size int64) error
+	Close() error
+}
+
+// fsys is the part of the os package the store uses; the tests replace it
+// to fail chosen calls.
+type fsys interface {
+	MkdirAll(dir string, perm fs.FileMode) error
+	// ReadFile returns an error satisfying errors.Is(err, fs.ErrNotExist)
+	// when name does not exist.
+	ReadFile(name string) ([]byte, error)
+	OpenFile(name string, flag int, perm fs.FileMode) (file, error)
+	Rename(oldpath, newpath string) error
+	Remove(name string) error
+	// SyncDir makes the directory's entries (a rename) durable.
+	SyncDir(dir string) error
+}
+
+// osFS is the real file system.
+type osFS struct{}
+
+func (osFS) MkdirAll(dir string, perm fs.FileMode) error { return os.MkdirAll(dir, perm) }
+func (osFS) ReadFile(name string) ([]byte, error)        { return os.ReadFile(name) }
+func (osFS) Rename(oldpath, newpath string) error        { return os.Rename(oldpath, newpath) }
+func (osFS) Remove(name string) error                    { return os.Remove(name) }
+
+func (osFS) OpenFile(name string, flag int, perm fs.FileMode) (file, error) {
+	f, err := os.OpenFile(name, flag, perm)
+	if err != nil {
+		return nil, err // not a typed nil in an interface
+	}
+	return f, nil
+}
+
+func (osFS) SyncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Interface guards.
+var (
+	_ file = (*os.File)(nil)
+	_ fsys = osFS{}
+)

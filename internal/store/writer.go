@@ -1,0 +1,303 @@
+package store
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"slices"
+
+	"github.com/berthd/berth/internal/mapping"
+)
+
+const (
+	// maxRetry bounds the failed batches kept to be written again; past
+	// it the next batch compacts instead.
+	maxRetry = 1 << 20
+	// maxSpare bounds the queue buffer kept for reuse between batches.
+	maxSpare = 1 << 20
+)
+
+// writer is the state of the writer goroutine. Open uses it before the
+// goroutine starts; afterwards only the goroutine does.
+type writer struct {
+	f       file
+	size    int64 // length of the journal up to the last good record
+	records int   // records in the journal, superseded ones included
+
+	// live maps the key bytes of each live mapping to its encoded put
+	// record; the map key is a substring of the record, so a live
+	// mapping costs one allocation and one map slot: about 130 bytes for
+	// a typical mapping (TestMemoryPerMapping), against over 200 for a
+	// map[mapping.Key][]byte, whose 64-byte keys sit beside the records.
+	live  map[string]string
+	epoch string // the encoded epoch record, or ""
+
+	retry   []byte // records of failed batches, written before the next batch
+	retryN  int    // records in retry
+	rewrite bool   // the journal is in doubt: the next batch compacts into a fresh file
+	// holdOff is the record count below which no compaction is tried
+	// after one failed (a disk too full for a snapshot).
+	holdOff int
+	spare   []byte // the previous batch's buffer, reused for the queue
+}
+
+// apply updates the live set with one encoded record.
+func (w *writer) apply(rec []byte) {
+	p := rec[offPayload:]
+	switch RecordType(p[0]) {
+	case TypePut:
+		v := string(rec)
+		k := v[offPayload+offKey : offPayload+keyEnd(p)]
+		// Delete first so that the map key is the new record's substring
+		// and the old record can be freed.
+		delete(w.live, k)
+		w.live[k] = v
+	case TypeDelete:
+		delete(w.live, string(p[offKey:keyEnd(p)]))
+	case TypeEpoch:
+		w.epoch = string(rec)
+	}
+}
+
+// applyBatch applies every record of a batch the store encoded and
+// returns how many there are.
+func (w *writer) applyBatch(b []byte) int {
+	n := 0
+	for len(b) > 0 {
+		end := frameLen + int(binary.BigEndian.Uint32(b[offLength:]))
+		w.apply(b[:end])
+		b = b[end:]
+		n++
+	}
+	return n
+}
+
+// shouldCompact reports whether the journal, with extra more records,
+// holds too many superseded ones.
+func (w *writer) shouldCompact(extra, ratio, minRecords int) bool {
+	total := w.records + w.retryN + extra
+	if total < w.holdOff {
+		return false
+	}
+	live := len(w.live)
+	if w.epoch != "" {
+		live++
+	}
+	return total > minRecords && total > ratio*live
+}
+
+// mappings decodes the live set, sorted by Key.
+func (w *writer) mappings() []mapping.Mapping {
+	// Sort the records by a byte key first, then decode them in order: a
+	// Mapping is too big to sort cheaply.
+	type entry struct {
+		k sortKey
+		v string
+	}
+	es := make([]entry, 0, len(w.live))
+	for k, v := range w.live {
+		es = append(es, entry{makeSortKey(k), v})
+	}
+	slices.SortFunc(es, func(a, b entry) int { return bytes.Compare(a.k[:], b.k[:]) })
+	ms := make([]mapping.Mapping, len(es))
+	var buf []byte
+	for i, e := range es {
+		buf = append(buf[:0], e.v...)
+		r, _, err := DecodeRecord(buf)
+		if err != nil {
+			panic("store: live record does not decode: " + err.Error()) // every one was encoded or checked here
+		}
+		ms[i] = r.Mapping
+	}
+	return ms
+}
+
+// sortKey orders encoded keys as mapping.Key.Compare orders keys: port,
+// protocol, then each address by family (none, IPv4, IPv6) and bytes.
+type sortKey [2 + 1 + 2*(1+16)]byte
+
+// makeSortKey makes the sort key of an encoded key (see format.go).
+func makeSortKey(k string) sortKey {
+	var s sortKey
+	proto, rest := k[0], k[1:]
+	n := int(rest[0])
+	ext, rest := rest[1:1+n], rest[1+n:]
+	s[0], s[1], s[2] = rest[0], rest[1], proto
+	s[3] = byte(min(n, 5)) // 0, 4 or 5 for 16: a rank
+	copy(s[4:20], ext)
+	rest = rest[2:]
+	s[20] = byte(min(int(rest[0]), 5))
+	copy(s[21:], rest[1:])
+	return s
+}
+
+// run is the writer goroutine: it takes everything queued, writes it with
+// one write and one fsync, and reports the outcome to the waiters, until
+// Close.
+func (s *Store) run() {
+	defer close(s.exited)
+	var err error
+	for {
+		_, more := <-s.kick
+		for {
+			ok, berr := s.drain()
+			if !ok {
+				break
+			}
+			err = berr
+		}
+		if !more {
+			break
+		}
+	}
+	if err != nil || s.w.rewrite || len(s.w.retry) > 0 {
+		// A last try to leave the file as the store's state says.
+		err = s.commit(nil)
+	}
+	if s.w.f != nil {
+		if cerr := s.w.f.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("store: close: %w", cerr)
+		}
+	}
+	s.closeErr = err
+}
+
+// drain commits what is queued, if anything, and returns whether it did
+// and the batch's error.
+func (s *Store) drain() (bool, error) {
+	s.mu.Lock()
+	if len(s.pending) == 0 {
+		s.mu.Unlock()
+		return false, nil
+	}
+	batch := s.pending
+	s.pending = s.w.spare[:0]
+	lo, hi := s.done+1, s.queued
+	s.mu.Unlock()
+
+	err := s.commit(batch)
+	s.w.spare = nil
+	if cap(batch) <= maxSpare {
+		s.w.spare = batch[:0]
+	}
+	s.finish(lo, hi, err)
+	return true, err
+}
+
+// commit applies a batch to the live set and makes it durable: appended
+// to the journal, or in a compacted journal.
+func (s *Store) commit(batch []byte) error {
+	w := &s.w
+	n := w.applyBatch(batch)
+	if w.rewrite {
+		return s.compact()
+	}
+	if w.shouldCompact(n, s.ratio, s.minRec) {
+		err := s.compact()
+		if err == nil || w.rewrite {
+			return err
+		}
+		// The journal is intact; appending needs less room than a
+		// snapshot and may still work. Try compacting again only after
+		// another CompactMin records.
+		w.holdOff = w.records + w.retryN + n + s.minRec
+		s.log.Warn("compaction failed; appending instead", "err", err)
+	}
+	buf := batch
+	if len(w.retry) > 0 {
+		w.retry = append(w.retry, batch...)
+		w.retryN += n
+		buf, n = w.retry, w.retryN
+	}
+	if len(buf) == 0 {
+		return nil
+	}
+	_, err := w.f.WriteAt(buf, w.size)
+	if err != nil {
+		err = fmt.Errorf("store: append: %w", err)
+	} else if !s.noSync {
+		if err = w.f.Sync(); err != nil {
+			// After a failed fsync the kernel may have dropped the dirty
+			// pages; trust only a fresh file.
+			err = fmt.Errorf("store: fsync: %w", err)
+			w.rewrite = true
+		}
+	}
+	if err == nil {
+		w.size += int64(len(buf))
+		w.records += n
+		w.retry, w.retryN = w.retry[:0], 0
+		if cap(w.retry) > maxSpare {
+			w.retry = nil
+		}
+		return nil
+	}
+	if terr := w.f.Truncate(w.size); terr != nil {
+		w.rewrite = true // a torn tail may be left: never append after it
+	}
+	if len(w.retry) == 0 {
+		w.retry = append(w.retry, batch...)
+		w.retryN = n
+	}
+	if w.rewrite || len(w.retry) > maxRetry {
+		w.rewrite = true
+		w.retry, w.retryN = nil, 0
+	}
+	return err
+}
+
+// compact writes the live set to a temp file, fsyncs it, renames it over
+// the journal and fsyncs the directory; the journal is then the new file.
+// If it fails before the rename, the journal is untouched.
+func (s *Store) compact() error {
+	w := &s.w
+	f, err := s.fs.OpenFile(s.tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("store: compact: %w", err)
+	}
+	records, size, err := w.writeSnapshot(f)
+	if err == nil && !s.noSync {
+		err = f.Sync()
+	}
+	if err == nil {
+		err = s.fs.Rename(s.tmp, s.path)
+	}
+	if err != nil {
+		f.Close()
+		s.fs.Remove(s.tmp)
+		return fmt.Errorf("store: compact: %w", err)
+	}
+	if w.f != nil {
+		w.f.Close() // the old journal is gone; its close error says nothing about the new one
+	}
+	w.f, w.size, w.records = f, size, records
+	w.retry, w.retryN, w.rewrite, w.holdOff = nil, 0, false, 0
+	if !s.noSync {
+		if err := s.fs.SyncDir(s.dir); err != nil {
+			w.rewrite = true // the rename may not last
+			return fmt.Errorf("store: compact: sync directory: %w", err)
+		}
+	}
+	s.log.Debug("journal compacted", "records", records, "bytes", size)
+	return nil
+}
+
+// writeSnapshot writes a header and the live set to f and returns the
+// number of records and bytes written.
+func (w *writer) writeSnapshot(f file) (int, int64, error) {
+	bw := bufio.NewWriterSize(f, 64<<10)
+	bw.Write(appendHeader(nil))
+	size, records := int64(headerLen), 0
+	if w.epoch != "" {
+		bw.WriteString(w.epoch)
+		size, records = size+int64(len(w.epoch)), records+1
+	}
+	for _, v := range w.live {
+		bw.WriteString(v)
+		size, records = size+int64(len(v)), records+1
+	}
+	// bufio.Writer keeps the first error; Flush returns it.
+	return records, size, bw.Flush()
+}
