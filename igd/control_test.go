@@ -148,6 +148,30 @@ func TestLeases(t *testing.T) {
 	}
 }
 
+// TestPermanentLeaseEndsAtTheCap: a v1 "permanent" lease (0) is stored
+// with the administrator's cap (COMPAT M2), so the mapping of a host that
+// vanished without deleting it does not stay open for ever: it reports the
+// remaining time and is gone once the cap has passed.
+func TestPermanentLeaseEndsAtTheCap(t *testing.T) {
+	const week = 7 * 24 * time.Hour
+	h := newHarness(t, options{policy: func(c *policy.Config) {
+		c.Lifetime[mapping.KindIGD] = policy.Lifetimes{Max: week}
+	}})
+	wantOK(t, h.add(t, hostA, nsV1, "TCP", 8100, 8100, "0"))
+	r := h.soapCall(t, hostA, nsV1, "GetSpecificPortMappingEntry", "NewRemoteHost", "", "NewExternalPort", "8100", "NewProtocol", "TCP")
+	wantOK(t, r)
+	if got := r.arg("NewLeaseDuration"); got != "604800" {
+		t.Errorf("capped permanent lease: got NewLeaseDuration %s, want 604800", got)
+	}
+	h.clk.Advance(week - time.Second)
+	wantOK(t, h.soapCall(t, hostA, nsV1, "GetSpecificPortMappingEntry", "NewRemoteHost", "", "NewExternalPort", "8100", "NewProtocol", "TCP"))
+	h.clk.Advance(time.Second)
+	wantFault(t, h.soapCall(t, hostA, nsV1, "GetSpecificPortMappingEntry", "NewRemoteHost", "", "NewExternalPort", "8100", "NewProtocol", "TCP"), 714)
+	if n := len(h.be.State()); n != 0 {
+		t.Errorf("after the cap: %d mappings left in the backend, want 0", n)
+	}
+}
+
 func TestAddPortMappingSemantics(t *testing.T) {
 	h := newHarness(t, options{})
 	// Refresh is idempotent; the same client moving the internal port replaces (M1).
