@@ -147,8 +147,13 @@ func (n *Nft) Apply(ctx context.Context, cs []backend.Change) error {
 // Sync makes the kernel's maps exactly want (backend.Backend), in one
 // batch computed against the elements read back from the kernel: missing
 // mappings are added, extra ones deleted, ones with another Internal
-// replaced. If berth's table is gone (a firewall reload), it is recreated in
-// the same batch. want must not hold two mappings with the same Key.
+// replaced. If berth's table is damaged (see damaged: gone after `nft flush
+// ruleset`, or its chains emptied by `nft flush table`), the same batch
+// deletes what is left of it and recreates it whole (table, maps, sets,
+// chains, rules) with the elements of want, so the kernel goes from the
+// damaged table to the complete one in one transaction. Sync is the
+// answer to a report on Lost. want must not hold two mappings with the
+// same Key.
 func (n *Nft) Sync(ctx context.Context, want []mapping.Mapping) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -290,7 +295,7 @@ func (n *Nft) commit(ops []elemOp) error {
 		}
 		i = j
 	}
-	if err := n.conn.Flush(); err != nil {
+	if err := n.flush(); err != nil {
 		n.failed++
 		n.log.Debug("batch refused", "elements", len(ops), "err", err)
 		return fmt.Errorf("batch of %d element changes: %w", len(ops), err)
@@ -301,15 +306,25 @@ func (n *Nft) commit(ops []elemOp) error {
 }
 
 // damaged says what is wrong with berth's table in the kernel ("" when
-// nothing is): missing (`nft flush ruleset`), or chains without their
-// rules (`nft flush table`).
+// nothing is): missing (`nft flush ruleset`, `nft delete table`), with flags
+// (dormant),
+// a chain missing or not accepting by default, a map or set missing, or a
+// chain without its rules (`nft flush table`, which also empties the maps).
+// Sync recreates a damaged table whole.
 func (n *Nft) damaged() string {
 	tables, err := n.conn.ListTablesOfFamily(n.table.Family)
 	if err != nil {
 		return "cannot list tables: " + err.Error()
 	}
-	if !slices.ContainsFunc(tables, func(t *nftables.Table) bool { return t.Name == n.table.Name }) {
+	i := slices.IndexFunc(tables, func(t *nftables.Table) bool { return t.Name == n.table.Name })
+	if i < 0 {
 		return "table missing"
+	}
+	// berth creates its table without flags: dormant (which detaches
+	// every chain) or any other is another process's. google/nftables
+	// decodes the flags in host byte order, so only zero is tested.
+	if tables[i].Flags != 0 {
+		return "table flags changed (dormant?)"
 	}
 	want := map[string]int{chainPrerouting: 2, chainForward: 1, chainPrefilter: 3}
 	if n.cfg.Hairpin {
@@ -318,13 +333,35 @@ func (n *Nft) damaged() string {
 	if n.snat != nil {
 		want[chainPostrouting]++
 	}
-	for name, count := range want {
+	chains, err := n.conn.ListChainsOfTableFamily(n.table.Family)
+	if err != nil {
+		return "cannot list chains: " + err.Error()
+	}
+	for _, name := range slices.Sorted(maps.Keys(want)) {
+		i := slices.IndexFunc(chains, func(c *nftables.Chain) bool {
+			return c.Table != nil && c.Table.Name == n.table.Name && c.Name == name
+		})
+		if i < 0 {
+			return "chain " + name + " missing"
+		}
+		if c := chains[i]; c.Hooknum == nil || c.Policy == nil || *c.Policy != nftables.ChainPolicyAccept {
+			return "chain " + name + " changed"
+		}
 		rules, err := n.conn.GetRules(n.table, &nftables.Chain{Name: name, Table: n.table})
 		if err != nil {
 			return "chain " + name + ": " + err.Error()
 		}
-		if len(rules) != count {
-			return fmt.Sprintf("chain %s has %d rules, want %d", name, len(rules), count)
+		if len(rules) != want[name] {
+			return fmt.Sprintf("chain %s has %d rules, want %d", name, len(rules), want[name])
+		}
+	}
+	sets, err := n.conn.GetSets(n.table)
+	if err != nil {
+		return "cannot list sets: " + err.Error()
+	}
+	for _, s := range []*nftables.Set{n.dnat, n.remote, n.snat, n.filtered, n.allowed} {
+		if s != nil && !slices.ContainsFunc(sets, func(k *nftables.Set) bool { return k.Name == s.Name }) {
+			return "set " + s.Name + " missing"
 		}
 	}
 	return ""

@@ -70,6 +70,12 @@
 // Every element of mappings and remote_mappings carries a counter, read
 // by Counters.
 //
+// Another process may remove what berth installed: `nft flush ruleset`,
+// `nft delete table ip berth`, `nft flush table ip berth`, a firewall
+// reload. New starts a monitor on the nf_tables netlink group
+// (monitor.go) that notices it without polling and reports it on Lost;
+// Sync then rebuilds whatever is missing, in one batch.
+//
 // Remote-peer filters (mapping.Mapping.Peers, PCP FILTER) are enforced
 // by the set filtered, the interval set allowed and the chain prefilter
 // (a filter chain at dstnat - 10, described in filter.go), maintained in the
@@ -167,7 +173,7 @@ type Config struct {
 
 // Nft is the nftables backend. Create it with New. Apply, Sync, Counters
 // and Close are serialised by an internal lock and are safe for concurrent
-// use.
+// use, as is Lost.
 type Nft struct {
 	cfg    Config
 	log    *slog.Logger
@@ -180,6 +186,10 @@ type Nft struct {
 	filtered, allowed *nftables.Set
 	ct                *conntrack.Conn
 	ownCT             bool // ct was dialed by New
+	// mon watches for changes by other processes (monitor.go) and
+	// reports them on lost; nil with a test double Conn.
+	mon  *monitor
+	lost chan string
 
 	mu     sync.Mutex
 	closed bool
@@ -201,7 +211,9 @@ var _ backend.Backend = (*Nft)(nil)
 
 // New creates berth's table with its maps and chains, in one batch, and
 // returns the backend with nothing mapped. A table of the same name is
-// replaced. It panics if c.Conn is nil.
+// replaced. It also starts watching for changes by other processes
+// (Lost), on a netlink socket of its own in c.Conn's network namespace
+// (c.Conn.NetNS). It panics if c.Conn is nil.
 func New(c Config) (*Nft, error) {
 	if c.Conn == nil {
 		panic("nft: New: nil Conn")
@@ -229,6 +241,7 @@ func New(c Config) (*Nft, error) {
 		table:     &nftables.Table{Name: c.Table, Family: nftables.TableFamilyIPv4},
 		installed: make(map[mapping.Key]mapping.Mapping),
 		ct:        c.Conntrack,
+		lost:      make(chan string, 1),
 	}
 	n.resetSNAT()
 	n.dnat, n.remote = newSets(n)
@@ -236,10 +249,19 @@ func New(c Config) (*Nft, error) {
 	if c.PreserveSourcePort {
 		n.snat = newSNATSet(n)
 	}
+	// The monitor starts first so that it has seen everything since the
+	// table was created.
+	mon, err := startMonitor(n)
+	if err != nil {
+		return nil, fmt.Errorf("nft: new: %w", err)
+	}
+	n.mon = mon
 	if err := n.queueCreate(); err != nil {
+		n.mon.stop()
 		return nil, fmt.Errorf("nft: new: table %s: %w", c.Table, err)
 	}
-	if err := n.conn.Flush(); err != nil {
+	if err := n.flush(); err != nil {
+		n.mon.stop()
 		return nil, fmt.Errorf("nft: new: table %s: %w", c.Table, err)
 	}
 	if n.ct == nil {
@@ -448,10 +470,13 @@ func (n *Nft) Stats() Stats {
 	return Stats{Mappings: len(n.installed), Batches: n.batches, Failed: n.failed}
 }
 
-// Close removes berth's table, and with it every mapping, in one batch. It
-// is idempotent; a table already removed by someone else is not an error.
-// Apply, Sync and Counters fail after it.
+// Close stops watching for changes (Lost) and removes berth's table, and
+// with it every mapping, in one batch. It is idempotent; a table already
+// removed by someone else is not an error. Apply, Sync and Counters fail
+// after it.
 func (n *Nft) Close() error {
+	// Before the lock: the monitor's check takes it.
+	n.mon.stop()
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.closed {
@@ -463,7 +488,7 @@ func (n *Nft) Close() error {
 		n.ct.Close()
 	}
 	n.conn.DelTable(n.table)
-	if err := n.conn.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
+	if err := n.flush(); err != nil && !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("nft: close: table %s: %w", n.table.Name, err)
 	}
 	return nil
