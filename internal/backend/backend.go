@@ -63,3 +63,14 @@ type Backend interface {
 	// resources. It is idempotent.
 	Close() error
 }
+
+// Releaser is a Backend that can stop without removing what it installed,
+// so that the mappings go on forwarding while berthd restarts (the next
+// run reconciles them with its stored leases). The relay cannot: its
+// forwarding lives in the process.
+type Releaser interface {
+	Backend
+	// Release frees the backend's resources and leaves its state in the
+	// forwarding plane. Close after Release does nothing.
+	Release() error
+}

@@ -24,7 +24,9 @@ import (
 func chooseBackend(cfg *config.Config, det netif.Detected, ext netip.Addr, clk clock.Clock, o Options, log *slog.Logger) (backend.Backend, string, error) {
 	open := o.OpenNft
 	if open == nil {
-		open = openNft
+		open = func(det netif.Detected, log *slog.Logger) (backend.Backend, error) {
+			return openNft(det, keepKernel(cfg), log)
+		}
 	}
 	switch cfg.Backend {
 	case "nft":
@@ -58,7 +60,7 @@ func chooseBackend(cfg *config.Config, det netif.Detected, ext netip.Addr, clk c
 }
 
 // openNft creates berth's nftables table.
-func openNft(det netif.Detected, log *slog.Logger) (backend.Backend, error) {
+func openNft(det netif.Detected, adopt bool, log *slog.Logger) (backend.Backend, error) {
 	if os.Geteuid() != 0 {
 		return nil, errors.New("not running as root")
 	}
@@ -66,7 +68,7 @@ func openNft(det netif.Detected, log *slog.Logger) (backend.Backend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("netlink: %w", err)
 	}
-	n, err := nft.New(nft.Config{Conn: conn, WANInterface: det.WAN.Name, Hairpin: true, PreserveSourcePort: true, Logger: log})
+	n, err := nft.New(nft.Config{Conn: conn, WANInterface: det.WAN.Name, Hairpin: true, PreserveSourcePort: true, Logger: log, Adopt: adopt})
 	if err != nil {
 		conn.CloseLasting()
 		return nil, fmt.Errorf("nf_tables: %w", err)
@@ -86,6 +88,13 @@ type nftCloser struct {
 
 func (c *nftCloser) Close() error {
 	err := c.Nft.Close()
+	return errors.Join(err, c.conn.CloseLasting())
+}
+
+// Release leaves the table in the kernel (store.keep_kernel_state) and
+// closes the netlink connection.
+func (c *nftCloser) Release() error {
+	err := c.Nft.Release()
 	return errors.Join(err, c.conn.CloseLasting())
 }
 

@@ -108,10 +108,24 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	defer ls.close(log) // after the Service: the last changes reach the disk
 	svc := portmap.New(ls.config(portmap.Config{Backend: be, Policy: pol, Clock: clk, Logger: log, External: ext}))
 	defer func() {
-		if err := svc.Close(); err != nil {
+		if keepKernel(cfg) {
+			kept, err := svc.Detach()
+			if err != nil {
+				log.Error("stopping the backend", "err", err)
+			}
+			if kept {
+				log.Info("stopped; mappings left in the kernel, leases kept in the store")
+				return
+			}
+			log.Warn("store.keep_kernel_state: the " + name + " backend cannot keep mappings without berthd")
+		} else if err := svc.Close(); err != nil {
 			log.Error("removing mappings at stop", "err", err)
 		}
-		log.Info("stopped; mappings removed from the kernel, leases kept in the store")
+		if ls.st != nil {
+			log.Info("stopped; mappings removed from the kernel, leases kept in the store")
+		} else {
+			log.Info("stopped; mappings removed")
+		}
 	}()
 	// Stored leases first, then the static forwards, which win a conflict.
 	if err := ls.restore(ctx, svc, log); err != nil {
@@ -270,6 +284,12 @@ func isLocal(det netif.Detected, a netip.Addr) bool {
 		}
 	}
 	return a.IsLoopback()
+}
+
+// keepKernel reports whether a clean stop leaves the mappings in the
+// kernel: asked for, and only with a store to restore them from.
+func keepKernel(cfg *config.Config) bool {
+	return cfg.Store.KeepKernelState && cfg.Store.Enabled
 }
 
 // withRouted adds the configured routed subnets to the LAN prefixes

@@ -118,7 +118,19 @@ func (s *Service) syncLocked(ctx context.Context) error {
 // Close stops expiry and removes every mapping from the backend (the
 // graceful stop). Further requests fail with ErrNetworkFailure. It is
 // idempotent.
-func (s *Service) Close() error {
+func (s *Service) Close() error { return s.close(false) }
+
+// Detach is Close but leaves the mappings in the forwarding plane when the
+// backend can (backend.Releaser), for a restart that restores them from
+// the store. It reports whether they were left.
+func (s *Service) Detach() (bool, error) {
+	if _, ok := s.be.(backend.Releaser); !ok {
+		return false, s.Close()
+	}
+	return true, s.close(true)
+}
+
+func (s *Service) close(keep bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -137,6 +149,9 @@ func (s *Service) Close() error {
 		sub.close()
 	}
 	clear(s.subs)
+	if keep {
+		return s.be.(backend.Releaser).Release()
+	}
 	return s.be.Close()
 }
 

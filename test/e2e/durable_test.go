@@ -264,3 +264,40 @@ func TestFullStoreDisk(t *testing.T) {
 	}
 	waitUDP(t, topo, ext(refused), refused, true)
 }
+
+// TestKeepKernelState: with store.keep_kernel_state a clean stop leaves
+// the mappings forwarding while berthd is down (an upgrade, say), and the
+// next start adopts them.
+func TestKeepKernelState(t *testing.T) {
+	requireTools(t)
+	bin := buildBerthd(t)
+	topo := newTopology(t)
+	state := t.TempDir()
+	conf := durableConfig + "\n[store]\nkeep_kernel_state = true\n"
+	d, failed := launch(t, topo, bin, conf, state)
+	if failed != "" {
+		t.Fatal(failed)
+	}
+	natpmpcGranted(t, topo, 35000, 35000, "udp", 3600, 3600)
+	d.stop()
+	waitUDP(t, topo, ext(35000), 35000, true) // berthd is not running
+	if d, failed = launch(t, topo, bin, conf, state); failed != "" {
+		t.Fatal(failed)
+	}
+	waitUDP(t, topo, ext(35000), 35000, true)
+	d.mu.Lock()
+	adopted := containsMsg(d.msgs, "adopting the table of an earlier run; the first sync reconciles it")
+	d.mu.Unlock()
+	if !adopted {
+		t.Errorf("berthd did not adopt the table it left:\n%s", d.dump())
+	}
+	// Without the option the start replaces the table (restoring from the
+	// store) and a clean stop removes the mappings.
+	d.stop()
+	if d, failed = launch(t, topo, bin, durableConfig, state); failed != "" {
+		t.Fatal(failed)
+	}
+	waitUDP(t, topo, ext(35000), 35000, true)
+	d.stop()
+	waitUDP(t, topo, ext(35000), 35000, false)
+}

@@ -146,7 +146,8 @@ type Config struct {
 	// of many mappings needs LargeBuffers.
 	Conn *nftables.Conn
 	// Table is the name of berth's table (family ip); DefaultTable when
-	// empty. A table of that name left by an earlier run is replaced.
+	// empty. A table of that name left by an earlier run is replaced
+	// (unless Adopt).
 	Table string
 	// WANInterface is the name of the WAN interface. It is needed only by
 	// Hairpin.
@@ -169,6 +170,11 @@ type Config struct {
 	Conntrack *conntrack.Conn
 	// Logger receives one Debug record per batch. Nil discards.
 	Logger *slog.Logger
+	// Adopt keeps an intact table left by an earlier run (see Release)
+	// instead of replacing it: its mappings go on forwarding until the
+	// first Sync, which reconciles them with what is wanted. A damaged or
+	// missing table is created as without Adopt.
+	Adopt bool
 }
 
 // Nft is the nftables backend. Create it with New. Apply, Sync, Counters
@@ -256,11 +262,9 @@ func New(c Config) (*Nft, error) {
 		return nil, fmt.Errorf("nft: new: %w", err)
 	}
 	n.mon = mon
-	if err := n.queueCreate(); err != nil {
-		n.mon.stop()
-		return nil, fmt.Errorf("nft: new: table %s: %w", c.Table, err)
-	}
-	if err := n.flush(); err != nil {
+	if why := n.damaged(); c.Adopt && why == "" {
+		n.log.Info("adopting the table of an earlier run; the first sync reconciles it", "table", c.Table)
+	} else if err := n.create(); err != nil {
 		n.mon.stop()
 		return nil, fmt.Errorf("nft: new: table %s: %w", c.Table, err)
 	}
@@ -274,6 +278,14 @@ func New(c Config) (*Nft, error) {
 		}
 	}
 	return n, nil
+}
+
+// create installs the table, replacing any of the same name.
+func (n *Nft) create() error {
+	if err := n.queueCreate(); err != nil {
+		return err
+	}
+	return n.flush()
 }
 
 // newSets returns the mappings and remote_mappings maps of n's table. Every
@@ -468,6 +480,25 @@ func (n *Nft) Stats() Stats {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return Stats{Mappings: len(n.installed), Batches: n.batches, Failed: n.failed}
+}
+
+// Release stops watching for changes (Lost) and releases the backend's
+// resources but leaves the table and its mappings in the kernel, for a
+// next run that adopts them (Config.Adopt). Close after Release does
+// nothing.
+func (n *Nft) Release() error {
+	n.mon.stop()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return nil
+	}
+	n.closed = true
+	n.installed = nil
+	if n.ownCT {
+		n.ct.Close()
+	}
+	return nil
 }
 
 // Close stops watching for changes (Lost) and removes berth's table, and

@@ -200,6 +200,61 @@ func TestNewReplacesStaleTable(t *testing.T) {
 	}
 }
 
+// TestReleaseAndAdopt: Release leaves the table and its mappings in the
+// kernel; a next backend with Adopt keeps them until its first Sync, which
+// reconciles them; a stale or damaged table is still replaced.
+func TestReleaseAndAdopt(t *testing.T) {
+	ns := newNetNS(t)
+	cfg := Config{Table: "gw", WANInterface: "wan0", Hairpin: true, PreserveSourcePort: true}
+	open := func(adopt bool) *Nft {
+		t.Helper()
+		c := cfg
+		c.Conn, c.Conntrack, c.Adopt = ns.conn(t), ns.conntrack(t), adopt
+		n, err := New(c)
+		if err != nil {
+			t.Fatalf("New: %v", err)
+		}
+		return n
+	}
+	a, b := mk(mapping.UDP, "203.0.113.2:4000", "192.168.77.10:4000", ""), mk(mapping.TCP, "203.0.113.2:4001", "192.168.77.11:80", "")
+	first := open(false)
+	if err := first.Apply(context.Background(), add(a, b)); err != nil {
+		t.Fatal(err)
+	}
+	before := ns.ruleset(t, "gw")
+	if err := first.Release(); err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Close(); err != nil {
+		t.Fatalf("Close after Release: %v", err)
+	}
+	if got := ns.ruleset(t, "gw"); got != before {
+		t.Fatalf("after Release the table changed:\n%s\nwant\n%s", got, before)
+	}
+	second := open(true)
+	defer second.Close()
+	if got := ns.ruleset(t, "gw"); got != before {
+		t.Fatalf("adopting replaced the table:\n%s\nwant\n%s", got, before)
+	}
+	if err := second.Sync(context.Background(), []mapping.Mapping{a}); err != nil {
+		t.Fatal(err)
+	}
+	got := ns.ruleset(t, "gw")
+	if !strings.Contains(got, "4000") || strings.Contains(got, "192.168.77.11") {
+		t.Fatalf("after Sync to one mapping:\n%s", got)
+	}
+	if err := second.Release(); err != nil {
+		t.Fatal(err)
+	}
+	// A damaged table is not adopted: flush the chains and adopt again.
+	ns.run(t, "nft", "flush", "chain", "ip", "gw", chainPrerouting)
+	third := open(true)
+	defer third.Close()
+	if got := ns.ruleset(t, "gw"); strings.Contains(got, "4000") {
+		t.Fatalf("a damaged table was adopted with its elements:\n%s", got)
+	}
+}
+
 // TestCounters checks that every mapping has a kernel counter.
 func TestCounters(t *testing.T) {
 	ctx := context.Background()
