@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -133,8 +134,23 @@ func TestDurableLeases(t *testing.T) {
 		t.Fatalf("%d of %d acknowledged mappings lost across SIGKILL and restart, among them %v",
 			len(missing), len(acked), missing[:min(len(missing), 20)])
 	}
-	// Real traffic through a sample: the first, a random one and the last
-	// acknowledged before the final kill.
+	// Every one is in the kernel's DNAT map...
+	kernel := mustRun(t, 10*time.Second, topo.router, "nft", "list", "map", "ip", "berth", "mappings")
+	inKernel := map[string]bool{}
+	for _, m := range regexp.MustCompile(`(\S+ \. udp \. \d+) counter packets \d+ bytes \d+ : (\S+ \. \d+)`).FindAllStringSubmatch(kernel, -1) {
+		inKernel[m[1]+" -> "+m[2]] = true
+	}
+	for _, p := range acked {
+		if !inKernel[fmt.Sprintf("%v . udp . %d -> %v . %d", routerWAN, p, lanHost, p)] {
+			missing = append(missing, p)
+		}
+	}
+	if len(missing) > 0 {
+		t.Fatalf("%d of %d acknowledged mappings missing from the kernel after restart, among them %v",
+			len(missing), len(acked), missing[:min(len(missing), 20)])
+	}
+	// ...and real traffic crosses a sample: the first, a random one and
+	// the last acknowledged before the final kill.
 	for _, p := range []uint16{acked[0], acked[rand.IntN(len(acked))], acked[len(acked)-1]} {
 		waitUDP(t, topo, ext(p), p, true)
 	}
