@@ -36,6 +36,7 @@ type rigOpts struct {
 	thirdParty      bool
 	burst           int
 	binds           []string
+	virtual         []string // Virtual binds, after binds
 	lan             string
 	ext             netip.Addr
 	announcePort    uint16
@@ -88,6 +89,9 @@ func newRig(t *testing.T, o rigOpts) *rig {
 	}
 	for _, b := range o.binds {
 		cfg.Binds = append(cfg.Binds, pcp.Bind{Interface: "lo", Addr: netip.MustParseAddr(b)})
+	}
+	for _, b := range o.virtual {
+		cfg.Binds = append(cfg.Binds, pcp.Bind{Interface: "lo", Addr: netip.MustParseAddr(b), Virtual: true})
 	}
 	if !o.noPCP {
 		cfg.PCP = &pcp.Handler{Mapper: r.svc, Epoch: r.svc.Epoch, AllowThirdParty: o.thirdParty}

@@ -29,6 +29,16 @@ type PacketHandler interface {
 type Bind struct {
 	Interface string
 	Addr      netip.Addr
+	// Virtual marks a virtual gateway address (VRRP, CARP; COMPAT S4)
+	// that only the active router of a pair carries. Its socket is bound
+	// with IP_FREEBIND (IPV6_FREEBIND), so the Server starts on a standby
+	// router too and answers requests to the address from the moment it
+	// is added, from that address (RFC 6886 §3, RFC 6887 §8.3). On its
+	// interface it alone sends announcements: clients take them only from
+	// their default gateway (RFC 6886 §3.2.1), and a standby, which cannot
+	// send from an address it lacks, then announces nothing there
+	// (COMPAT N10: no duplicate announcers in a CARP/VRRP pair).
+	Virtual bool
 }
 
 // ServerConfig configures a Server. Clock is required.
@@ -94,6 +104,9 @@ type Server struct {
 	lanIf map[int]bool
 	// own are the bound addresses: never a client.
 	own map[netip.Addr]bool
+	// virtualIf are the interfaces with a Virtual bind, by name and
+	// address family.
+	virtualIf map[virtualKey]bool
 
 	amu       sync.Mutex
 	aStop     func() bool
@@ -151,13 +164,16 @@ func NewServer(c ServerConfig) (*Server, error) {
 		log = discard
 	}
 	s := &Server{cfg: c, log: log.With("component", "pcp"), limiter: ratelimit.New(c.Rate, c.Burst, c.MaxClients),
-		lanIf: make(map[int]bool), own: make(map[netip.Addr]bool)}
+		lanIf: make(map[int]bool), own: make(map[netip.Addr]bool), virtualIf: make(map[virtualKey]bool)}
 	for _, b := range c.Binds {
 		ap := netip.AddrPortFrom(b.Addr, c.Port)
-		conn, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(ap))
+		conn, err := listen(b, ap)
 		if err != nil {
 			s.closeSockets()
 			return nil, fmt.Errorf("pcp: listen %v: %w", ap, err)
+		}
+		if b.Virtual {
+			s.virtualIf[keyOf(b)] = true
 		}
 		k := &sock{bind: b, conn: conn}
 		s.socks = append(s.socks, k)
@@ -168,6 +184,32 @@ func NewServer(c ServerConfig) (*Server, error) {
 		}
 	}
 	return s, nil
+}
+
+// virtualKey is an interface and an address family (IPv4 or not): an
+// IPv6 virtual address says nothing about IPv4 announcements.
+type virtualKey struct {
+	ifName string
+	v4     bool
+}
+
+func keyOf(b Bind) virtualKey { return virtualKey{b.Interface, b.Addr.Unmap().Is4()} }
+
+// listen binds one socket; a Virtual bind's with IP_FREEBIND.
+func listen(b Bind, ap netip.AddrPort) (*net.UDPConn, error) {
+	if !b.Virtual {
+		return net.ListenUDP("udp", net.UDPAddrFromAddrPort(ap))
+	}
+	network := "udp4"
+	if !ap.Addr().Is4() {
+		network = "udp6"
+	}
+	lc := net.ListenConfig{Control: freeBind}
+	pc, err := lc.ListenPacket(context.Background(), network, ap.String())
+	if err != nil {
+		return nil, err
+	}
+	return pc.(*net.UDPConn), nil
 }
 
 // prepare asks for the arrival interface of every packet and points IPv4
@@ -236,7 +278,7 @@ func (s *Server) LocalAddrs() []netip.AddrPort {
 // Serve starts the readers. It returns at once; Close stops them.
 func (s *Server) Serve() {
 	for _, k := range s.socks {
-		s.log.Info("serving NAT-PMP and PCP", "addr", k.conn.LocalAddr(), "interface", k.bind.Interface)
+		s.log.Info("serving NAT-PMP and PCP", "addr", k.conn.LocalAddr(), "interface", k.bind.Interface, "virtual", k.bind.Virtual)
 		for range s.cfg.Workers {
 			s.wg.Add(1)
 			go s.read(k)
@@ -416,6 +458,9 @@ func (s *Server) sendAnnouncements() {
 		pcp = Announce(epoch).AppendTo(nil)
 	}
 	for _, k := range s.socks {
+		if !k.bind.Virtual && s.virtualIf[keyOf(k.bind)] {
+			continue // the virtual address stands for the router here
+		}
 		if k.bind.Addr.Is4() {
 			if !k.mcastOK && k.bind.Interface != "" {
 				continue // it could leave through the WAN

@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/net/ipv4"
@@ -31,6 +32,16 @@ type Bind struct {
 	// means no group join and no arrival-interface check.
 	Interface string
 	Addr      netip.Addr // IPv4; IPv6 SSDP (ff02::c) is not served yet
+	// Virtual marks a virtual gateway address (VRRP, CARP; COMPAT S4)
+	// that only the active router of a pair carries. Its socket is bound
+	// with FreeBind, so the Server starts on a standby router too and the
+	// socket answers from the moment the address is added. On its
+	// interface it stands for the router: multicast searches are answered
+	// from it with it in LOCATION, and NOTIFYs advertise it alone (a
+	// client would otherwise see two IGDs). Unicast searches to another
+	// address are still answered from that address. While the address is
+	// absent nothing can leave from it, so a standby stays silent there.
+	Virtual bool
 }
 
 // Config configures a Server. Clock and Location are required.
@@ -120,6 +131,7 @@ type Server struct {
 	group     *sock
 	socks     []*sock
 	lanIf     map[int]bool        // LAN interface indexes
+	virtualIf map[int]bool        // interfaces with a Virtual bind (0: Interface "")
 	own       map[netip.Addr]bool // bound addresses: never a client
 	perSource *ratelimit.Limiter
 	global    *ratelimit.Limiter
@@ -164,7 +176,7 @@ func NewServer(c Config) (*Server, error) {
 		log = discard
 	}
 	s := &Server{cfg: c, log: log.With("component", "ssdp"),
-		lanIf: make(map[int]bool), own: make(map[netip.Addr]bool),
+		lanIf: make(map[int]bool), virtualIf: make(map[int]bool), own: make(map[netip.Addr]bool),
 		perSource: ratelimit.New(c.SourceRate, c.SourceBurst, c.MaxClients),
 		global:    ratelimit.New(c.GlobalRate, c.GlobalBurst, 1)}
 	if err := s.listen(); err != nil {
@@ -247,6 +259,15 @@ func (s *Server) listen() error {
 		}
 		ap := netip.AddrPortFrom(b.Addr, s.cfg.Port)
 		ulc := net.ListenConfig{Control: reuseAddr}
+		if b.Virtual {
+			s.virtualIf[k.ifIndex] = true
+			ulc.Control = func(network, address string, c syscall.RawConn) error {
+				if err := reuseAddr(network, address, c); err != nil {
+					return err
+				}
+				return FreeBind(network, address, c)
+			}
+		}
 		upc, err := ulc.ListenPacket(context.Background(), "udp4", ap.String())
 		var conn *net.UDPConn
 		if err == nil {
@@ -316,7 +337,7 @@ func (s *Server) Serve() {
 	s.wg.Add(1)
 	go s.read(s.group, true)
 	for _, k := range s.socks {
-		s.log.Info("serving SSDP", "addr", k.conn.LocalAddr(), "interface", k.bind.Interface)
+		s.log.Info("serving SSDP", "addr", k.conn.LocalAddr(), "interface", k.bind.Interface, "virtual", k.bind.Virtual)
 		s.wg.Add(1)
 		go s.read(k, false)
 	}
@@ -476,11 +497,16 @@ func (s *Server) jitter(mx int) time.Duration {
 }
 
 // pick chooses the socket to answer a multicast search from: one on the
-// arrival interface, preferably in the same LAN prefix as the source.
+// arrival interface, a Virtual one if the interface has any (COMPAT S4),
+// preferably in the same LAN prefix as the source.
 func (s *Server) pick(src netip.Addr, ifIndex int) *sock {
+	if len(s.lanIf) == 0 {
+		ifIndex = 0 // binds without an interface (tests)
+	}
+	virtual := s.virtualIf[ifIndex]
 	var first *sock
 	for _, k := range s.socks {
-		if len(s.lanIf) > 0 && k.ifIndex != ifIndex {
+		if k.ifIndex != ifIndex || k.bind.Virtual != virtual {
 			continue
 		}
 		if first == nil {
@@ -521,6 +547,9 @@ func edgeOf(p netip.Prefix, a netip.Addr) bool {
 func (s *Server) write(k *sock, b []byte, to netip.AddrPort) bool {
 	if _, err := k.conn.WriteToUDPAddrPort(b, to); err != nil {
 		s.writeErrors.Add(1)
+		if k.bind.Virtual && errors.Is(err, syscall.ENETUNREACH) {
+			err = fmt.Errorf("virtual address absent (standby router?): %w", err)
+		}
 		s.log.Debug("write", "from", k.conn.LocalAddr(), "to", to, "err", err)
 		return false
 	}
@@ -545,7 +574,8 @@ func (s *Server) aliveLocked() {
 	})
 }
 
-// notify multicasts one NOTIFY per target from every LAN address.
+// notify multicasts one NOTIFY per target from every LAN address, but
+// only from the Virtual ones on an interface that has any (COMPAT S4).
 func (s *Server) notify(byebye bool) {
 	host := s.cfg.Group.String()
 	maxAge := int(s.cfg.MaxAge / time.Second)
@@ -553,6 +583,9 @@ func (s *Server) notify(byebye bool) {
 	for _, k := range s.socks {
 		if !k.mcastOK {
 			continue // it could leave through the WAN
+		}
+		if !k.bind.Virtual && s.virtualIf[k.ifIndex] {
+			continue // the virtual address stands for the router here
 		}
 		for _, a := range targets {
 			var n Notify

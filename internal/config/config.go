@@ -46,6 +46,14 @@ type Config struct {
 	// if they were on a LAN link (COMPAT S9): their requests still arrive
 	// on a LAN interface, from an address no LAN prefix holds. Masked.
 	LANRouted []netip.Prefix
+	// VirtualAddrs are virtual gateway addresses (VRRP, CARP) that LAN
+	// hosts use as their default gateway and that only the active router
+	// of a pair carries (COMPAT S4): unicast, not loopback or link-local,
+	// IPv4-mapped addresses unmapped, none repeated. berthd serves
+	// NAT-PMP, PCP and UPnP on each whether or not the router carries it
+	// at the moment; it refuses to start when no LAN interface has a
+	// prefix holding one.
+	VirtualAddrs []netip.Addr
 	// ExternalAddr is a fixed external address; the zero Addr means use
 	// the WAN interface's address.
 	ExternalAddr netip.Addr

@@ -83,6 +83,11 @@ backend = "nft"
 			c.Backend = "nft"
 		}},
 		{"empty lan means detect", `lan = []`, func(c *Config) {}},
+		{"virtual addresses", `virtual_addresses = ["192.168.1.1", "::ffff:10.0.0.1", "fd00:1::1"]`, func(c *Config) {
+			c.VirtualAddrs = []netip.Addr{netip.MustParseAddr("192.168.1.1"), netip.MustParseAddr("10.0.0.1"),
+				netip.MustParseAddr("fd00:1::1")}
+		}},
+		{"no virtual addresses", `virtual_addresses = []`, func(c *Config) {}},
 		{"ipv6 external, mapped unmapped", `external_address = "::ffff:198.51.100.1"`, func(c *Config) {
 			c.ExternalAddr = netip.MustParseAddr("198.51.100.1")
 		}},
@@ -202,6 +207,21 @@ func TestParseErrors(t *testing.T) {
 		{"external multicast", `external_address = "ff02::1"`, 1, "external_address", "multicast"},
 		{"external broadcast", `external_address = "255.255.255.255"`, 1, "external_address", "broadcast"},
 		{"external zone", `external_address = "fe80::1%eth0"`, 1, "external_address", "zones"},
+		// Virtual gateway addresses (COMPAT S4).
+		{"virtual not array", `virtual_addresses = "192.168.1.1"`, 1, "virtual_addresses", "want an array of strings"},
+		{"virtual element type", "virtual_addresses = [\n\"192.168.1.1\",\n1]", 3, "virtual_addresses[1]", "want a string, got integer 1"},
+		{"virtual bad", "\nvirtual_addresses = [\"192.168.1\"]", 2, "virtual_addresses[0]", `virtual address: bad ip address "192.168.1"`},
+		{"virtual prefix", `virtual_addresses = ["192.168.1.1/24"]`, 1, "virtual_addresses[0]", "bad ip address"},
+		{"virtual name", `virtual_addresses = ["gw.lan"]`, 1, "virtual_addresses[0]", "bad ip address"},
+		{"virtual unspecified", `virtual_addresses = ["0.0.0.0"]`, 1, "virtual_addresses[0]", "unspecified"},
+		{"virtual multicast", `virtual_addresses = ["224.0.0.18"]`, 1, "virtual_addresses[0]", "multicast"},
+		{"virtual broadcast", `virtual_addresses = ["255.255.255.255"]`, 1, "virtual_addresses[0]", "broadcast"},
+		{"virtual zone", `virtual_addresses = ["fe80::1%br-lan"]`, 1, "virtual_addresses[0]", "zones are not allowed"},
+		{"virtual loopback", `virtual_addresses = ["127.0.0.1"]`, 1, "virtual_addresses[0]", "not loopback or link-local"},
+		{"virtual link-local", `virtual_addresses = ["169.254.0.1"]`, 1, "virtual_addresses[0]", "not loopback or link-local"},
+		{"virtual ipv6 link-local", `virtual_addresses = ["fe80::1"]`, 1, "virtual_addresses[0]", "not loopback or link-local"},
+		{"virtual duplicate", "virtual_addresses = [\n  \"192.168.1.1\",\n  \"::ffff:192.168.1.1\",\n]", 3,
+			"virtual_addresses[1]", "virtual address 192.168.1.1 listed twice"},
 		// Enumerations.
 		{"backend", `backend = "iptables"`, 1, "backend", `unknown backend "iptables" (want auto, relay, nft)`},
 		{"log format", "[log]\nformat = \"xml\"", 2, "log.format", "unknown log format"},
@@ -392,6 +412,9 @@ func TestExample(t *testing.T) {
 	if c.WAN != "eth0" || len(c.LAN) != 1 || c.ExternalAddr != netip.MustParseAddr("203.0.113.2") {
 		t.Errorf("got wan %q lan %q external %s", c.WAN, c.LAN, c.ExternalAddr)
 	}
+	if want := []netip.Addr{netip.MustParseAddr("192.168.1.1")}; !reflect.DeepEqual(c.VirtualAddrs, want) {
+		t.Errorf("got virtual addresses %v, want %v", c.VirtualAddrs, want)
+	}
 	if len(c.Policy.Rules) != 4 || len(c.Policy.Reserved) != 3 || len(c.Forwards) != 3 {
 		t.Errorf("got %d rules, %d reserved, %d forwards; want 4, 3, 3",
 			len(c.Policy.Rules), len(c.Policy.Reserved), len(c.Forwards))
@@ -401,7 +424,7 @@ func TestExample(t *testing.T) {
 	d := Default()
 	d.File, d.WAN, d.LAN, d.ExternalAddr = c.File, c.WAN, c.LAN, c.ExternalAddr
 	d.Policy.Rules, d.Policy.Reserved, d.Forwards = c.Policy.Rules, c.Policy.Reserved, c.Forwards
-	d.LANRouted, d.Store.Dir = c.LANRouted, c.Store.Dir
+	d.LANRouted, d.Store.Dir, d.VirtualAddrs = c.LANRouted, c.Store.Dir, c.VirtualAddrs
 	if !reflect.DeepEqual(summarize(c), summarize(d)) {
 		t.Errorf("example's documented defaults differ from Default():\n got %+v\nwant %+v", summarize(c), summarize(d))
 	}

@@ -40,6 +40,20 @@ func (d *decoder) config(c *Config, t *table) {
 			}
 		}
 	}
+	if ss, ps, _, ok := t.strs("virtual_addresses"); ok {
+		c.VirtualAddrs = nil
+		for i, s := range ss {
+			a, err := parseVirtual(s)
+			switch {
+			case err != nil:
+				d.fail(ps[i], err)
+			case slices.Contains(c.VirtualAddrs, a):
+				d.failf(ps[i], "virtual address %s listed twice", a)
+			default:
+				c.VirtualAddrs = append(c.VirtualAddrs, a)
+			}
+		}
+	}
 	if s, p, ok := t.str("external_address"); ok {
 		if a, err := parseUnicast(s); err != nil {
 			d.fail(p, err)

@@ -79,6 +79,20 @@ func checkUnicast(a netip.Addr) error {
 	return nil
 }
 
+// parseVirtual parses a virtual gateway address: a unicast address
+// that can be bound on a LAN interface, so neither loopback nor link-local
+// (an IPv6 link-local address would need a zone, which is refused too).
+func parseVirtual(s string) (netip.Addr, error) {
+	a, err := parseUnicast(s)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("virtual address: %w", err)
+	}
+	if a.IsLoopback() || a.IsLinkLocalUnicast() {
+		return netip.Addr{}, fmt.Errorf("virtual address %s: want a LAN address, not loopback or link-local", a)
+	}
+	return a, nil
+}
+
 // parseAddrPort parses "ip:port" or "[ipv6]:port" with a unicast address
 // and a port other than 0.
 func parseAddrPort(s string) (netip.AddrPort, error) {

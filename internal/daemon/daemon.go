@@ -231,6 +231,9 @@ func buildPolicy(cfg *config.Config, det netif.Detected, ext netip.Addr, own []p
 			router = append(router, p.Addr())
 		}
 	}
+	// A virtual gateway address is the router's even while the standby
+	// does not carry it.
+	router = append(router, cfg.VirtualAddrs...)
 	pol, err := policy.New(policy.Config{
 		LAN:          det.LANPrefixes,
 		Rules:        cfg.Policy.Rules,

@@ -2,7 +2,10 @@ package daemon
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"net/netip"
+	"slices"
 
 	"github.com/berthd/berth/internal/clock"
 	"github.com/berthd/berth/internal/config"
@@ -12,8 +15,47 @@ import (
 	"github.com/berthd/berth/pcp"
 )
 
+// vip is a configured virtual gateway address (VRRP, CARP; COMPAT S4) and
+// the LAN interface it belongs to.
+type vip struct {
+	Addr      netip.Addr
+	Interface string
+}
+
+// virtualAddrs finds, for each configured virtual address, the LAN
+// interface with a prefix that holds it. The address's own entry, there
+// while this router is the active one, does not count: active and standby
+// must agree, and the standby does not have it. No such interface is an
+// error naming the address.
+func virtualAddrs(cfg *config.Config, det netif.Detected) ([]vip, error) {
+	var out []vip
+	for _, a := range cfg.VirtualAddrs {
+		name := ""
+	find:
+		for _, ifc := range det.LAN {
+			for _, p := range ifc.Prefixes {
+				if p.Addr() != a && p.Contains(a) {
+					name = ifc.Name
+					break find
+				}
+			}
+		}
+		if name == "" {
+			return nil, fmt.Errorf("virtual address %s: no LAN interface (%s) has a prefix that holds it", a, names(det.LAN))
+		}
+		out = append(out, vip{Addr: a, Interface: name})
+	}
+	return out, nil
+}
+
+// isVirtual reports whether a is one of the virtual addresses.
+func isVirtual(vips []vip, a netip.Addr) bool {
+	return slices.ContainsFunc(vips, func(v vip) bool { return v.Addr == a })
+}
+
 // startPortControl serves NAT-PMP and PCP on port 5351 of every LAN
-// address and announces the external address. It returns nil when both
+// address and of every virtual gateway address (bound whether present or
+// not), and announces the external address. It returns nil when both
 // protocols are switched off.
 func startPortControl(ctx context.Context, cfg *config.Config, det netif.Detected, svc *portmap.Service,
 	clk clock.Clock, port uint16, log *slog.Logger) (*pcp.Server, error) {
@@ -21,16 +63,24 @@ func startPortControl(ctx context.Context, cfg *config.Config, det netif.Detecte
 		log.Info("NAT-PMP and PCP are switched off")
 		return nil, nil
 	}
+	vips, err := virtualAddrs(cfg, det)
+	if err != nil {
+		return nil, err
+	}
 	var binds []pcp.Bind
 	for _, ifc := range det.LAN {
 		for _, p := range ifc.Prefixes {
 			// Link-local IPv6 needs a zone per interface; clients use the
 			// router's global or ULA address (RFC 6887 §8.1 picks the
-			// default router).
-			if a := p.Addr(); !a.IsLinkLocalUnicast() {
+			// default router). A virtual address that is present gets its
+			// own bind below.
+			if a := p.Addr(); !a.IsLinkLocalUnicast() && !isVirtual(vips, a) {
 				binds = append(binds, pcp.Bind{Interface: ifc.Name, Addr: a})
 			}
 		}
+	}
+	for _, v := range vips {
+		binds = append(binds, pcp.Bind{Interface: v.Interface, Addr: v.Addr, Virtual: true})
 	}
 	sc := pcp.ServerConfig{
 		Binds: binds, Port: port, LAN: det.LANPrefixes, Clock: clk, Logger: log, Epoch: svc.Epoch,

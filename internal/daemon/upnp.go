@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha1"
 	"errors"
@@ -33,12 +34,18 @@ type upnp struct {
 
 // startUPnP serves UPnP IGD on every LAN IPv4 address: the descriptions
 // and SOAP control over HTTP (a port per address, named in LOCATION),
-// SSDP discovery and GENA eventing. It returns nil when UPnP is off.
+// SSDP discovery and GENA eventing. Virtual gateway addresses (COMPAT S4)
+// are served whether present or not, and SSDP advertises them in place of
+// their interface's own addresses. It returns nil when UPnP is off.
 func startUPnP(ctx context.Context, cfg *config.Config, det netif.Detected, svc *portmap.Service,
 	clk clock.Clock, bootID uint32, o Options, log *slog.Logger) (*upnp, error) {
 	if !cfg.UPnP.Enabled {
 		log.Info("UPnP IGD is switched off")
 		return nil, nil
+	}
+	vips, err := virtualAddrs(cfg, det)
+	if err != nil {
+		return nil, fmt.Errorf("upnp: %w", err)
 	}
 	udns := deviceUDNs(det.WAN.Name)
 	dev := description.Device{UDNs: udns, FriendlyName: "berth gateway", Manufacturer: "berth",
@@ -63,22 +70,40 @@ func startUPnP(ctx context.Context, cfg *config.Config, det netif.Detected, svc 
 	u.http = igd.New(igd.Config{Mapper: svc, Device: dev, LAN: det.LANPrefixes, Mode: cfg.UPnP.Mode,
 		Clock: clk, Logger: log, Eventing: u.pub})
 	var binds []ssdp.Bind
+	ifPort := make(map[string]uint16) // the first HTTP port of each interface
 	for _, ifc := range det.LAN {
 		for _, p := range ifc.Prefixes {
 			a := p.Addr()
-			if !a.Is4() {
-				continue // SSDP and LOCATION are IPv4 here
+			if !a.Is4() || isVirtual(vips, a) {
+				continue // SSDP and LOCATION are IPv4 here; virtual ones below
 			}
-			ln, err := net.Listen("tcp4", netip.AddrPortFrom(a, o.UPnPHTTPPort).String())
+			port, err := u.listen(a, o.UPnPHTTPPort, false)
 			if err != nil {
 				u.close()
-				return nil, fmt.Errorf("upnp: listen on %v: %w", a, err)
+				return nil, err
 			}
-			u.lns = append(u.lns, ln)
-			u.ports[a] = uint16(ln.Addr().(*net.TCPAddr).Port)
-			go u.http.Serve(ln)
+			if ifPort[ifc.Name] == 0 {
+				ifPort[ifc.Name] = port
+			}
 			binds = append(binds, ssdp.Bind{Interface: ifc.Name, Addr: a})
 		}
+	}
+	for _, v := range vips {
+		if !v.Addr.Is4() {
+			continue // NAT-PMP/PCP serve it; UPnP is IPv4 here
+		}
+		// The interface's own port when free, so that the port in
+		// LOCATION stays the same whichever address a client found.
+		port, err := u.listen(v.Addr, cmp.Or(o.UPnPHTTPPort, ifPort[v.Interface]), true)
+		if err != nil && o.UPnPHTTPPort == 0 {
+			port, err = u.listen(v.Addr, 0, true)
+		}
+		if err != nil {
+			u.close()
+			return nil, err
+		}
+		binds = append(binds, ssdp.Bind{Interface: v.Interface, Addr: v.Addr, Virtual: true})
+		log.Info("serving a virtual gateway address", "addr", v.Addr, "interface", v.Interface, "http_port", port)
 	}
 	if len(binds) == 0 {
 		u.close()
@@ -105,7 +130,6 @@ func startUPnP(ctx context.Context, cfg *config.Config, det netif.Detected, svc 
 		BootID: bootID,
 		Port:   o.SSDPPort, Group: o.SSDPGroup, NotifyTo: o.SSDPGroup,
 	}
-	var err error
 	if u.ssdp, err = ssdp.NewServer(sc); err != nil {
 		u.close()
 		return nil, fmt.Errorf("upnp: %w", err)
@@ -122,6 +146,25 @@ func startUPnP(ctx context.Context, cfg *config.Config, det netif.Detected, svc 
 		log.Info("serving UPnP IGD", "http", netip.AddrPortFrom(a, p), "mode", cfg.UPnP.Mode)
 	}
 	return u, nil
+}
+
+// listen serves HTTP on a:port (port 0: any free port) and returns the
+// port. A virtual address is bound with IP_FREEBIND (ssdp.FreeBind): it
+// may be absent, on a standby router, until VRRP or CARP adds it.
+func (u *upnp) listen(a netip.Addr, port uint16, virtual bool) (uint16, error) {
+	var lc net.ListenConfig
+	if virtual {
+		lc.Control = ssdp.FreeBind
+	}
+	ln, err := lc.Listen(context.Background(), "tcp4", netip.AddrPortFrom(a, port).String())
+	if err != nil {
+		return 0, fmt.Errorf("upnp: listen on %v: %w", a, err)
+	}
+	u.lns = append(u.lns, ln)
+	p := uint16(ln.Addr().(*net.TCPAddr).Port)
+	u.ports[a] = p
+	go u.http.Serve(ln)
+	return p, nil
 }
 
 // searchedV1 reports whether a search target names a version-1 type of
