@@ -151,6 +151,7 @@ type Server struct {
 	nmu   sync.Mutex
 	nStop func() bool
 	nLeft int
+	nGen  uint64 // identifies the armed alive timer
 }
 
 type sock struct {
@@ -343,6 +344,23 @@ func (s *Server) Serve() {
 	}
 	s.nmu.Lock()
 	defer s.nmu.Unlock()
+	s.nLeft = s.cfg.NotifyRepeat
+	s.aliveLocked()
+}
+
+// Announce restarts the ssdp:alive schedule now, with its repeats: for
+// when a virtual gateway address (COMPAT S4) has just come to this router
+// and the LAN should learn of it before its next search.
+func (s *Server) Announce() {
+	s.nmu.Lock()
+	defer s.nmu.Unlock()
+	if s.closed.Load() {
+		return
+	}
+	if s.nStop != nil {
+		s.nStop()
+		s.nStop = nil
+	}
 	s.nLeft = s.cfg.NotifyRepeat
 	s.aliveLocked()
 }
@@ -567,9 +585,14 @@ func (s *Server) aliveLocked() {
 	if s.nLeft--; s.nLeft <= 0 {
 		d, s.nLeft = s.cfg.MaxAge/2, 1
 	}
+	s.nGen++
+	gen := s.nGen
 	s.nStop = s.cfg.Clock.AfterFunc(d, func() {
 		s.nmu.Lock()
 		defer s.nmu.Unlock()
+		if gen != s.nGen {
+			return // replaced by Announce while it waited for the lock
+		}
 		s.aliveLocked()
 	})
 }

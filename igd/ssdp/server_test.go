@@ -376,6 +376,35 @@ func TestNotifySchedule(t *testing.T) {
 	}
 }
 
+// TestAnnounceRestartsTheSchedule: Announce sends a set now and repeats
+// it, and replaces the running schedule rather than adding a second one.
+func TestAnnounceRestartsTheSchedule(t *testing.T) {
+	r := newRig(t, nil)
+	n := len(testDevice.Targets())
+	r.srv.Serve()
+	r.clk.Advance(time.Second) // the start's three sets
+	r.notices.readAll()
+	r.clk.Advance(100 * time.Second)
+	r.srv.Announce()
+	for i, step := range []time.Duration{0, 200 * time.Millisecond, 200 * time.Millisecond} {
+		r.clk.Advance(step)
+		if got := len(r.notices.readAll()); got != n {
+			t.Fatalf("announce set %d: got %d NOTIFYs, want %d", i, got, n)
+		}
+	}
+	r.clk.Advance(900*time.Second - time.Millisecond) // the last repeat plus max-age/2
+	if got := len(r.notices.readAll()); got != 0 {
+		t.Fatalf("got %d NOTIFYs before max-age/2 after the announcement: the old schedule still runs", got)
+	}
+	r.clk.Advance(time.Millisecond)
+	if got := len(r.notices.readAll()); got != n {
+		t.Fatalf("max-age/2 after the last repeat: got %d NOTIFYs, want %d", got, n)
+	}
+	if p := r.clk.Pending(); p != 1 {
+		t.Errorf("%d timers pending, want the one alive schedule", p)
+	}
+}
+
 func TestNewServerRefuses(t *testing.T) {
 	loc := func(netip.Addr, Search) string { return "" }
 	clk := clocktest.NewFake(t0)

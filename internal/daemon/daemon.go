@@ -49,6 +49,18 @@ type Options struct {
 	UPnPHTTPPort uint16
 	SSDPPort     uint16
 	SSDPGroup    netip.AddrPort
+	// WatchAddrs follows address changes (netif.WatchAddrs when nil and
+	// Detect is nil too); Addrs reads an interface's prefixes
+	// (netif.Addrs when nil). Tests replace them.
+	WatchAddrs func(ctx context.Context, changed func(), log *slog.Logger) error
+	Addrs      func(name string) ([]netip.Prefix, error)
+}
+
+func (o Options) addrs() func(string) ([]netip.Prefix, error) {
+	if o.Addrs != nil {
+		return o.Addrs
+	}
+	return netif.Addrs
 }
 
 // pcpPort is the NAT-PMP/PCP server port (RFC 6886 §3, RFC 6887 §19.1);
@@ -156,6 +168,14 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	if o.Ready != nil {
 		o.Ready(svc)
 	}
+	// Follow address changes, on the real system only: tests that
+	// replace Detect serve made-up interfaces.
+	watch := o.WatchAddrs
+	if watch == nil && o.Detect == nil {
+		watch = netif.WatchAddrs
+	}
+	aw := &addrWatch{cfg: cfg, det: det, svc: svc, pc: srv, up: up, addrs: o.addrs(), log: log}
+	addrs := watchAddrs(ctx, aw, watch)
 	// A backend that can tell when another tool removed its state (nft
 	// flush ruleset, a firewall reload) gets it back at once.
 	var lost <-chan string
@@ -171,6 +191,8 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 			reload(ctx, svc, det, ext, own, o, log)
 		case why := <-lost:
 			reapply(ctx, svc, why, log)
+		case <-addrs:
+			aw.changed(ctx)
 		}
 	}
 }

@@ -172,7 +172,8 @@ func TestVIP(t *testing.T) {
 	t.Run("3_standby_start", func(t *testing.T) {
 		d.stop()
 		setVIP(t, topo, "del")
-		if failed := startBerthd(t, topo, bin, vipConfig); failed != "" {
+		standby, failed := launch(t, topo, bin, vipConfig, t.TempDir())
+		if failed != "" {
 			t.Fatalf("berthd did not start as the standby: %s", failed)
 		}
 		if ok, out := pmpAnswers(t, topo, vip); ok {
@@ -184,7 +185,21 @@ func TestVIP(t *testing.T) {
 			t.Fatalf("multicast M-SEARCH to the standby: got %q, want no answer", lines)
 		}
 		searchAt(t, topo, gw)
+		// Becoming the active one, berthd announces at once: the LAN
+		// hears the external address from the virtual gateway.
+		heard := listenAnnouncement(t, topo, routerWAN)
 		setVIP(t, topo, "add") // this router becomes the active one
+		if from := heard(); from != vip {
+			t.Fatalf("announcement after the address arrived: from %q, want %v", from, vip)
+		}
+		// Heard because berthd noticed, not because a start-up repeat
+		// happened to fall after the address came.
+		standby.mu.Lock()
+		noticed := containsMsg(standby.msgs, "virtual gateway address arrived: announcing")
+		standby.mu.Unlock()
+		if !noticed {
+			t.Fatalf("berthd did not notice the virtual address arriving:\n%s", standby.dump())
+		}
 		waitPMP(t, topo, vip)
 		mapThrough(t, topo, searchAt(t, topo, vip), 18092)
 	})

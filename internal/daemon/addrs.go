@@ -1,0 +1,105 @@
+package daemon
+
+import (
+	"context"
+	"log/slog"
+	"net/netip"
+	"slices"
+
+	"github.com/berthd/berth/internal/config"
+	"github.com/berthd/berth/internal/netif"
+	"github.com/berthd/berth/internal/portmap"
+	"github.com/berthd/berth/pcp"
+)
+
+// addrWatch follows the system's addresses while berthd runs: a new WAN
+// address (a DHCP lease, a PPPoE reconnect) moves every mapping to it and
+// is announced; a virtual gateway address arriving on this router (VRRP or
+// CARP made it the active one) is announced over NAT-PMP, PCP and SSDP.
+type addrWatch struct {
+	cfg   *config.Config
+	det   netif.Detected
+	svc   *portmap.Service
+	pc    *pcp.Server // nil when NAT-PMP and PCP are off
+	up    *upnp       // nil when UPnP is off
+	addrs func(name string) ([]netip.Prefix, error)
+	vips  map[netip.Addr]bool // virtual addresses present at the last look
+	log   *slog.Logger
+}
+
+// watchAddrs starts following the addresses; the returned channel yields
+// after each burst of changes. Without a watcher (not Linux) it returns
+// nil, and address changes need a restart.
+func watchAddrs(ctx context.Context, w *addrWatch, watch func(context.Context, func(), *slog.Logger) error) <-chan struct{} {
+	if watch == nil {
+		return nil
+	}
+	ch := make(chan struct{}, 1)
+	err := watch(ctx, func() {
+		select {
+		case ch <- struct{}{}:
+		default: // one pending look covers any number of changes
+		}
+	}, w.log)
+	if err != nil {
+		w.log.Warn("not following address changes: a new WAN address needs a restart", "err", err)
+		return nil
+	}
+	w.vips = w.present()
+	return ch
+}
+
+// changed looks at the addresses again and acts on what moved.
+func (w *addrWatch) changed(ctx context.Context) {
+	if !w.cfg.ExternalAddr.IsValid() { // a configured address never moves
+		ps, err := w.addrs(w.det.WAN.Name)
+		if err != nil {
+			w.log.Warn("reading the WAN addresses", "wan", w.det.WAN.Name, "err", err)
+		} else if a := netif.ExternalAddr(ps); a != w.svc.ExternalAddr() {
+			if !a.IsValid() {
+				w.log.Warn("the WAN interface lost its address: new mappings fail until it has one again", "wan", w.det.WAN.Name)
+			} else {
+				warnAboutExternal(w.log, a)
+			}
+			// The Service moves the mappings and publishes the change; the
+			// NAT-PMP/PCP server announces it from that event.
+			if err := w.svc.SetExternalAddr(ctx, a); err != nil {
+				w.log.Error("moving the mappings to the new external address", "addr", a, "err", err)
+			}
+		}
+	}
+	now := w.present()
+	for a := range now {
+		if !w.vips[a] {
+			w.log.Info("virtual gateway address arrived: announcing", "addr", a)
+			if w.pc != nil {
+				w.pc.Announce()
+			}
+			if w.up != nil {
+				w.up.ssdp.Announce()
+			}
+			break // one announcement covers every address
+		}
+	}
+	w.vips = now
+}
+
+// present returns the configured virtual addresses this router carries now.
+func (w *addrWatch) present() map[netip.Addr]bool {
+	out := map[netip.Addr]bool{}
+	if len(w.cfg.VirtualAddrs) == 0 {
+		return out
+	}
+	for _, ifc := range w.det.LAN {
+		ps, err := w.addrs(ifc.Name)
+		if err != nil {
+			continue
+		}
+		for _, p := range ps {
+			if slices.Contains(w.cfg.VirtualAddrs, p.Addr()) {
+				out[p.Addr()] = true
+			}
+		}
+	}
+	return out
+}
