@@ -27,3 +27,14 @@ func freeBind(network, address string, c syscall.RawConn) error {
 	}
 	return nil
 }
+
+// forceReadBuffer raises conn's receive buffer to n bytes past the
+// system's rmem_max with SO_RCVBUFFORCE, which needs CAP_NET_ADMIN (berthd
+// runs as root on a router). It reports whether that worked.
+func forceReadBuffer(c syscall.RawConn, n int) bool {
+	var serr error
+	if err := c.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, n) }); err != nil {
+		return false
+	}
+	return serr == nil
+}

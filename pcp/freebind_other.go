@@ -12,3 +12,6 @@ import (
 func freeBind(network, address string, c syscall.RawConn) error {
 	return errors.New("freebind: binding an absent address is only supported on Linux")
 }
+
+// forceReadBuffer is Linux's SO_RCVBUFFORCE; elsewhere it does nothing.
+func forceReadBuffer(c syscall.RawConn, n int) bool { return false }

@@ -195,8 +195,27 @@ type virtualKey struct {
 
 func keyOf(b Bind) virtualKey { return virtualKey{b.Interface, b.Addr.Unmap().Is4()} }
 
-// listen binds one socket; a Virtual bind's with IP_FREEBIND.
+// readBuffer is the receive buffer asked for each socket. A flood from one
+// host is dropped by the rate limit only once read; until then it competes
+// with every other client for the socket's buffer, and the default (about
+// 200 KiB, some 270 small datagrams) overflows in a fraction of a
+// millisecond of a flood. 4 MiB holds a few thousand.
+const readBuffer = 4 << 20
+
+// listen binds one socket, with the large receive buffer; a Virtual bind's
+// with IP_FREEBIND.
 func listen(b Bind, ap netip.AddrPort) (*net.UDPConn, error) {
+	conn, err := bind(b, ap)
+	if err != nil {
+		return nil, err
+	}
+	if rc, err := conn.SyscallConn(); err != nil || !forceReadBuffer(rc, readBuffer) {
+		conn.SetReadBuffer(readBuffer) // capped at net.core.rmem_max
+	}
+	return conn, nil
+}
+
+func bind(b Bind, ap netip.AddrPort) (*net.UDPConn, error) {
 	if !b.Virtual {
 		return net.ListenUDP("udp", net.UDPAddrFromAddrPort(ap))
 	}

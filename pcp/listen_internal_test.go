@@ -4,6 +4,8 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"os"
+	"syscall"
 	"testing"
 	"time"
 
@@ -103,4 +105,31 @@ func TestWrongArrivalInterfaceDropped(t *testing.T) {
 	if st := s.Stats(); st.NotLAN != 1 || h.n != 0 {
 		t.Fatalf("got %+v and %d handled, want the packet dropped as not from the LAN", st, h.n)
 	}
+}
+
+// TestLargeReceiveBuffer: every socket asks for readBuffer so that a flood
+// from one host does not crowd the others out before the rate limit sees
+// it. As root the size is forced past net.core.rmem_max.
+func TestLargeReceiveBuffer(t *testing.T) {
+	s, err := NewServer(ServerConfig{Clock: clocktest.NewFake(time.Unix(1000, 0)), PCP: &Handler{}, Epoch: func() uint32 { return 1 },
+		Binds: []Bind{{Addr: netip.MustParseAddr("127.0.0.100")}}, Port: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	rc, err := s.socks[0].conn.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got int
+	var gerr error
+	rc.Control(func(fd uintptr) { got, gerr = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF) })
+	if gerr != nil {
+		t.Fatal(gerr)
+	}
+	// Linux reports twice what was set (bookkeeping overhead).
+	if os.Geteuid() == 0 && got < readBuffer {
+		t.Errorf("SO_RCVBUF is %d as root, want at least %d", got, readBuffer)
+	}
+	t.Logf("SO_RCVBUF %d", got)
 }
