@@ -487,18 +487,26 @@ func (n *Nft) Stats() Stats {
 // next run that adopts them (Config.Adopt). Close after Release does
 // nothing.
 func (n *Nft) Release() error {
+	_, unlock := n.shut()
+	unlock()
+	return nil
+}
+
+// shut stops the monitor and marks n closed, with n.mu held until unlock
+// is called. first is false when n was closed already.
+func (n *Nft) shut() (first bool, unlock func()) {
+	// Before the lock: the monitor's check takes it.
 	n.mon.stop()
 	n.mu.Lock()
-	defer n.mu.Unlock()
 	if n.closed {
-		return nil
+		return false, n.mu.Unlock
 	}
 	n.closed = true
 	n.installed = nil
 	if n.ownCT {
 		n.ct.Close()
 	}
-	return nil
+	return true, n.mu.Unlock
 }
 
 // Close stops watching for changes (Lost) and removes berth's table, and
@@ -506,17 +514,10 @@ func (n *Nft) Release() error {
 // removed by someone else is not an error. Apply, Sync and Counters fail
 // after it.
 func (n *Nft) Close() error {
-	// Before the lock: the monitor's check takes it.
-	n.mon.stop()
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.closed {
+	first, unlock := n.shut()
+	defer unlock()
+	if !first {
 		return nil
-	}
-	n.closed = true
-	n.installed = nil
-	if n.ownCT {
-		n.ct.Close()
 	}
 	n.conn.DelTable(n.table)
 	if err := n.flush(); err != nil && !errors.Is(err, unix.ENOENT) {
