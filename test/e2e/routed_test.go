@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"net/netip"
 	"strings"
 	"testing"
@@ -135,17 +134,5 @@ func TestRoutedSubnet(t *testing.T) {
 	if !strings.Contains(out, "Mapped public port 19500 protocol UDP to local port 9500") {
 		t.Fatalf("natpmpc from the routed subnet:\n%s", out)
 	}
-	to := ext(19500)
-	ctx, cancel := context.WithTimeout(context.Background(), settle)
-	defer cancel()
-	for {
-		if _, ok := udpProbe(t, far, netip.AddrPortFrom(farHost, 9500), topo.wan, 0, to); ok {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("UDP from wan to %v did not reach %v:9500 within %v", to, farHost, settle)
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+	waitUDPIn(t, topo, far, ext(19500), netip.AddrPortFrom(farHost, 9500), true)
 }

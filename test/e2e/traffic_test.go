@@ -205,10 +205,16 @@ func waitUDP(t *testing.T, topo *topology, to netip.AddrPort, lanPort uint16, wa
 // waitUDPTo is waitUDP for a listener on dst in the LAN namespace.
 func waitUDPTo(t *testing.T, topo *topology, to, dst netip.AddrPort, want bool) {
 	t.Helper()
+	waitUDPIn(t, topo, topo.lan, to, dst, want)
+}
+
+// waitUDPIn is waitUDPTo for a listener in namespace recvNS.
+func waitUDPIn(t *testing.T, topo *topology, recvNS string, to, dst netip.AddrPort, want bool) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), settle)
 	defer cancel()
 	for {
-		if _, ok := udpProbe(t, topo.lan, dst, topo.wan, 0, to); ok == want {
+		if _, ok := udpProbe(t, recvNS, dst, topo.wan, 0, to); ok == want {
 			return
 		}
 		select {
