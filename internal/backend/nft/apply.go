@@ -59,7 +59,7 @@ func (n *Nft) Apply(ctx context.Context, cs []backend.Change) error {
 		return fmt.Errorf("nft: apply: %w", err)
 	}
 	var ops []elemOp
-	var removed []mapping.Mapping // deleted or replaced, for flushFlows
+	var removed []mapping.Mapping // deleted or replaced, for queueFlush
 	for _, c := range cs {
 		switch c.Op {
 		case backend.Add:
@@ -140,7 +140,7 @@ func (n *Nft) Apply(ctx context.Context, cs []backend.Change) error {
 			delete(n.snatKernel, in)
 		}
 	}
-	n.flushFlows(removed)
+	n.queueFlush(removed)
 	return nil
 }
 
@@ -238,7 +238,7 @@ func (n *Nft) Sync(ctx context.Context, want []mapping.Mapping) error {
 	if snatWanted != nil {
 		n.snatKernel = snatWanted
 	}
-	n.flushFlows(removed)
+	n.queueFlush(removed)
 	return nil
 }
 

@@ -225,8 +225,23 @@ func TestForwardingUDP(t *testing.T) {
 	if err := n.Apply(ctx, del(in)); err != nil {
 		t.Fatal(err)
 	}
+	waitFlushed(t, n)
 	if got := wanc.ask(t, "1"); got != "none" {
 		t.Errorf("flow through deleted %s still forwarded (answer %q): conntrack not flushed", in.Key, got)
+	}
+}
+
+// waitFlushed waits (bounded) until the background flusher has deleted
+// the flows of every mapping removed so far.
+func waitFlushed(t *testing.T, n *Nft) {
+	t.Helper()
+	deadline := time.After(5 * time.Second)
+	for !n.flushIdle() {
+		select {
+		case <-deadline:
+			t.Fatal("conntrack flush still pending after 5 s")
+		case <-time.After(10 * time.Millisecond):
+		}
 	}
 }
 

@@ -191,7 +191,8 @@ type Nft struct {
 	// filtered and allowed hold the remote-peer filters (filter.go).
 	filtered, allowed *nftables.Set
 	ct                *conntrack.Conn
-	ownCT             bool // ct was dialed by New
+	ownCT             bool     // ct was dialed by New
+	fl                *flusher // deletes removed mappings' flows; nil without ct
 	// mon watches for changes by other processes (monitor.go) and
 	// reports them on lost; nil with a test double Conn.
 	mon  *monitor
@@ -276,6 +277,9 @@ func New(c Config) (*Nft, error) {
 		} else {
 			n.ct, n.ownCT = ct, true
 		}
+	}
+	if n.ct != nil {
+		n.startFlusher()
 	}
 	return n, nil
 }
@@ -495,8 +499,10 @@ func (n *Nft) Release() error {
 // shut stops the monitor and marks n closed, with n.mu held until unlock
 // is called. first is false when n was closed already.
 func (n *Nft) shut() (first bool, unlock func()) {
-	// Before the lock: the monitor's check takes it.
+	// Before the lock: the monitor's check takes it. The flusher ends
+	// before conntrack is closed, with what it had queued flushed.
 	n.mon.stop()
+	n.stopFlusher()
 	n.mu.Lock()
 	if n.closed {
 		return false, n.mu.Unlock
