@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -399,4 +400,40 @@ func TestStatusActions(t *testing.T) {
 			}
 		})
 	}
+}
+
+// bigTable is a Mapper whose table holds n mappings, for listings.
+type bigTable struct {
+	mapping.Mapper
+	list []mapping.Mapping
+}
+
+func (b bigTable) List(mapping.Filter) []mapping.Mapping { return b.list }
+
+// TestListingBeyond65535: NewPortMappingIndex is a ui2 on paper, but a
+// table may hold more mappings (NAT-PMP and PCP ones count too). Every
+// one must be reachable and the index past the end must be 713: before,
+// indexes were clamped to 65,535, so a client walking until 713 got entry
+// 65,535 again and again and never stopped.
+func TestListingBeyond65535(t *testing.T) {
+	const n = 65_600
+	list := make([]mapping.Mapping, n)
+	for i := range list {
+		proto, port := mapping.TCP, 1024+i
+		if port > 65535 {
+			proto, port = mapping.UDP, port-65535+1023
+		}
+		list[i] = mapping.Mapping{Key: mapping.Key{Proto: proto, External: netip.AddrPortFrom(extAddr, uint16(port))},
+			Internal: netip.AddrPortFrom(hostA, uint16(port)), Client: hostA, Origin: mapping.Origin{Kind: mapping.KindNATPMP}}
+	}
+	h := newHarness(t, options{config: func(c *Config) { c.Mapper = bigTable{Mapper: c.Mapper, list: list} }})
+	get := func(i int) reply {
+		return h.soapCall(t, hostA, nsV1, "GetGenericPortMappingEntry", "NewPortMappingIndex", strconv.Itoa(i))
+	}
+	last := get(n - 1)
+	wantOK(t, last)
+	if last.arg("NewProtocol") != "UDP" || last.arg("NewExternalPort") != "2111" {
+		t.Errorf("entry %d is %s %s, want UDP 2111: indexes are clamped", n-1, last.arg("NewProtocol"), last.arg("NewExternalPort"))
+	}
+	wantFault(t, get(n), 713)
 }

@@ -28,7 +28,11 @@ type PortMappingKey struct {
 
 // GetGenericPortMappingEntry is the request of GetGenericPortMappingEntry.
 type GetGenericPortMappingEntry struct {
-	NewPortMappingIndex UI2
+	// NewPortMappingIndex is a ui2 in the service description, but it is
+	// read as the ui4 miniupnpd accepts: a table of more than 65,536
+	// mappings stays listable, and an index past the end is 713, never
+	// an entry again (a client walking until 713 would not stop).
+	NewPortMappingIndex UI4
 }
 
 // PortRange is the request of DeletePortMappingRange (v2) and, with
@@ -110,7 +114,7 @@ func (a Action) GetGenericPortMappingEntry() (GetGenericPortMappingEntry, error)
 	if err != nil {
 		return GetGenericPortMappingEntry{}, err
 	}
-	return GetGenericPortMappingEntry{NewPortMappingIndex: UI2(min(v, UI4(^uint16(0))))}, nil
+	return GetGenericPortMappingEntry{NewPortMappingIndex: v}, nil
 }
 
 // PortRange decodes a DeletePortMappingRange or GetListOfPortMappings

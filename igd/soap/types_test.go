@@ -78,7 +78,7 @@ func TestPortMapping(t *testing.T) {
 		t.Errorf("PortMappingKey: got %+v, %v", k, err)
 	}
 	g, err := Action{Args: map[string]string{"NewPortMappingIndex": "70000"}}.GetGenericPortMappingEntry()
-	if err != nil || g.NewPortMappingIndex != 65535 {
+	if err != nil || g.NewPortMappingIndex != 70000 {
 		t.Errorf("GetGenericPortMappingEntry: got %+v, %v", g, err)
 	}
 	r, err := Action{Args: map[string]string{"NewStartPort": "1", "NewEndPort": "65535", "NewProtocol": "UDP", "NewManage": "1", "NewNumberOfPorts": "10"}}.PortRange()
