@@ -65,3 +65,38 @@ func BenchmarkApplyAdd(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkSyncFromEmpty is the kernel's part of berthd's restart: one
+// Sync of n stored mappings into a new table, configured as berthd
+// configures it (hairpin, source-port preservation).
+func BenchmarkSyncFromEmpty(b *testing.B) {
+	for _, size := range []int{10000, 100000} {
+		b.Run(fmt.Sprintf("n=%d", size), func(b *testing.B) {
+			ctx := context.Background()
+			ns := newNetNS(b)
+			c, err := nftables.New(nftables.WithNetNSFd(ns.fd), nftables.AsLasting(), nftables.WithSockOptions(LargeBuffers))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.CloseLasting()
+			want := make([]mapping.Mapping, size)
+			for i := range want {
+				want[i] = nth(i)
+			}
+			for b.Loop() {
+				b.StopTimer()
+				n, err := New(Config{Conn: c, Conntrack: ns.conntrack(b), WANInterface: "wan0", Hairpin: true, PreserveSourcePort: true})
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+				if err := n.Sync(ctx, want); err != nil {
+					b.Fatalf("Sync of %d mappings: %v", size, err)
+				}
+				b.StopTimer()
+				n.Close()
+				b.StartTimer()
+			}
+		})
+	}
+}
