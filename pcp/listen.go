@@ -15,6 +15,7 @@ import (
 	"golang.org/x/net/ipv6"
 
 	"github.com/berthd/berth/internal/clock"
+	"github.com/berthd/berth/internal/netif"
 	"github.com/berthd/berth/internal/ratelimit"
 )
 
@@ -407,18 +408,10 @@ func (s *Server) inLAN(a netip.Addr) bool {
 	}
 	for _, p := range s.cfg.LAN {
 		if p.Contains(a) {
-			return !a.Is4() || p.Bits() >= 31 || !edgeOf(p, a)
+			return !netif.IsNetworkOrBroadcast(p, a)
 		}
 	}
 	return false
-}
-
-// edgeOf reports whether a is the network or broadcast address of p.
-func edgeOf(p netip.Prefix, a netip.Addr) bool {
-	b := a.As4()
-	v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
-	host := uint32(1)<<(32-p.Bits()) - 1
-	return v&host == 0 || v&host == host
 }
 
 // Announce sends the unsolicited announcements now and then 9 more times,

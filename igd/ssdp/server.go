@@ -17,6 +17,7 @@ import (
 	"golang.org/x/net/ipv4"
 
 	"github.com/berthd/berth/internal/clock"
+	"github.com/berthd/berth/internal/netif"
 	"github.com/berthd/berth/internal/ratelimit"
 )
 
@@ -548,18 +549,10 @@ func (s *Server) inLAN(a netip.Addr) bool {
 	}
 	for _, p := range s.cfg.LAN {
 		if p.Contains(a) {
-			return p.Bits() >= 31 || !edgeOf(p, a)
+			return !netif.IsNetworkOrBroadcast(p, a)
 		}
 	}
 	return false
-}
-
-// edgeOf reports whether a is the network or broadcast address of p.
-func edgeOf(p netip.Prefix, a netip.Addr) bool {
-	b := a.As4()
-	v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
-	host := uint32(1)<<(32-p.Bits()) - 1
-	return v&host == 0 || v&host == host
 }
 
 func (s *Server) write(k *sock, b []byte, to netip.AddrPort) bool {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/berthd/berth/internal/mapping"
+	"github.com/berthd/berth/internal/netif"
 )
 
 // Lifetimes bounds the lease of one kind of mapping. Max 0 means
@@ -400,13 +401,7 @@ func (p *Policy) isHost(a netip.Addr) bool {
 		return true
 	}
 	for _, l := range p.lan {
-		if !l.Contains(a) || l.Bits() >= 31 {
-			continue
-		}
-		b := a.As4()
-		v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
-		host := uint32(1)<<(32-l.Bits()) - 1
-		if v&host == 0 || v&host == host {
+		if netif.IsNetworkOrBroadcast(l, a) {
 			return false
 		}
 	}
