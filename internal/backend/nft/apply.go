@@ -195,7 +195,9 @@ func (n *Nft) Sync(ctx context.Context, want []mapping.Mapping) error {
 			return fmt.Errorf("nft: sync: %w", err)
 		}
 	}
-	var ops []elemOp
+	// One element per mapping, and one more per UDP mapping for
+	// source-port preservation: sized once, not grown by doubling.
+	ops := make([]elemOp, 0, len(next)+len(next)/2+16)
 	var removed []mapping.Mapping
 	for k, c := range cur {
 		if m, ok := next[k]; !ok || !sameElem(c, m) {
@@ -295,7 +297,11 @@ func (n *Nft) commit(ops []elemOp) error {
 		}
 		i = j
 	}
-	if err := n.flush(); err != nil {
+	flush := n.flush
+	if len(ops) >= quietOps {
+		flush = func() error { return n.mon.quiet(n.flush) }
+	}
+	if err := flush(); err != nil {
 		n.failed++
 		n.log.Debug("batch refused", "elements", len(ops), "err", err)
 		return fmt.Errorf("batch of %d element changes: %w", len(ops), err)

@@ -52,8 +52,9 @@ import (
 const checkDelay = 100 * time.Millisecond
 
 // monitorBuffer is the monitor socket's receive buffer: room for the
-// notifications of a Sync of some ten thousand mappings. A larger batch
-// overruns it; the monitor then checks the kernel. A variable for tests.
+// notifications of some ten thousand elements. berth's own large batches
+// send none (quiet.go); a larger transaction by another process overruns
+// it, and the monitor then checks the kernel. A variable for tests.
 var monitorBuffer = 4 << 20
 
 // Attributes of the nf_tables messages the monitor reads
@@ -70,7 +71,8 @@ const (
 // safe for concurrent use.
 type monitor struct {
 	log   *slog.Logger
-	nl    *netlink.Conn
+	nl    *netlink.Conn // in NFNLGRP_NFTABLES
+	ctl   *netlink.Conn // for requests (quiet.go)
 	table string
 	lost  chan<- string // Nft.lost
 	check func() string // Nft.verify
@@ -81,6 +83,7 @@ type monitor struct {
 
 	checks   atomic.Uint64 // checks run, for tests
 	overruns atomic.Uint64 // receive buffer overruns, for tests
+	received atomic.Uint64 // messages read, for tests
 
 	// byTID: the kernel's thread ids are this process's (initialPIDNS),
 	// so tids can tell berth's transactions; without it every change to
@@ -115,9 +118,15 @@ func startMonitor(n *Nft) (*monitor, error) {
 		nl.Close()
 		return nil, fmt.Errorf("monitor: join nftables group: %w", err)
 	}
+	ctl, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: n.conn.NetNS})
+	if err != nil {
+		nl.Close()
+		return nil, fmt.Errorf("monitor: %w", err)
+	}
 	m := &monitor{
 		log:   n.log,
 		nl:    nl,
+		ctl:   ctl,
 		table: n.table.Name,
 		lost:  n.lost,
 		check: n.verify,
@@ -162,6 +171,7 @@ func (m *monitor) stop() {
 		close(m.done)
 		m.nl.Close() // interrupts the reader's Receive
 		m.wg.Wait()
+		m.ctl.Close()
 	})
 }
 
@@ -267,6 +277,7 @@ func (m *monitor) read() {
 			m.signal("nftables monitor stopped: " + err.Error())
 			return
 		}
+		m.received.Add(uint64(len(msgs)))
 		for _, msg := range msgs {
 			if why := g.add(msg, m.ours); why != "" {
 				m.signal(why)
