@@ -118,6 +118,18 @@ func (t *Table) markPort(k mapping.Key, inUse bool) {
 	u.set[i].clear(k.External.Port())
 }
 
+// Grow prepares an empty table for n mappings, so that a bulk load (the
+// restore at start) does not grow its indexes step by step. It does
+// nothing to a table that holds mappings.
+func (t *Table) Grow(n int) {
+	if t.Len() > 0 || n <= 0 {
+		return
+	}
+	t.byExt = make(map[portKey]*entry, n)
+	t.byInt = make(map[intKey]*entry, n)
+	t.expiry = make(expiryHeap, 0, n)
+}
+
 // Len is the number of mappings.
 func (t *Table) Len() int { return t.order.Len() }
 

@@ -317,3 +317,25 @@ func TestExternalAddressesArePortSpaces(t *testing.T) {
 	}
 	checkInvariants(t, tb)
 }
+
+// TestGrow checks that Grow prepares an empty table for a bulk load
+// without changing what it does, and leaves a table with mappings alone.
+func TestGrow(t *testing.T) {
+	tb := New()
+	tb.Grow(100)
+	a := mustMap(t, tb, req(hostA, mapping.UDP, 5000, 5000, true), t0.Add(time.Hour))
+	b := mustMap(t, tb, req(hostB, mapping.UDP, 5000, 5000, false), t0.Add(time.Minute))
+	if b.External.Port() == a.External.Port() {
+		t.Fatalf("two mappings on external port %d after Grow", a.External.Port())
+	}
+	tb.Grow(1000) // not empty: nothing happens
+	if tb.Len() != 2 || tb.ClientCount(hostA) != 1 {
+		t.Fatalf("after Grow on a table with 2 mappings: Len %d, hostA %d", tb.Len(), tb.ClientCount(hostA))
+	}
+	if got, ok := tb.Get(a.Key); !ok || got != a {
+		t.Errorf("Get(%v) = %v, %v after Grow", a.Key, got, ok)
+	}
+	if exp := tb.Expire(t0.Add(2 * time.Minute)); len(exp) != 1 || exp[0] != b {
+		t.Errorf("Expire = %v, want only %v", exp, b)
+	}
+}

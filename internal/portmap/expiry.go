@@ -112,7 +112,7 @@ func (s *Service) syncLocked(ctx context.Context) error {
 	if s.closed {
 		return fmt.Errorf("portmap: closed: %w", mapping.ErrNetworkFailure)
 	}
-	return s.be.Sync(ctx, slices.Collect(s.table.All()))
+	return s.be.Sync(ctx, slices.AppendSeq(make([]mapping.Mapping, 0, s.table.Len()), s.table.All()))
 }
 
 // Close stops expiry and removes every mapping from the backend (the

@@ -100,6 +100,7 @@ func (s *Service) Restore(ctx context.Context, ms []mapping.Mapping) (Restored, 
 	defer s.mu.Unlock()
 	var r Restored
 	now := s.clk.Now()
+	s.table.Grow(len(ms))
 	for _, m := range ms {
 		if !m.Permanent() && !m.Expires.After(now) {
 			r.Expired++

@@ -209,7 +209,7 @@ type Nft struct {
 	// users indexes the installed UDP mappings by Internal, and
 	// snatKernel is what snat_udp holds: Internal → External of the
 	// mapping chosen by snatWinner (PreserveSourcePort only).
-	users      map[netip.AddrPort]map[mapping.Key]struct{}
+	users      map[netip.AddrPort][]mapping.Key
 	snatKernel map[netip.AddrPort]netip.AddrPort
 }
 

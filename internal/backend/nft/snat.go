@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
+	"slices"
 
 	"github.com/google/nftables"
 
@@ -30,7 +31,7 @@ func newSNATSet(n *Nft) *nftables.Set {
 
 // resetSNAT empties the snat_udp bookkeeping.
 func (n *Nft) resetSNAT() {
-	n.users = make(map[netip.AddrPort]map[mapping.Key]struct{})
+	n.users = make(map[netip.AddrPort][]mapping.Key)
 	n.snatKernel = make(map[netip.AddrPort]netip.AddrPort)
 }
 
@@ -74,7 +75,8 @@ func decodeSNAT(e nftables.SetElement) (in, ext netip.AddrPort, err error) {
 // snatOps returns the snat_udp operations that turn have into want,
 // deletes first.
 func (n *Nft) snatOps(have, want map[netip.AddrPort]netip.AddrPort) []elemOp {
-	var dels, adds []elemOp
+	var dels []elemOp
+	adds := make([]elemOp, 0, max(len(want)-len(have), 0))
 	for in, ext := range have {
 		if w, ok := want[in]; !ok || w != ext {
 			dels = append(dels, elemOp{del: true, set: n.snat, elem: snatElem(in, ext)})
@@ -91,7 +93,7 @@ func (n *Nft) snatOps(have, want map[netip.AddrPort]netip.AddrPort) []elemOp {
 // snatWant returns the translation of every Internal in ins: the
 // External of the preferred UDP mapping using it, per users and the
 // mappings in lookup (the state after a batch).
-func snatWant(ins map[netip.AddrPort]struct{}, users map[netip.AddrPort]map[mapping.Key]struct{},
+func snatWant(ins map[netip.AddrPort]struct{}, users map[netip.AddrPort][]mapping.Key,
 	extra map[netip.AddrPort][]mapping.Key, lookup func(mapping.Key) (mapping.Mapping, bool)) map[netip.AddrPort]netip.AddrPort {
 	want := make(map[netip.AddrPort]netip.AddrPort, len(ins))
 	for in := range ins {
@@ -106,7 +108,7 @@ func snatWant(ins map[netip.AddrPort]struct{}, users map[netip.AddrPort]map[mapp
 				best, found = k, true
 			}
 		}
-		for k := range users[in] {
+		for _, k := range users[in] {
 			consider(k)
 		}
 		for _, k := range extra[in] {
@@ -120,21 +122,22 @@ func snatWant(ins map[netip.AddrPort]struct{}, users map[netip.AddrPort]map[mapp
 }
 
 // indexSNAT records that the UDP mapping m is installed (add) or not.
+// Nearly every Internal has one user, so the users are a short slice,
+// not a set of their own.
 func (n *Nft) indexSNAT(m mapping.Mapping, add bool) {
 	if m.Proto != mapping.UDP {
 		return
 	}
 	ks := n.users[m.Internal]
-	if add {
-		if ks == nil {
-			ks = make(map[mapping.Key]struct{})
-			n.users[m.Internal] = ks
+	i := slices.Index(ks, m.Key)
+	switch {
+	case add && i < 0:
+		n.users[m.Internal] = append(ks, m.Key)
+	case !add && i >= 0:
+		if len(ks) == 1 {
+			delete(n.users, m.Internal)
+			return
 		}
-		ks[m.Key] = struct{}{}
-		return
-	}
-	delete(ks, m.Key)
-	if len(ks) == 0 {
-		delete(n.users, m.Internal)
+		n.users[m.Internal] = append(ks[:i:i], ks[i+1:]...) // a new array: Sync may restore the old index
 	}
 }
