@@ -62,7 +62,7 @@ func (s *Service) expire(id uint64) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), backendTimeout)
 	defer cancel()
-	if err := s.be.Apply(ctx, batch); err != nil {
+	if err := s.ap.apply(ctx, batch); err != nil {
 		// The leases are over whatever the backend says; make the backend
 		// match the table again soon.
 		s.log.Error("backend failed to remove expired mappings; will reconcile", "count", len(gone), "err", err)
@@ -85,7 +85,7 @@ func (s *Service) scheduleSync() {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), backendTimeout)
 		defer cancel()
-		if err := s.be.Sync(ctx, slices.Collect(s.table.All())); err != nil {
+		if err := s.syncLocked(ctx); err != nil {
 			s.log.Error("backend reconciliation failed; will retry", "err", err)
 			s.scheduleSync()
 			return
@@ -112,7 +112,8 @@ func (s *Service) syncLocked(ctx context.Context) error {
 	if s.closed {
 		return fmt.Errorf("portmap: closed: %w", mapping.ErrNetworkFailure)
 	}
-	return s.be.Sync(ctx, slices.AppendSeq(make([]mapping.Mapping, 0, s.table.Len()), s.table.All()))
+	s.syncs++
+	return s.ap.sync(ctx, slices.AppendSeq(make([]mapping.Mapping, 0, s.table.Len()), s.table.All()))
 }
 
 // Close stops expiry and removes every mapping from the backend (the
@@ -149,6 +150,7 @@ func (s *Service) close(keep bool) error {
 		sub.close()
 	}
 	clear(s.subs)
+	s.ap.drain() // no request is left waiting for the backend
 	if keep {
 		return s.be.(backend.Releaser).Release()
 	}

@@ -58,27 +58,34 @@ func (s *Service) settle(ctx context.Context, seq store.Seq) error {
 	return nil
 }
 
-// undo removes a new mapping whose lease could not be stored: a client
-// must not hold a port that a restart would silently take away. It does
-// nothing when m has changed or gone meanwhile.
-func (s *Service) undo(m mapping.Mapping) {
+// undo withdraws a new mapping that the client will not be told of: its
+// lease could not be stored (a client must not hold a port that a restart
+// would silently take away), or the backend refused it. It does nothing
+// when m has changed or gone meanwhile. installed, called with mu held,
+// says whether the backend may hold m; nil means it does.
+func (s *Service) undo(m mapping.Mapping, why string, installed func() bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	cur, ok := s.table.Get(m.Key)
 	if s.closed || !ok || cur.Client != m.Client || cur.Internal != m.Internal {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), backendTimeout)
-	defer cancel()
-	if err := s.be.Apply(ctx, []backend.Change{{Op: backend.Delete, Mapping: cur}}); err != nil {
-		s.log.Error("backend failed to withdraw an unstored mapping; will reconcile", "key", m.Key, "err", err)
-		s.scheduleSync()
+	if installed == nil || installed() {
+		ctx, cancel := context.WithTimeout(context.Background(), backendTimeout)
+		defer cancel()
+		if err := s.ap.apply(ctx, []backend.Change{{Op: backend.Delete, Mapping: cur}}); err != nil {
+			s.log.Error("backend failed to withdraw a mapping; will reconcile", "key", m.Key, "err", err)
+			s.scheduleSync()
+		}
 	}
 	s.table.Delete(m.Key)
 	s.forget(cur)
 	s.gen++
-	s.publish(Event{Kind: Removed, Mapping: cur})
-	s.log.Warn("mapping withdrawn: its lease could not be stored", "key", m.Key, "client", m.Client)
+	if installed == nil {
+		// Added was published; a mapping the backend refused never was.
+		s.publish(Event{Kind: Removed, Mapping: cur})
+	}
+	s.log.Warn("mapping withdrawn: "+why, "key", m.Key, "client", m.Client)
 }
 
 // Restored is what Restore did with the stored leases.

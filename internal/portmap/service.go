@@ -1,7 +1,10 @@
 // Package portmap holds the Service, the single owner of berth's mapping
 // state. It implements mapping.Mapper for the UPnP IGD, NAT-PMP (RFC 6886)
 // and PCP (RFC 6887) responders: every request goes policy → lease table →
-// backend, all or nothing, under one lock. The Service also expires leases
+// backend, all or nothing. Decisions and the table are under one lock; the
+// backend changes of concurrent new mappings share one batch (applier.go),
+// and a mapping the backend refuses is withdrawn before its client hears
+// of it. The Service also expires leases
 // from the table's min-heap on an injected clock, keeps the NAT-PMP/PCP
 // epoch, owns the static forwards and publishes change events.
 package portmap
@@ -51,6 +54,7 @@ type Config struct {
 // use.
 type Service struct {
 	be        backend.Backend
+	ap        *applier // makes every backend call but Close and Release
 	store     Store
 	clk       clock.Clock
 	log       *slog.Logger
@@ -63,6 +67,7 @@ type Service struct {
 	ext     netip.Addr
 	closed  bool
 	gen     uint64 // bumped on every change of the table's contents
+	syncs   uint64 // Syncs queued (a Sync installs the whole table)
 	timerAt time.Time
 	stop    func() bool
 	retry   func() bool // pending backend reconciliation
@@ -87,6 +92,7 @@ func New(c Config) *Service {
 	}
 	return &Service{
 		be:        c.Backend,
+		ap:        newApplier(c.Backend),
 		store:     c.Store,
 		clk:       c.Clock,
 		log:       log.With("component", "portmap"),
@@ -199,30 +205,93 @@ func (s *Service) Map(ctx context.Context, r mapping.Request) (mapping.Mapping, 
 	if !r.Internal.Addr().IsValid() || r.Internal.Port() == 0 {
 		return mapping.Mapping{}, fmt.Errorf("portmap: internal %v: %w", r.Internal, mapping.ErrInvalid)
 	}
-	s.mu.Lock()
-	m, seq, fresh, err := s.mapLocked(ctx, r)
-	s.mu.Unlock()
-	if err != nil {
-		return m, err
-	}
-	// The lease is on disk before the client hears of it; requests that
-	// arrive meanwhile share the same disk sync.
-	if err := s.settle(ctx, seq); err != nil {
-		if fresh {
-			s.undo(m)
+	var avoid []uint16 // ports the backend refused
+	for {
+		s.mu.Lock()
+		res, err := s.mapLocked(ctx, r, avoid)
+		s.mu.Unlock()
+		if err != nil {
+			return mapping.Mapping{}, err
 		}
-		s.log.Error("mapping not acknowledged: lease store failed", "key", m.Key, "client", r.Client, "err", err)
-		return mapping.Mapping{}, err
+		if res.wait != nil {
+			// The mapping is in the table; its backend change shares a
+			// batch with the other requests' (applier.go) and the disk
+			// sync runs meanwhile.
+			<-res.wait.done
+			if err := res.wait.err; err != nil {
+				if !res.fresh {
+					// A retransmission of a request whose mapping the
+					// backend refused: the first one withdraws it.
+					return mapping.Mapping{}, fmt.Errorf("portmap: backend: %w: %w", mapping.ErrNetworkFailure, err)
+				}
+				// Not in the backend, unless a Sync queued since put it
+				// there from the table.
+				s.undo(res.m, "the backend refused it", func() bool { return s.syncs != res.syncs })
+				if errors.Is(err, backend.ErrPortUnavailable) && !r.Exact && len(avoid) < maxPortRetries {
+					// Something else on the router holds the port: try another.
+					s.log.Warn("backend refused port, trying another", "key", res.m.Key, "err", err)
+					avoid = append(avoid, res.m.External.Port())
+					continue
+				}
+				return mapping.Mapping{}, backendErr(res.m.Key, r.Exact, err)
+			}
+			if res.fresh {
+				s.confirm(res.m)
+			}
+		}
+		// The lease is on disk before the client hears of it; requests
+		// that arrive meanwhile share the same disk sync.
+		if err := s.settle(ctx, res.seq); err != nil {
+			if res.fresh {
+				s.undo(res.m, "its lease could not be stored", nil)
+			}
+			s.log.Error("mapping not acknowledged: lease store failed", "key", res.m.Key, "client", r.Client, "err", err)
+			return mapping.Mapping{}, err
+		}
+		return res.m, nil
 	}
-	return m, nil
 }
 
-// mapLocked does Map's work with mu held. It returns the store sequence
-// number to wait for and whether the mapping is new (not a renewal).
-func (s *Service) mapLocked(ctx context.Context, r mapping.Request) (mapping.Mapping, store.Seq, bool, error) {
-	fail := func(err error) (mapping.Mapping, store.Seq, bool, error) { return mapping.Mapping{}, 0, false, err }
+// confirm publishes Added for a new mapping the backend took, unless it
+// has gone or changed meanwhile.
+func (s *Service) confirm(m mapping.Mapping) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if cur, ok := s.table.Get(m.Key); ok && !s.closed && cur.Client == m.Client && cur.Internal == m.Internal {
+		s.publish(Event{Kind: Added, Mapping: cur})
+	}
+}
+
+// backendErr is the error for a mapping the backend refused: the port is
+// taken (ErrConflict for an exact request, ErrNoResources when every port
+// tried was) or the backend failed.
+func backendErr(k mapping.Key, exact bool, err error) error {
+	if errors.Is(err, backend.ErrPortUnavailable) {
+		code := mapping.ErrConflict
+		if !exact {
+			code = mapping.ErrNoResources
+		}
+		return fmt.Errorf("portmap: %v: %w: %w", k, code, err)
+	}
+	return fmt.Errorf("portmap: backend: %w: %w", mapping.ErrNetworkFailure, err)
+}
+
+// mapped is what mapLocked did.
+type mapped struct {
+	m     mapping.Mapping
+	seq   store.Seq // the store sequence number to wait for
+	fresh bool      // a new mapping, not a renewal
+	// wait, when not nil, is the backend change still to be confirmed:
+	// the new mapping's, or the one a renewal of it must wait for.
+	wait  *ticket
+	syncs uint64 // Service.syncs when the mapping entered the table
+}
+
+// mapLocked does Map's work with mu held. avoid are ports the backend
+// refused for this request.
+func (s *Service) mapLocked(ctx context.Context, r mapping.Request, avoid []uint16) (mapped, error) {
 	if s.closed || !s.ext.IsValid() {
-		return fail(fmt.Errorf("portmap: no external address: %w", mapping.ErrNetworkFailure))
+		return mapped{}, fmt.Errorf("portmap: no external address: %w", mapping.ErrNetworkFailure)
 	}
 	usage := policy.Usage{Client: s.table.ClientCount(r.Client), Total: s.table.Len()}
 	if _, ok := s.table.Existing(r, s.ext); ok {
@@ -233,7 +302,7 @@ func (s *Service) mapLocked(ctx context.Context, r mapping.Request) (mapping.Map
 	if !d.Allow {
 		s.log.Info("mapping refused", "client", r.Client, "proto", r.Proto, "internal", r.Internal,
 			"suggest", r.Suggest.Port(), "rule", d.Rule, "origin", r.Origin.Kind)
-		return fail(fmt.Errorf("portmap: %w", d.Err))
+		return mapped{}, fmt.Errorf("portmap: %w", d.Err)
 	}
 	now := s.clk.Now()
 	var expires time.Time
@@ -241,10 +310,13 @@ func (s *Service) mapLocked(ctx context.Context, r mapping.Request) (mapping.Map
 		expires = now.Add(d.Lifetime)
 	}
 	allowed := d.Ports
+	for _, p := range avoid {
+		allowed = without(allowed, p)
+	}
 	for try := 0; ; try++ {
 		plan, err := s.table.Allocate(r, s.ext, allowed, expires)
 		if err != nil {
-			return fail(fmt.Errorf("portmap: %w", err))
+			return mapped{}, fmt.Errorf("portmap: %w", err)
 		}
 		if plan.Renewal() {
 			if plan.Old.Origin != plan.Mapping.Origin {
@@ -259,48 +331,52 @@ func (s *Service) mapLocked(ctx context.Context, r mapping.Request) (mapping.Map
 				s.log.Info("mapping renewed", "key", plan.Mapping.Key, "internal", plan.Mapping.Internal,
 					"client", r.Client, "lifetime", d.Lifetime, "origin", r.Origin.Kind)
 			}
-			return plan.Mapping, seq, false, nil
+			return mapped{m: plan.Mapping, seq: seq, wait: s.ap.pending(plan.Mapping.Key)}, nil
 		}
-		// A new key, a new internal target or new remote-peer filters:
-		// the backend replaces the old mapping (a Delete and an Add of the
-		// same key when only the target or the filters changed).
-		var batch []backend.Change
-		if plan.Replaces {
-			batch = append(batch, backend.Change{Op: backend.Delete, Mapping: plan.Old})
+		if !plan.Replaces {
+			// A new mapping: into the table now, into the backend with
+			// the next batch. Map withdraws it if the backend refuses.
+			if err := ctx.Err(); err != nil {
+				return mapped{}, fmt.Errorf("portmap: %w: %w", mapping.ErrNetworkFailure, err)
+			}
+			s.table.Commit(plan)
+			s.gen++
+			s.schedule()
+			t := s.ap.submit(&ticket{changes: []backend.Change{{Op: backend.Add, Mapping: plan.Mapping}}, track: plan.Mapping.Key})
+			seq := s.persist(plan.Mapping)
+			// Added is published once the backend took it (confirm).
+			s.log.Info("mapping created", "key", plan.Mapping.Key, "internal", plan.Mapping.Internal,
+				"client", r.Client, "lifetime", d.Lifetime, "rule", d.Rule, "origin", r.Origin.Kind,
+				"peers", plan.Mapping.Peers.String())
+			return mapped{m: plan.Mapping, seq: seq, fresh: true, wait: t, syncs: s.syncs}, nil
 		}
-		batch = append(batch, backend.Change{Op: backend.Add, Mapping: plan.Mapping})
-		err = s.be.Apply(ctx, batch)
+		// A new internal target or new remote-peer filters for a key the
+		// client holds: the backend replaces the old mapping (a Delete
+		// and an Add of the same key, or of two keys), before the table
+		// changes, so that a refusal leaves the old one working.
+		batch := []backend.Change{{Op: backend.Delete, Mapping: plan.Old}, {Op: backend.Add, Mapping: plan.Mapping}}
+		err = s.ap.apply(ctx, batch)
 		if errors.Is(err, backend.ErrPortUnavailable) && !r.Exact && try < maxPortRetries {
-			// Something else on the router holds the port: try another.
 			s.log.Warn("backend refused port, trying another", "key", plan.Mapping.Key, "err", err)
 			allowed = without(allowed, plan.Mapping.External.Port())
 			continue
 		}
-		if errors.Is(err, backend.ErrPortUnavailable) {
-			code := mapping.ErrConflict
-			if !r.Exact {
-				code = mapping.ErrNoResources // every port tried was refused
-			}
-			return fail(fmt.Errorf("portmap: %v: %w: %w", plan.Mapping.Key, code, err))
-		}
 		if err != nil {
-			return fail(fmt.Errorf("portmap: backend: %w: %w", mapping.ErrNetworkFailure, err))
+			return mapped{}, backendErr(plan.Mapping.Key, r.Exact, err)
 		}
 		s.table.Commit(plan)
 		s.gen++
 		s.schedule()
-		if plan.Replaces {
-			if plan.Old.Key != plan.Mapping.Key {
-				s.forget(plan.Old)
-			}
-			s.publish(Event{Kind: Removed, Mapping: plan.Old})
+		if plan.Old.Key != plan.Mapping.Key {
+			s.forget(plan.Old)
 		}
+		s.publish(Event{Kind: Removed, Mapping: plan.Old})
 		seq := s.persist(plan.Mapping)
 		s.publish(Event{Kind: Added, Mapping: plan.Mapping})
 		s.log.Info("mapping created", "key", plan.Mapping.Key, "internal", plan.Mapping.Internal,
 			"client", r.Client, "lifetime", d.Lifetime, "rule", d.Rule, "origin", r.Origin.Kind,
-			"replaced", plan.Replaces, "peers", plan.Mapping.Peers.String())
-		return plan.Mapping, seq, true, nil
+			"replaced", true, "peers", plan.Mapping.Peers.String())
+		return mapped{m: plan.Mapping, seq: seq, fresh: true}, nil
 	}
 }
 
@@ -366,7 +442,7 @@ func (s *Service) unmapLocked(ctx context.Context, r mapping.Request) (store.Seq
 	for i, m := range victims {
 		batch[i] = backend.Change{Op: backend.Delete, Mapping: m}
 	}
-	if err := s.be.Apply(ctx, batch); err != nil {
+	if err := s.ap.apply(ctx, batch); err != nil {
 		return 0, fmt.Errorf("portmap: backend: %w: %w", mapping.ErrNetworkFailure, err)
 	}
 	var seq store.Seq

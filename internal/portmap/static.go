@@ -101,7 +101,7 @@ func (s *Service) installStatic(ctx context.Context, fs []Forward) error {
 	if len(batch) == 0 {
 		return nil
 	}
-	if err := s.be.Apply(ctx, batch); err != nil {
+	if err := s.ap.apply(ctx, batch); err != nil {
 		return fmt.Errorf("portmap: static forwards: %w", err)
 	}
 	for _, m := range removed {
@@ -147,7 +147,7 @@ func (s *Service) SetExternalAddr(ctx context.Context, a netip.Addr) error {
 			batch = append(batch, backend.Change{Op: backend.Add, Mapping: n})
 		}
 		if len(batch) > 0 {
-			if err := s.be.Apply(ctx, batch); err != nil {
+			if err := s.ap.apply(ctx, batch); err != nil {
 				return fmt.Errorf("portmap: move mappings to %v: %w: %w", a, mapping.ErrNetworkFailure, err)
 			}
 		}

@@ -1,0 +1,318 @@
+package portmap
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/berthd/berth/internal/backend"
+	"github.com/berthd/berth/internal/backend/fake"
+	"github.com/berthd/berth/internal/clock/clocktest"
+	"github.com/berthd/berth/internal/mapping"
+	"github.com/berthd/berth/internal/policy"
+)
+
+// waitFor bounds every wait of these tests; it never measures anything.
+const waitFor = 5 * time.Second
+
+// gated is a fake backend whose Apply, while the gate is shut, stops on
+// entry until it opens: a batch stays "in the kernel" for as long as a
+// test needs.
+type gated struct {
+	*fake.Backend
+	mu      sync.Mutex
+	shut    chan struct{} // nil: open
+	entered chan struct{} // receives on every Apply
+}
+
+func newGated() *gated {
+	return &gated{Backend: &fake.Backend{}, entered: make(chan struct{}, 64)}
+}
+
+func (g *gated) close() {
+	g.mu.Lock()
+	if g.shut == nil {
+		g.shut = make(chan struct{})
+	}
+	g.mu.Unlock()
+}
+
+func (g *gated) open() {
+	g.mu.Lock()
+	if g.shut != nil {
+		close(g.shut)
+		g.shut = nil
+	}
+	g.mu.Unlock()
+}
+
+func (g *gated) Apply(ctx context.Context, cs []backend.Change) error {
+	g.mu.Lock()
+	shut := g.shut
+	g.mu.Unlock()
+	g.entered <- struct{}{}
+	if shut != nil {
+		<-shut
+	}
+	return g.Backend.Apply(ctx, cs)
+}
+
+func newGatedService(t *testing.T) (*Service, *gated) {
+	t.Helper()
+	pol, err := policy.New(policy.Config{LAN: []netip.Prefix{lan}, SecureMode: true, MaxPerClient: 100, MaxTotal: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := newGated()
+	s := New(Config{Backend: g, Policy: pol, Clock: clocktest.NewFake(t0), External: ext})
+	t.Cleanup(func() {
+		g.open()
+		s.Close()
+	})
+	return s, g
+}
+
+func entered(t *testing.T, g *gated) {
+	t.Helper()
+	select {
+	case <-g.entered:
+	case <-time.After(waitFor):
+		t.Fatal("no Apply reached the backend")
+	}
+}
+
+type result struct {
+	m   mapping.Mapping
+	err error
+}
+
+// mapAsync runs Map in a goroutine; the channel receives its outcome.
+func mapAsync(s *Service, r mapping.Request) <-chan result {
+	ch := make(chan result, 1)
+	go func() {
+		m, err := s.Map(ctx, r)
+		ch <- result{m, err}
+	}()
+	return ch
+}
+
+func outcome(t *testing.T, ch <-chan result) result {
+	t.Helper()
+	select {
+	case r := <-ch:
+		return r
+	case <-time.After(waitFor):
+		t.Fatal("Map did not return")
+		return result{}
+	}
+}
+
+// inTable waits until the Service's table holds n mappings: the requests
+// have queued their backend changes.
+func inTable(t *testing.T, s *Service, n int) {
+	t.Helper()
+	for i := 0; s.Len() < n; i++ {
+		if i == int(waitFor/time.Millisecond) {
+			t.Fatalf("table holds %d mappings, want %d", s.Len(), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestConcurrentMapsShareABatch checks that new mappings requested while
+// a backend batch is in the kernel are applied together, in one batch,
+// and that each request is answered only after it.
+func TestConcurrentMapsShareABatch(t *testing.T) {
+	s, g := newGatedService(t)
+	g.close()
+	first := mapAsync(s, pmp(hostA, mapping.UDP, 5000, 5000, time.Hour))
+	entered(t, g)
+	var rest []<-chan result
+	for i := range 5 {
+		rest = append(rest, mapAsync(s, pmp(hostB, mapping.UDP, uint16(6000+i), uint16(6000+i), time.Hour)))
+	}
+	inTable(t, s, 6)
+	select {
+	case r := <-rest[0]:
+		t.Fatalf("Map answered (%v, %v) before its backend batch ran", r.m, r.err)
+	default:
+	}
+	g.open()
+	for _, ch := range append(rest, first) {
+		if r := outcome(t, ch); r.err != nil {
+			t.Fatalf("Map: %v", r.err)
+		}
+	}
+	batches := g.Batches()
+	if len(batches) != 2 || len(batches[0]) != 1 || len(batches[1]) != 5 {
+		t.Fatalf("backend batches %v, want one of 1 change and one of the 5 that queued meanwhile", batches)
+	}
+	if fmt.Sprint(g.State()) != fmt.Sprint(s.List(mapping.Filter{})) {
+		t.Errorf("backend holds %v, table %v", g.State(), s.List(mapping.Filter{}))
+	}
+}
+
+// TestRefusedSharedBatch checks that when the backend refuses a shared
+// batch, every request gets its own outcome: one by one, only the change
+// the backend refuses fails, and it leaves no trace in the table or the
+// backend, and no event.
+func TestRefusedSharedBatch(t *testing.T) {
+	s, g := newGatedService(t)
+	sub := s.Subscribe(16)
+	g.close()
+	first := mapAsync(s, pmp(hostA, mapping.UDP, 5000, 5000, time.Hour))
+	entered(t, g)
+	var rest []<-chan result
+	for i := range 3 {
+		rest = append(rest, mapAsync(s, pmp(hostB, mapping.UDP, uint16(6000+i), uint16(6000+i), time.Hour)))
+	}
+	inTable(t, s, 4)
+	// The shared batch fails, then the second of the three, alone.
+	g.Fail(nil, fake.ErrInjected, nil, fake.ErrInjected)
+	g.open()
+	if r := outcome(t, first); r.err != nil {
+		t.Fatalf("first Map: %v", r.err)
+	}
+	var failed, ok []mapping.Mapping
+	for _, ch := range rest {
+		r := outcome(t, ch)
+		switch {
+		case errors.Is(r.err, mapping.ErrNetworkFailure):
+			failed = append(failed, r.m)
+		case r.err == nil:
+			ok = append(ok, r.m)
+		default:
+			t.Fatalf("Map: %v, want ErrNetworkFailure or success", r.err)
+		}
+	}
+	if len(failed) != 1 || len(ok) != 2 {
+		t.Fatalf("%d failed, %d succeeded; want 1 and 2", len(failed), len(ok))
+	}
+	list := s.List(mapping.Filter{})
+	if len(list) != 3 || fmt.Sprint(g.State()) != fmt.Sprint(list) {
+		t.Fatalf("table %v, backend %v; want the same 3 mappings", list, g.State())
+	}
+	var added int
+	for len(sub.C()) > 0 {
+		if e := <-sub.C(); e.Kind == Added {
+			added++
+		} else {
+			t.Errorf("event %v %v, want only Added", e.Kind, e.Mapping.Key)
+		}
+	}
+	if added != 3 {
+		t.Errorf("%d Added events, want 3 (none for the refused mapping)", added)
+	}
+}
+
+// TestRenewalWaitsForCreation checks that a retransmission of a request
+// whose mapping is still on its way to the backend waits for it and
+// shares its outcome: no success for a mapping the backend refused.
+func TestRenewalWaitsForCreation(t *testing.T) {
+	s, g := newGatedService(t)
+	for _, fail := range []bool{false, true} {
+		t.Run(fmt.Sprintf("refused=%v", fail), func(t *testing.T) {
+			r := pmp(hostA, mapping.TCP, 5000, 5000, time.Hour)
+			g.close()
+			defer g.open()
+			first := mapAsync(s, r)
+			entered(t, g)
+			again := mapAsync(s, r)
+			select {
+			case res := <-again:
+				t.Fatalf("retransmission answered (%v, %v) while the creation was in the backend", res.m, res.err)
+			case <-time.After(20 * time.Millisecond): // not a measurement: gives it a chance to answer wrongly
+			}
+			if fail {
+				g.Fail(fake.ErrInjected)
+			}
+			g.open()
+			r1, r2 := outcome(t, first), outcome(t, again)
+			if fail {
+				if !errors.Is(r1.err, mapping.ErrNetworkFailure) || !errors.Is(r2.err, mapping.ErrNetworkFailure) {
+					t.Fatalf("got %v and %v, want ErrNetworkFailure for both", r1.err, r2.err)
+				}
+				if s.Len() != 0 || len(g.State()) != 0 {
+					t.Fatalf("table %v, backend %v after a refused creation", s.List(mapping.Filter{}), g.State())
+				}
+				return
+			}
+			if r1.err != nil || r2.err != nil || r1.m.Key != r2.m.Key {
+				t.Fatalf("got (%v, %v) and (%v, %v), want the same mapping twice", r1.m, r1.err, r2.m, r2.err)
+			}
+			if err := s.Unmap(ctx, r); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// TestSyncOrderedWithQueuedChanges checks that a Sync queued behind
+// changes still in flight is applied after them, so that the backend
+// ends up with exactly the table.
+func TestSyncOrderedWithQueuedChanges(t *testing.T) {
+	s, g := newGatedService(t)
+	g.close()
+	first := mapAsync(s, pmp(hostA, mapping.UDP, 5000, 5000, time.Hour))
+	entered(t, g)
+	second := mapAsync(s, pmp(hostB, mapping.UDP, 6000, 6000, time.Hour))
+	inTable(t, s, 2)
+	synced := make(chan error, 1)
+	go func() { synced <- s.Sync(ctx) }()
+	g.open()
+	for _, ch := range []<-chan result{first, second} {
+		if r := outcome(t, ch); r.err != nil {
+			t.Fatal(r.err)
+		}
+	}
+	select {
+	case err := <-synced:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(waitFor):
+		t.Fatal("Sync did not return")
+	}
+	if g.Syncs() != 1 || fmt.Sprint(g.State()) != fmt.Sprint(s.List(mapping.Filter{})) {
+		t.Fatalf("%d syncs; backend %v, table %v", g.Syncs(), g.State(), s.List(mapping.Filter{}))
+	}
+}
+
+// TestCloseWaitsForBatch checks that Close lets a batch in the kernel
+// finish and answers its request before the backend closes.
+func TestCloseWaitsForBatch(t *testing.T) {
+	s, g := newGatedService(t)
+	g.close()
+	first := mapAsync(s, pmp(hostA, mapping.UDP, 5000, 5000, time.Hour))
+	entered(t, g)
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	select {
+	case <-closed:
+		t.Fatal("Close returned while a batch was in the backend")
+	case <-time.After(20 * time.Millisecond): // not a measurement: gives it a chance to return wrongly
+	}
+	g.open()
+	if r := outcome(t, first); r.err != nil {
+		t.Logf("Map during Close: %v", r.err)
+	}
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(waitFor):
+		t.Fatal("Close did not return")
+	}
+	if !g.Closed() || len(g.State()) != 0 {
+		t.Fatalf("backend closed %v, holds %v", g.Closed(), g.State())
+	}
+	if slices.ContainsFunc(g.Batches(), func(b []backend.Change) bool { return len(b) == 0 }) {
+		t.Error("an empty batch reached the backend")
+	}
+}
