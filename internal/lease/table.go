@@ -29,6 +29,7 @@ type entry struct {
 	nextExt, nextInt *entry
 	cprev, cnext     *entry
 	heapIdx          int
+	stored           int64 // StoredUntil in Unix nanoseconds; 0 unknown
 }
 
 type portKey struct {
@@ -128,6 +129,31 @@ func (t *Table) Grow(n int) {
 	t.byExt = make(map[portKey]*entry, n)
 	t.byInt = make(map[intKey]*entry, n)
 	t.expiry = make(expiryHeap, 0, n)
+}
+
+// StoredUntil returns the lease end that the lease store holds for k,
+// as SetStoredUntil recorded it; the zero Time when none was recorded
+// since k's mapping entered the table, or k is not in it. portmap uses it
+// to keep renewals that end no later off the disk.
+func (t *Table) StoredUntil(k mapping.Key) time.Time {
+	if e := t.find(k); e != nil && e.stored != 0 {
+		return time.Unix(0, e.stored)
+	}
+	return time.Time{}
+}
+
+// SetStoredUntil records that the store holds k's lease until end (see
+// StoredUntil). A renewal that updates the entry in place keeps it; a new
+// entry, even for the same key, starts without one.
+func (t *Table) SetStoredUntil(k mapping.Key, end time.Time) {
+	e := t.find(k)
+	if e == nil {
+		return
+	}
+	e.stored = 0
+	if !end.IsZero() {
+		e.stored = end.UnixNano()
+	}
 }
 
 // Len is the number of mappings.

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/berthd/berth/internal/backend"
+	"github.com/berthd/berth/internal/lease"
 	"github.com/berthd/berth/internal/mapping"
 	"github.com/berthd/berth/internal/policy"
 	"github.com/berthd/berth/internal/store"
@@ -20,6 +21,7 @@ type Store interface {
 	Put(m mapping.Mapping) store.Seq
 	Delete(k mapping.Key) store.Seq
 	Wait(ctx context.Context, seq store.Seq) error
+	Last() store.Seq
 }
 
 // durable reports whether m belongs in the store: every lease a client
@@ -28,13 +30,46 @@ func durable(m mapping.Mapping) bool {
 	return m.Origin.Kind != mapping.KindStatic && m.Origin.Kind != mapping.KindNone
 }
 
-// persist records m in the store; 0 when there is nothing to wait for.
-// Called with mu held.
-func (s *Service) persist(m mapping.Mapping) store.Seq {
+// storeSlack bounds how far beyond the lease a client was granted the
+// stored lease may end (see persist).
+const storeSlack = time.Hour
+
+// persist records m, which the table holds, in the store; 0 when there is
+// nothing to wait for. Called with mu held.
+//
+// The stored lease ends slack later than the one granted (slack is at
+// most storeSlack), so that a renewal ending no later than the stored
+// lease needs no write: with a lifetime L, a client that renews every L/2
+// writes every other renewal, retransmissions and immediate renewals
+// never, and a renewal costs no disk sync. The promise to the client
+// holds, since a restart restores at least the lease it was granted; a
+// lease may outlive a crash by up to slack.
+func (s *Service) persist(m mapping.Mapping, slack time.Duration) store.Seq {
 	if s.store == nil || !durable(m) {
 		return 0
 	}
+	if !m.Permanent() {
+		m.Expires = m.Expires.Add(min(max(slack, 0), storeSlack))
+	}
+	s.table.SetStoredUntil(m.Key, m.Expires)
 	return s.store.Put(m)
+}
+
+// persistRenewal records a renewal p (lease life) unless the store
+// already holds a lease for it that ends no earlier and says the same;
+// the sequence number returned then covers the earlier write, which may
+// still be on its way to disk. Called with mu held.
+func (s *Service) persistRenewal(p lease.Plan, life time.Duration) store.Seq {
+	m := p.Mapping
+	if s.store == nil || !durable(m) {
+		return 0
+	}
+	if !m.Permanent() && p.Old.Origin == m.Origin && p.Old.Peers.Equal(m.Peers) {
+		if end := s.table.StoredUntil(m.Key); !end.IsZero() && !m.Expires.After(end) {
+			return s.store.Last()
+		}
+	}
+	return s.persist(m, life)
 }
 
 // forget removes m from the store. Called with mu held.
@@ -128,7 +163,9 @@ func (s *Service) Restore(ctx context.Context, ms []mapping.Mapping) (Restored, 
 		s.table.Put(m)
 		if old != m.Key || m.Expires != orig {
 			s.forget(mapping.Mapping{Key: old, Origin: m.Origin})
-			s.persist(m)
+			s.persist(m, 0)
+		} else {
+			s.table.SetStoredUntil(m.Key, m.Expires)
 		}
 		r.Restored++
 	}

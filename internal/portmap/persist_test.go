@@ -123,6 +123,12 @@ func TestLeasesSurviveARestart(t *testing.T) {
 	if got != (Restored{Restored: 3}) {
 		t.Errorf("got %+v, want 3 restored", got)
 	}
+	// The stored leases end storeSlack after the granted ones (persist),
+	// within the policy's cap (7 days for UPnP).
+	for i := range want {
+		want[i].Expires = want[i].Expires.Add(storeSlack)
+	}
+	want[1].Expires = clk.Now().Add(7 * 24 * time.Hour)
 	sameMappings(t, b.List(mapping.Filter{}), want) // the static forward comes from the configuration
 	sameMappings(t, b.be.State(), want)
 	if b.be.Syncs() != 1 {
@@ -131,10 +137,15 @@ func TestLeasesSurviveARestart(t *testing.T) {
 	if e := b.Epoch(); e != epoch+30 {
 		t.Errorf("got epoch %d after 30 s down, want %d: no state was lost", e, epoch+30)
 	}
-	// The restored leases expire when they were going to.
-	clk.Advance(time.Hour - 120*time.Second)
+	// The restored leases last at least as long as granted, and at most
+	// storeSlack longer (persist).
+	clk.Advance(time.Hour - 121*time.Second)
+	if n := b.Len(); n != 3 {
+		t.Errorf("just before the leases granted end: %d mappings left, want 3", n)
+	}
+	clk.Advance(storeSlack + time.Second)
 	if n := b.Len(); n != 1 {
-		t.Errorf("an hour after the map: %d mappings left, want the 7-day one", n)
+		t.Errorf("%v after the leases granted ended: %d mappings left, want the 7-day one", storeSlack, n)
 	}
 }
 
@@ -148,7 +159,7 @@ func TestRestoreDropsWhatNoLongerHolds(t *testing.T) {
 	taken := mapOn(t, a.Service, pmp(hostB, mapping.TCP, 5003, 15003, time.Hour))
 	a.stop(t)
 
-	clk.Advance(300 * time.Second) // short ended while berthd was down
+	clk.Advance(450 * time.Second) // short ended while berthd was down, stored slack (200 s) included
 	newExt := netip.MustParseAddr("198.51.100.9")
 	pol := testPolicy(t, func(c *policy.Config) {
 		c.Rules = []policy.Rule{mustRule(t, "deny 25000-25999 0.0.0.0/0 0-65535"), mustRule(t, "allow 1024-65535 192.168.77.0/24 1024-65535")}
@@ -221,6 +232,7 @@ type failingStore struct {
 	fail error
 	puts []mapping.Key
 	dels []mapping.Key
+	last mapping.Mapping // of the last Put
 }
 
 func (f *failingStore) Put(m mapping.Mapping) store.Seq {
@@ -228,6 +240,7 @@ func (f *failingStore) Put(m mapping.Mapping) store.Seq {
 	defer f.mu.Unlock()
 	f.seq++
 	f.puts = append(f.puts, m.Key)
+	f.last = m
 	return f.seq
 }
 
@@ -236,6 +249,12 @@ func (f *failingStore) Delete(k mapping.Key) store.Seq {
 	defer f.mu.Unlock()
 	f.seq++
 	f.dels = append(f.dels, k)
+	return f.seq
+}
+
+func (f *failingStore) Last() store.Seq {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	return f.seq
 }
 
@@ -360,5 +379,67 @@ func BenchmarkRestart100k(b *testing.B) {
 		s.Close()
 		st.Close()
 		b.StartTimer()
+	}
+}
+
+// TestRenewalsWithinStoredLease checks that the store keeps a lease slack
+// beyond the one granted, and that renewals ending within it write
+// nothing, while a renewal beyond it, or one that changes what is stored,
+// writes.
+func TestRenewalsWithinStoredLease(t *testing.T) {
+	fs := &failingStore{}
+	clk := clocktest.NewFake(t0)
+	s := New(Config{Backend: &fake.Backend{}, Policy: testPolicy(t, nil), Clock: clk, External: ext, Store: fs})
+	defer s.Close()
+	puts := func() int {
+		fs.mu.Lock()
+		defer fs.mu.Unlock()
+		return len(fs.puts)
+	}
+	stored := func() time.Time {
+		fs.mu.Lock()
+		defer fs.mu.Unlock()
+		return fs.last.Expires
+	}
+	r := pmp(hostA, mapping.UDP, 5000, 15000, time.Hour)
+	m, err := s.Map(ctx, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := m.Expires.Add(storeSlack); puts() != 1 || !stored().Equal(want) {
+		t.Fatalf("after the map: %d puts, stored lease ends %v; want 1 and %v (granted + %v)", puts(), stored(), want, storeSlack)
+	}
+	steps := []struct {
+		advance time.Duration
+		req     mapping.Request
+		puts    int
+		why     string
+	}{
+		{0, r, 1, "a retransmission"},
+		{30 * time.Minute, r, 1, "a renewal at half the lifetime"},
+		{30 * time.Minute, r, 1, "a renewal ending with the stored lease"},
+		{time.Second, r, 2, "a renewal ending after the stored lease"},
+		{0, func() mapping.Request { q := r; q.Origin.Kind = mapping.KindPCP; return q }(), 3, "a renewal by another protocol"},
+	}
+	for _, st := range steps {
+		clk.Advance(st.advance)
+		m, err := s.Map(ctx, st.req)
+		if err != nil {
+			t.Fatalf("%s: %v", st.why, err)
+		}
+		if puts() != st.puts {
+			t.Errorf("%s: %d puts, want %d", st.why, puts(), st.puts)
+		}
+		if stored().Before(m.Expires) {
+			t.Errorf("%s: the stored lease ends %v, before the granted %v", st.why, stored(), m.Expires)
+		}
+	}
+	// A short lifetime gets a slack of its own length.
+	short, err := s.Map(ctx, pmp(hostB, mapping.UDP, 5000, 16000, 200*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := short.Expires.Add(200 * time.Second); !stored().Equal(want) {
+		t.Errorf("200 s lease stored until %v, want %v", stored(), want)
 	}
 }

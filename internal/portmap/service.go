@@ -324,7 +324,7 @@ func (s *Service) mapLocked(ctx context.Context, r mapping.Request, avoid []uint
 			}
 			s.table.Commit(plan)
 			s.schedule()
-			seq := s.persist(plan.Mapping)
+			seq := s.persistRenewal(plan, d.Lifetime)
 			// Renewals are the hot path: do not box the arguments for
 			// nothing when Info is off.
 			if s.log.Enabled(ctx, slog.LevelInfo) {
@@ -343,7 +343,7 @@ func (s *Service) mapLocked(ctx context.Context, r mapping.Request, avoid []uint
 			s.gen++
 			s.schedule()
 			t := s.ap.submit(&ticket{changes: []backend.Change{{Op: backend.Add, Mapping: plan.Mapping}}, track: plan.Mapping.Key})
-			seq := s.persist(plan.Mapping)
+			seq := s.persist(plan.Mapping, d.Lifetime)
 			// Added is published once the backend took it (confirm).
 			s.log.Info("mapping created", "key", plan.Mapping.Key, "internal", plan.Mapping.Internal,
 				"client", r.Client, "lifetime", d.Lifetime, "rule", d.Rule, "origin", r.Origin.Kind,
@@ -371,7 +371,7 @@ func (s *Service) mapLocked(ctx context.Context, r mapping.Request, avoid []uint
 			s.forget(plan.Old)
 		}
 		s.publish(Event{Kind: Removed, Mapping: plan.Old})
-		seq := s.persist(plan.Mapping)
+		seq := s.persist(plan.Mapping, d.Lifetime)
 		s.publish(Event{Kind: Added, Mapping: plan.Mapping})
 		s.log.Info("mapping created", "key", plan.Mapping.Key, "internal", plan.Mapping.Internal,
 			"client", r.Client, "lifetime", d.Lifetime, "rule", d.Rule, "origin", r.Origin.Kind,

@@ -157,7 +157,7 @@ func (s *Service) SetExternalAddr(ctx context.Context, a netip.Addr) error {
 			// Not waited for: a restart moves stored leases to the
 			// address of the day anyway.
 			s.forget(batch[i].Mapping)
-			s.persist(n)
+			s.persist(n, 0)
 		}
 		s.gen++
 	}

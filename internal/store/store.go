@@ -316,6 +316,14 @@ func (s *Store) SetEpochBase(t time.Time) Seq {
 	return s.queueLocked()
 }
 
+// Last returns the sequence number of the last change recorded: Wait for
+// it returns once every change recorded so far is durable.
+func (s *Store) Last() Seq {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.issued
+}
+
 func (s *Store) queueLocked() Seq {
 	s.issued++
 	s.queued = s.issued

@@ -447,3 +447,29 @@ func TestSecondOpenOfADirectoryFails(t *testing.T) {
 	}
 	b.Close()
 }
+
+// TestLast checks that Last is the sequence number of the last change
+// recorded, and that waiting for it waits for every change before.
+func TestLast(t *testing.T) {
+	s, _ := mustOpen(t, Options{Dir: t.TempDir()}, osFS{})
+	defer s.Close()
+	if s.Last() != 0 {
+		t.Fatalf("Last of a new store = %d, want 0", s.Last())
+	}
+	var seq Seq
+	for i := range 3 {
+		seq = s.Put(testMapping(i))
+	}
+	if s.Last() != seq {
+		t.Fatalf("Last = %d after Puts up to %d", s.Last(), seq)
+	}
+	if err := s.Wait(context.Background(), s.Last()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Wait(context.Background(), seq-2); err != nil {
+		t.Fatal(err)
+	}
+	if d := s.Delete(testMapping(0).Key); s.Last() != d {
+		t.Fatalf("Last = %d after a Delete numbered %d", s.Last(), d)
+	}
+}
