@@ -164,6 +164,7 @@ func (s *Service) Restore(ctx context.Context, ms []mapping.Mapping) (Restored, 
 		if old != m.Key || m.Expires != orig {
 			s.forget(mapping.Mapping{Key: old, Origin: m.Origin})
 			s.persist(m, 0)
+
 		} else {
 			s.table.SetStoredUntil(m.Key, m.Expires)
 		}
@@ -191,7 +192,7 @@ func (s *Service) admit(m mapping.Mapping, now time.Time) (mapping.Mapping, stri
 	}
 	r := mapping.Request{
 		Client: m.Client, Proto: m.Proto, Internal: m.Internal, Suggest: m.External, Exact: true,
-		Remote: m.Remote, Lifetime: m.Remaining(now), Origin: m.Origin, Peers: m.Peers,
+		Remote: m.Remote, Lifetime: m.Expires.Sub(now), Origin: m.Origin, Peers: m.Peers,
 	}
 	if m.Permanent() {
 		r.Lifetime = 0
@@ -200,8 +201,14 @@ func (s *Service) admit(m mapping.Mapping, now time.Time) (mapping.Mapping, stri
 	if !d.Allow {
 		return m, fmt.Sprintf("policy: %v (%s)", d.Err, d.Rule)
 	}
-	if d.Lifetime > 0 && (m.Permanent() || m.Expires.Sub(now) > d.Lifetime) {
-		m.Expires = now.Add(d.Lifetime) // the cap was lowered meanwhile
+	// The stored lease may end up to a slack after the one granted
+	// (persist); only a lease beyond what the policy grants now, slack
+	// included, is cut: the cap was lowered meanwhile.
+	if d.Lifetime > 0 {
+		limit := d.Lifetime + min(d.Lifetime, storeSlack)
+		if m.Permanent() || m.Expires.Sub(now) > limit {
+			m.Expires = now.Add(limit)
+		}
 	}
 	return m, ""
 }

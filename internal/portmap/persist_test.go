@@ -123,12 +123,10 @@ func TestLeasesSurviveARestart(t *testing.T) {
 	if got != (Restored{Restored: 3}) {
 		t.Errorf("got %+v, want 3 restored", got)
 	}
-	// The stored leases end storeSlack after the granted ones (persist),
-	// within the policy's cap (7 days for UPnP).
+	// The stored leases end storeSlack after the granted ones (persist).
 	for i := range want {
 		want[i].Expires = want[i].Expires.Add(storeSlack)
 	}
-	want[1].Expires = clk.Now().Add(7 * 24 * time.Hour)
 	sameMappings(t, b.List(mapping.Filter{}), want) // the static forward comes from the configuration
 	sameMappings(t, b.be.State(), want)
 	if b.be.Syncs() != 1 {
@@ -441,5 +439,51 @@ func TestRenewalsWithinStoredLease(t *testing.T) {
 	}
 	if want := short.Expires.Add(200 * time.Second); !stored().Equal(want) {
 		t.Errorf("200 s lease stored until %v, want %v", stored(), want)
+	}
+}
+
+// TestRestoreRewritesOnlyWhatChanged checks that a restart writes
+// nothing for leases that come back as they were stored (with their
+// slack, at any fraction of a second), and cuts and rewrites the leases
+// that run beyond a lifetime cap lowered meanwhile.
+func TestRestoreRewritesOnlyWhatChanged(t *testing.T) {
+	clk := clocktest.NewFake(t0)
+	stored := []mapping.Mapping{
+		{Key: mapping.Key{Proto: mapping.UDP, External: netip.AddrPortFrom(ext, 15000)}, Internal: netip.MustParseAddrPort("192.168.77.10:5000"),
+			Client: hostA, Origin: mapping.Origin{Kind: mapping.KindNATPMP}, Expires: t0.Add(2*time.Hour - 300*time.Millisecond)},
+		{Key: mapping.Key{Proto: mapping.TCP, External: netip.AddrPortFrom(ext, 15001)}, Internal: netip.MustParseAddrPort("192.168.77.10:5001"),
+			Client: hostA, Origin: mapping.Origin{Kind: mapping.KindPCP}, Expires: t0.Add(25 * time.Hour)}, // a day's lease, slack included
+	}
+	fs := &failingStore{}
+	s := New(Config{Backend: &fake.Backend{}, Policy: testPolicy(t, nil), Clock: clk, External: ext, Store: fs})
+	got, err := s.Restore(ctx, slices.Clone(stored))
+	if err != nil || got.Restored != 2 {
+		t.Fatalf("Restore: %+v, %v", got, err)
+	}
+	if len(fs.puts) != 0 || len(fs.dels) != 0 {
+		t.Errorf("restoring unchanged leases wrote %d puts and %d deletes, want none", len(fs.puts), len(fs.dels))
+	}
+	sameMappings(t, s.List(mapping.Filter{}), stored)
+	s.Close()
+
+	// The cap is now 10 minutes: the leases end at most 10 minutes, plus
+	// 10 minutes of slack, from now.
+	fs = &failingStore{}
+	low := testPolicy(t, func(c *policy.Config) {
+		c.Lifetime[mapping.KindNATPMP] = policy.Lifetimes{Min: 120 * time.Second, Max: 10 * time.Minute}
+		c.Lifetime[mapping.KindPCP] = policy.Lifetimes{Min: 120 * time.Second, Max: 10 * time.Minute}
+	})
+	s = New(Config{Backend: &fake.Backend{}, Policy: low, Clock: clk, External: ext, Store: fs})
+	defer s.Close()
+	if got, err := s.Restore(ctx, slices.Clone(stored)); err != nil || got.Restored != 2 {
+		t.Fatalf("Restore: %+v, %v", got, err)
+	}
+	want := slices.Clone(stored)
+	for i := range want {
+		want[i].Expires = t0.Add(20 * time.Minute)
+	}
+	sameMappings(t, s.List(mapping.Filter{}), want)
+	if len(fs.puts) != 2 {
+		t.Errorf("%d leases rewritten after the cap was lowered, want 2", len(fs.puts))
 	}
 }
