@@ -23,7 +23,11 @@ func WatchAddrs(ctx context.Context, changed func(), log *slog.Logger) error {
 	sub := func() (chan netlink.AddrUpdate, error) {
 		ch := make(chan netlink.AddrUpdate, 64)
 		err := netlink.AddrSubscribeWithOptions(ch, ctx.Done(), netlink.AddrSubscribeOptions{
-			ErrorCallback: func(err error) { log.Warn("address watch: netlink error", "err", err) },
+			ErrorCallback: func(err error) {
+				if ctx.Err() == nil { // at the end the library reports its closed socket
+					log.Warn("address watch: netlink error", "err", err)
+				}
+			},
 		})
 		return ch, err
 	}

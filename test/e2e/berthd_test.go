@@ -134,6 +134,29 @@ func containsMsg(msgs []string, msg string) bool {
 	return false
 }
 
+// waitMsg reports whether berthd logs msg, or has logged it, within
+// within: a line may reach the test after the packet berthd sent next to
+// it.
+func (d *berthd) waitMsg(msg string, within time.Duration) bool {
+	timeout := time.NewTimer(within)
+	defer timeout.Stop()
+	for {
+		d.mu.Lock()
+		grew, found := d.grew, containsMsg(d.msgs, msg)
+		d.mu.Unlock()
+		if found {
+			return true
+		}
+		select {
+		case <-grew:
+		case <-d.exit:
+			return false
+		case <-timeout.C:
+			return false
+		}
+	}
+}
+
 func (d *berthd) add(s string) {
 	var l struct{ Msg string }
 	if json.Unmarshal([]byte(s), &l) != nil {

@@ -193,11 +193,9 @@ func TestVIP(t *testing.T) {
 			t.Fatalf("announcement after the address arrived: from %q, want %v", from, vip)
 		}
 		// Heard because berthd noticed, not because a start-up repeat
-		// happened to fall after the address came.
-		standby.mu.Lock()
-		noticed := containsMsg(standby.msgs, "virtual gateway address arrived: announcing")
-		standby.mu.Unlock()
-		if !noticed {
+		// happened to fall after the address came. (The log line may
+		// reach the test a little after the announcement.)
+		if !standby.waitMsg("virtual gateway address arrived: announcing", 5*time.Second) {
 			t.Fatalf("berthd did not notice the virtual address arriving:\n%s", standby.dump())
 		}
 		waitPMP(t, topo, vip)
