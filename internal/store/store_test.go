@@ -289,8 +289,9 @@ func TestCompactionConcurrent(t *testing.T) {
 	}
 }
 
-// TestCompactOnOpen: a journal with too many superseded records is
-// compacted when opened.
+// TestCompactOnOpen: a journal with too many superseded records, as a
+// crash leaves it (Close would have compacted it), is compacted when
+// opened.
 func TestCompactOnOpen(t *testing.T) {
 	dir := t.TempDir()
 	o := Options{Dir: dir, NoSync: true, CompactMin: 1 << 20}
@@ -302,7 +303,15 @@ func TestCompactOnOpen(t *testing.T) {
 		seq = s.Put(m)
 	}
 	wait(t, s, seq)
+	journal := filepath.Join(dir, journalName)
+	crashed, err := os.ReadFile(journal)
+	if err != nil {
+		t.Fatal(err)
+	}
 	s.Close()
+	if err := os.WriteFile(journal, crashed, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	o.CompactMin = 10
 	sys := &faultFS{}
 	_, ld := mustOpen(t, o, sys)
@@ -471,5 +480,56 @@ func TestLast(t *testing.T) {
 	}
 	if d := s.Delete(testMapping(0).Key); s.Last() != d {
 		t.Fatalf("Last = %d after a Delete numbered %d", s.Last(), d)
+	}
+}
+
+// TestCloseCompacts checks that Close leaves a journal with many
+// superseded records holding only the live ones, so that the next start
+// reads no more than it must, and leaves a journal with few as it is.
+func TestCloseCompacts(t *testing.T) {
+	dir := t.TempDir()
+	journal := filepath.Join(dir, journalName)
+	s, _ := mustOpen(t, Options{Dir: dir, NoSync: true}, nil)
+	var seq Seq
+	for i := range 10 {
+		seq = s.Put(testMapping(i))
+	}
+	wait(t, s, seq)
+	for range 3 { // three renewals: too few to rewrite
+		seq = s.Put(testMapping(0))
+	}
+	wait(t, s, seq)
+	few, err := os.Stat(journal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Stat(journal); err != nil || st.Size() != few.Size() || !os.SameFile(st, few) {
+		t.Fatalf("Close rewrote a journal with 3 superseded records (%v, %v)", st, err)
+	}
+
+	s, ld := mustOpen(t, Options{Dir: dir, NoSync: true}, nil)
+	if len(ld.Mappings) != 10 {
+		t.Fatalf("reopened: %d mappings, want 10", len(ld.Mappings))
+	}
+	for i := range 2000 {
+		seq = s.Put(testMapping(i % 10))
+	}
+	wait(t, s, seq)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(journal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Size() > few.Size() {
+		t.Errorf("after 2,000 renewals of 10 leases and Close, the journal holds %d bytes, want at most %d (the live records)", st.Size(), few.Size())
+	}
+	_, ld = mustOpen(t, Options{Dir: dir, NoSync: true}, nil)
+	if len(ld.Mappings) != 10 || ld.Lost {
+		t.Fatalf("after the compaction at close: %d mappings (lost %v), want 10", len(ld.Mappings), ld.Lost)
 	}
 }
