@@ -24,6 +24,12 @@ type leases struct {
 	loaded store.Loaded
 }
 
+// openedLeases is openLeases' outcome, from the goroutine that ran it.
+type openedLeases struct {
+	l   *leases
+	err error
+}
+
 // openLeases opens the lease store the configuration names and reports
 // what it found. A damaged store is not an error: every readable lease is
 // recovered and the damage logged.
