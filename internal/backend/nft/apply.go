@@ -166,10 +166,11 @@ func (n *Nft) Sync(ctx context.Context, want []mapping.Mapping) error {
 		if err != nil {
 			return fmt.Errorf("nft: sync: %w", err)
 		}
-		if _, dup := next[m.Key]; dup {
+		size := len(next)
+		next[m.Key] = m // one hash per mapping: a key seen before leaves the size
+		if len(next) == size {
 			return fmt.Errorf("nft: sync: %s listed twice: %w", m.Key, mapping.ErrInvalid)
 		}
-		next[m.Key] = m
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("nft: sync: %w", err)
@@ -222,14 +223,7 @@ func (n *Nft) Sync(ctx context.Context, want []mapping.Mapping) error {
 	}
 	var snatWanted map[netip.AddrPort]netip.AddrPort
 	if n.snat != nil {
-		ins := make(map[netip.AddrPort]struct{}, len(n.users))
-		for in := range n.users {
-			ins[in] = struct{}{}
-		}
-		snatWanted = snatWant(ins, n.users, nil, func(k mapping.Key) (mapping.Mapping, bool) {
-			m, ok := next[k]
-			return m, ok
-		})
+		snatWanted = snatOfUsers(n.users)
 		ops = append(ops, n.snatOps(snatHave, snatWanted)...)
 	}
 	if err := n.commit(ops); err != nil {

@@ -121,6 +121,23 @@ func snatWant(ins map[netip.AddrPort]struct{}, users map[netip.AddrPort][]mappin
 	return want
 }
 
+// snatOfUsers is snatWant for every Internal of users when users indexes
+// exactly the mappings wanted (Sync): each key in it is a UDP mapping of
+// that Internal, so no lookup is needed.
+func snatOfUsers(users map[netip.AddrPort][]mapping.Key) map[netip.AddrPort]netip.AddrPort {
+	want := make(map[netip.AddrPort]netip.AddrPort, len(users))
+	for in, ks := range users {
+		best := ks[0]
+		for _, k := range ks[1:] {
+			if snatWinner(k, best) {
+				best = k
+			}
+		}
+		want[in] = best.External
+	}
+	return want
+}
+
 // indexSNAT records that the UDP mapping m is installed (add) or not.
 // Nearly every Internal has one user, so the users are a short slice,
 // not a set of their own.
