@@ -52,8 +52,8 @@ func (n *Nft) Apply(ctx context.Context, cs []backend.Change) error {
 		if s, ok := overlay[k]; ok {
 			return s.m, s.ok
 		}
-		m, ok := n.installed[k]
-		return m, ok
+		v, ok := n.installed[k]
+		return v.mapping(k), ok
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("nft: apply: %w", err)
@@ -102,8 +102,8 @@ func (n *Nft) Apply(ctx context.Context, cs []backend.Change) error {
 		snatTouched = make(map[netip.AddrPort]struct{})
 		extra := make(map[netip.AddrPort][]mapping.Key)
 		for k, s := range overlay {
-			if old, ok := n.installed[k]; ok && old.Proto == mapping.UDP {
-				snatTouched[old.Internal] = struct{}{}
+			if old, ok := n.installed[k]; ok && k.Proto == mapping.UDP {
+				snatTouched[old.internal] = struct{}{}
 			}
 			if s.ok && s.m.Proto == mapping.UDP {
 				snatTouched[s.m.Internal] = struct{}{}
@@ -124,10 +124,10 @@ func (n *Nft) Apply(ctx context.Context, cs []backend.Change) error {
 	}
 	for k, s := range overlay {
 		if old, ok := n.installed[k]; ok {
-			n.indexSNAT(old, false)
+			n.indexSNAT(old.mapping(k), false)
 		}
 		if s.ok {
-			n.installed[k] = s.m
+			n.installed[k] = instOf(s.m)
 			n.indexSNAT(s.m, true)
 		} else {
 			delete(n.installed, k)
@@ -160,14 +160,14 @@ func (n *Nft) Sync(ctx context.Context, want []mapping.Mapping) error {
 	if n.closed {
 		return fmt.Errorf("nft: sync: %w", ErrClosed)
 	}
-	next := make(map[mapping.Key]mapping.Mapping, len(want))
+	next := make(map[mapping.Key]inst, len(want))
 	for _, m := range want {
 		m, err := validate(m)
 		if err != nil {
 			return fmt.Errorf("nft: sync: %w", err)
 		}
 		size := len(next)
-		next[m.Key] = m // one hash per mapping: a key seen before leaves the size
+		next[m.Key] = instOf(m) // one hash per mapping: a key seen before leaves the size
 		if len(next) == size {
 			return fmt.Errorf("nft: sync: %s listed twice: %w", m.Key, mapping.ErrInvalid)
 		}
@@ -201,14 +201,14 @@ func (n *Nft) Sync(ctx context.Context, want []mapping.Mapping) error {
 	ops := make([]elemOp, 0, len(next)+len(next)/2+16)
 	var removed []mapping.Mapping
 	for k, c := range cur {
-		if m, ok := next[k]; !ok || !sameElem(c, m) {
+		if v, ok := next[k]; !ok || c.Internal != v.internal {
 			ops = n.appendOp(ops, true, c)
 			removed = append(removed, c)
 		}
 	}
-	for k, m := range next {
-		if c, ok := cur[k]; !ok || !sameElem(c, m) {
-			ops = n.appendOp(ops, false, m)
+	for k, v := range next {
+		if c, ok := cur[k]; !ok || c.Internal != v.internal {
+			ops = n.appendOp(ops, false, v.mapping(k))
 		}
 	}
 	fops, err := n.filterSyncOps(next, why != "")
@@ -218,8 +218,8 @@ func (n *Nft) Sync(ctx context.Context, want []mapping.Mapping) error {
 	ops = append(ops, fops...)
 	prevUsers, prevKernel := n.users, n.snatKernel
 	n.resetSNAT()
-	for _, m := range next {
-		n.indexSNAT(m, true)
+	for k, v := range next {
+		n.indexSNAT(v.mapping(k), true)
 	}
 	var snatWanted map[netip.AddrPort]netip.AddrPort
 	if n.snat != nil {
@@ -369,7 +369,7 @@ func (n *Nft) damaged() string {
 
 // read returns the mappings in the kernel's maps (Key and Internal only).
 func (n *Nft) read() (map[mapping.Key]mapping.Mapping, error) {
-	out := make(map[mapping.Key]mapping.Mapping, len(n.installed))
+	out := make(map[mapping.Key]mapping.Mapping)
 	for _, s := range []*nftables.Set{n.dnat, n.remote} {
 		es, err := n.conn.GetSetElements(s)
 		if err != nil {
@@ -428,5 +428,9 @@ func (n *Nft) Counters(ctx context.Context) (map[mapping.Key]Counter, error) {
 func (n *Nft) mappings() map[mapping.Key]mapping.Mapping {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return maps.Clone(n.installed)
+	out := make(map[mapping.Key]mapping.Mapping, len(n.installed))
+	for k, v := range n.installed {
+		out[k] = v.mapping(k)
+	}
+	return out
 }

@@ -112,6 +112,23 @@ func decode(remote bool, e nftables.SetElement) (mapping.Mapping, error) {
 	return m, nil
 }
 
+// inst is what the backend keeps of an installed mapping besides its Key:
+// what its elements are made of. A whole mapping.Mapping (192 bytes, the
+// lease, the client, the description) would double the backend's memory
+// for nothing it uses.
+type inst struct {
+	internal netip.AddrPort
+	peers    *mapping.Peers
+}
+
+func instOf(m mapping.Mapping) inst { return inst{internal: m.Internal, peers: m.Peers} }
+
+// mapping returns the installed mapping of key k: Key, Proto, Internal and
+// Peers.
+func (v inst) mapping(k mapping.Key) mapping.Mapping {
+	return mapping.Mapping{Key: k, Internal: v.internal, Peers: v.peers}
+}
+
 // sameElem reports whether a and b are the same kernel element: same Key
 // and same Internal. Other fields live only in berth.
 func sameElem(a, b mapping.Mapping) bool {

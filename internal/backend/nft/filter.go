@@ -259,14 +259,17 @@ func elemID(e nftables.SetElement) string {
 // filterSyncOps returns the operations that make filtered and allowed hold
 // exactly the filters of want, against what the kernel holds (nothing
 // when empty is true: the table is being recreated), deletes first.
-func (n *Nft) filterSyncOps(want map[mapping.Key]mapping.Mapping, empty bool) ([]elemOp, error) {
+func (n *Nft) filterSyncOps(want map[mapping.Key]inst, empty bool) ([]elemOp, error) {
 	type elem struct {
 		set *nftables.Set
 		e   nftables.SetElement
 	}
 	wanted := make(map[string]elem)
-	for _, m := range want {
-		f, a := filterElems(m)
+	for k, v := range want {
+		if v.peers.Empty() {
+			continue // no filter elements
+		}
+		f, a := filterElems(v.mapping(k))
 		for _, e := range f {
 			wanted[setFiltered+elemID(e)] = elem{n.filtered, e}
 		}

@@ -545,8 +545,8 @@ func (n *Nft) verify() string {
 		return err.Error()
 	}
 	missing := 0
-	for k, m := range n.installed {
-		if c, ok := cur[k]; !ok || !sameElem(c, m) {
+	for k, v := range n.installed {
+		if c, ok := cur[k]; !ok || c.Internal != v.internal {
 			missing++
 		}
 	}

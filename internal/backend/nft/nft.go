@@ -203,7 +203,7 @@ type Nft struct {
 	// installed is what the last successful batch left in the kernel,
 	// by Key: the Internal address:port. Apply computes its batch against
 	// it; Sync re-reads the kernel.
-	installed map[mapping.Key]mapping.Mapping
+	installed map[mapping.Key]inst
 	batches   uint64
 	failed    uint64
 	// users indexes the installed UDP mappings by Internal, and
@@ -246,7 +246,7 @@ func New(c Config) (*Nft, error) {
 		log:       log.With("component", "nft"),
 		conn:      c.Conn,
 		table:     &nftables.Table{Name: c.Table, Family: nftables.TableFamilyIPv4},
-		installed: make(map[mapping.Key]mapping.Mapping),
+		installed: make(map[mapping.Key]inst),
 		ct:        c.Conntrack,
 		lost:      make(chan string, 1),
 	}
