@@ -24,6 +24,13 @@ import (
 // snapshot of the table taken after every change queued before it, so
 // those are applied first and the snapshot then wins.
 //
+// Combining keeps Backend.Apply's rule that a batch never adds a Key
+// twice: the only tickets queued without waiting are new mappings, each
+// on a key the table did not hold; every other change (a delete, a
+// replacement, an expiry, a static forward, an address move, a Sync) is
+// queued with Service.mu held until its ticket is done, so nothing queues
+// behind it in the same batch.
+//
 // Lock order: Service.mu, then applier.mu. The applier's goroutine never
 // takes Service.mu, so a caller may wait for a ticket with Service.mu
 // held.
