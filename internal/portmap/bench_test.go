@@ -162,3 +162,21 @@ func BenchmarkServiceExpire(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkListOnePort measures List for one external port
+// (GetSpecificPortMappingEntry, the IGD listing's lease refresh): the cost
+// should not grow with the table.
+func BenchmarkListOnePort(b *testing.B) {
+	for _, n := range benchSizes[:2] {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			s, _ := benchService(b, n)
+			defer s.Close()
+			f := mapping.Filter{Proto: mapping.TCP, Ports: mapping.PortRange{Lo: 1100, Hi: 1100}}
+			for b.Loop() {
+				if len(s.List(f)) != 1 {
+					b.Fatal("no mapping on the port")
+				}
+			}
+		})
+	}
+}

@@ -165,11 +165,30 @@ func (s *Service) Generation() uint64 {
 	return s.gen
 }
 
-// List returns the mappings that pass f, sorted by key.
+// portIndexSpan is the widest external port range List looks up port by
+// port in the table's port index rather than walking a client's or every
+// mapping.
+const portIndexSpan = 256
+
+// List returns the mappings that pass f, sorted by key. A filter on a few
+// external ports (GetSpecificPortMappingEntry, the listing's lease
+// refresh) costs the mappings on those ports, not the table.
 func (s *Service) List(f mapping.Filter) []mapping.Mapping {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []mapping.Mapping
+	if f.Ports != (mapping.PortRange{}) && int(f.Ports.Hi)-int(f.Ports.Lo) < portIndexSpan {
+		protos := []mapping.Protocol{mapping.TCP, mapping.UDP}
+		if f.Proto != 0 {
+			protos = []mapping.Protocol{f.Proto}
+		}
+		for _, p := range protos {
+			for port := int(f.Ports.Lo); port <= int(f.Ports.Hi); port++ {
+				out = append(out, s.table.OnPort(p, uint16(port))...)
+			}
+		}
+		return filterSorted(out, f)
+	}
 	if f.Client.IsValid() {
 		out = s.table.Client(f.Client, f.Proto)
 		out = filterSorted(out, f)

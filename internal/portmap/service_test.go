@@ -534,3 +534,42 @@ func TestEveryPortRefusedIsNoResources(t *testing.T) {
 		t.Fatalf("got %v, want ErrNoResources", err)
 	}
 }
+
+// TestListByPort checks that List answers a filter on a few ports from
+// the port index exactly as a walk of the whole table would.
+func TestListByPort(t *testing.T) {
+	h := newHarness(t, func(c *policy.Config) { c.MaxPerClient, c.MaxTotal, c.SecureMode = 100, 100, false })
+	hosts := []netip.Addr{hostA, hostB}
+	for i := range 40 {
+		r := igd(hosts[i%2], []mapping.Protocol{mapping.TCP, mapping.UDP}[i/2%2], uint16(6000+i), uint16(7000+i%13), time.Hour)
+		if i%5 == 0 {
+			r.Remote = netip.AddrFrom4([4]byte{198, 51, 100, byte(i)})
+		}
+		if _, err := h.Map(ctx, r); err != nil && !errors.Is(err, mapping.ErrConflict) {
+			t.Fatal(err)
+		}
+	}
+	all := h.List(mapping.Filter{})
+	if len(all) < 20 {
+		t.Fatalf("only %d mappings to list", len(all))
+	}
+	filters := []mapping.Filter{
+		{Ports: mapping.PortRange{Lo: 7003, Hi: 7003}},
+		{Proto: mapping.UDP, Ports: mapping.PortRange{Lo: 7003, Hi: 7003}},
+		{Proto: mapping.TCP, Client: hostB, Ports: mapping.PortRange{Lo: 7000, Hi: 7012}},
+		{Client: hostA, Ports: mapping.PortRange{Lo: 7005, Hi: 7005}, Kind: mapping.KindIGD},
+		{Ports: mapping.PortRange{Lo: 1, Hi: 65535}},
+		{Ports: mapping.PortRange{Lo: 7100, Hi: 7100}},
+	}
+	for _, f := range filters {
+		var want []mapping.Mapping
+		for _, m := range all {
+			if f.Match(m) {
+				want = append(want, m)
+			}
+		}
+		if got := h.List(f); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("List(%+v) = %v, want %v", f, got, want)
+		}
+	}
+}
