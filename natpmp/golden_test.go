@@ -1,69 +1,22 @@
 package natpmp
 
 import (
-	"bufio"
 	"bytes"
-	"encoding/hex"
 	"net/netip"
-	"os"
 	"path/filepath"
-	"strings"
 	"testing"
+
+	"github.com/berthd/berth/internal/golden"
 )
 
-// loadGolden reads testdata/name. The first line is a "# provenance: ..."
-// comment; every other non-blank line is hex followed by a '#' comment
-// naming the field and its RFC section. Text after '#' is ignored and the
-// hex of all lines is joined.
+// loadGolden reads testdata/name (see internal/golden: hex lines, each
+// with a comment naming the field and its RFC section).
 func loadGolden(t testing.TB, name string) []byte {
-	t.Helper()
-	f, err := os.Open(filepath.Join("testdata", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var hexText strings.Builder
-	sc := bufio.NewScanner(f)
-	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSpace(sc.Text())
-		if n == 1 {
-			if !strings.HasPrefix(line, "# provenance: ") {
-				t.Fatalf("%s:1: got %q, want a \"# provenance: \" line", name, line)
-			}
-			continue
-		}
-		data, comment, found := strings.Cut(line, "#")
-		data = strings.TrimSpace(data)
-		switch {
-		case line == "" || data == "" && found:
-			continue
-		case !found || strings.TrimSpace(comment) == "":
-			t.Fatalf("%s:%d: %q has no field comment", name, n, line)
-		}
-		hexText.WriteString(strings.Join(strings.Fields(data), ""))
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
-	b, err := hex.DecodeString(hexText.String())
-	if err != nil {
-		t.Fatalf("%s: %v", name, err)
-	}
-	return b
+	return golden.Hex(t, filepath.Join("testdata", name))
 }
 
 // goldenFiles lists every testdata/*.txt, for seeds and round trips.
-func goldenFiles(t testing.TB) []string {
-	t.Helper()
-	names, err := filepath.Glob(filepath.Join("testdata", "*.txt"))
-	if err != nil || len(names) == 0 {
-		t.Fatalf("no goldens: %v", err)
-	}
-	for i, n := range names {
-		names[i] = filepath.Base(n)
-	}
-	return names
-}
+func goldenFiles(t testing.TB) []string { return golden.Files(t, "testdata") }
 
 var extAddr = netip.MustParseAddr("198.51.100.7")
 

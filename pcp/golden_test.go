@@ -2,54 +2,25 @@ package pcp
 
 import (
 	"bytes"
-	"encoding/hex"
 	"errors"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"reflect"
-	"strings"
 	"testing"
+
+	"github.com/berthd/berth/internal/golden"
 )
 
 // Golden vectors live in testdata/*.txt: hex, one field per line, each
 // with a comment citing RFC 6887; the first line names the provenance.
 
-// readGolden returns the bytes of testdata/name, ignoring everything after
-// '#' on each line and all white space.
+// readGolden returns the bytes of testdata/name (see internal/golden).
 func readGolden(t testing.TB, name string) []byte {
-	t.Helper()
-	text, err := os.ReadFile(filepath.Join("testdata", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.HasPrefix(string(text), "# provenance: ") {
-		t.Fatalf("%s: first line is not \"# provenance: ...\"", name)
-	}
-	var h strings.Builder
-	for line := range strings.Lines(string(text)) {
-		line, _, _ = strings.Cut(line, "#")
-		h.WriteString(strings.Join(strings.Fields(line), ""))
-	}
-	b, err := hex.DecodeString(h.String())
-	if err != nil {
-		t.Fatalf("%s: %v", name, err)
-	}
-	return b
+	return golden.Hex(t, filepath.Join("testdata", name))
 }
 
 // goldenFiles lists the vectors in testdata, for the fuzz seeds.
-func goldenFiles(t testing.TB) []string {
-	t.Helper()
-	names, err := filepath.Glob(filepath.Join("testdata", "*.txt"))
-	if err != nil || len(names) == 0 {
-		t.Fatalf("no golden vectors: %v", err)
-	}
-	for i, n := range names {
-		names[i] = filepath.Base(n)
-	}
-	return names
-}
+func goldenFiles(t testing.TB) []string { return golden.Files(t, "testdata") }
 
 var (
 	goldenNonce     = [12]byte{0x8f, 0x3c, 0x1a, 0x2b, 0x4d, 0x5e, 0x6f, 0x70, 0x11, 0x22, 0x33, 0x44}

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/binary"
 	"encoding/hex"
@@ -14,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berthd/berth/internal/golden"
 	"github.com/berthd/berth/internal/mapping"
 )
 
@@ -60,43 +60,9 @@ var goldens = []struct {
 		Type: TypeEpoch, EpochBase: time.Date(2025, 6, 1, 11, 0, 0, 0, time.UTC)}},
 }
 
-// loadGolden reads testdata/records/name: a "# provenance: " line, then
-// lines of hex, each with a '#' comment naming its field. The hex of all
-// lines is joined.
+// loadGolden reads testdata/records/name (see internal/golden).
 func loadGolden(t testing.TB, name string) []byte {
-	t.Helper()
-	f, err := os.Open(filepath.Join("testdata", "records", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var text strings.Builder
-	sc := bufio.NewScanner(f)
-	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSpace(sc.Text())
-		if n == 1 {
-			if !strings.HasPrefix(line, "# provenance: ") {
-				t.Fatalf("%s:1: got %q, want a \"# provenance: \" line", name, line)
-			}
-			continue
-		}
-		data, comment, found := strings.Cut(line, "#")
-		if line == "" || strings.TrimSpace(data) == "" && found {
-			continue
-		}
-		if !found || strings.TrimSpace(comment) == "" {
-			t.Fatalf("%s:%d: %q has no field comment", name, n, line)
-		}
-		text.WriteString(strings.Join(strings.Fields(data), ""))
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
-	b, err := hex.DecodeString(text.String())
-	if err != nil {
-		t.Fatalf("%s: %v", name, err)
-	}
-	return b
+	return golden.Hex(t, filepath.Join("testdata", "records", name))
 }
 
 func TestGolden(t *testing.T) {
