@@ -124,19 +124,27 @@ func inTable(t *testing.T, s *Service, n int) {
 	}
 }
 
+// queueBehind holds one new mapping of hostA in the backend (the gate
+// shut) and queues n more of hostB behind it; they are in the table when
+// it returns.
+func queueBehind(t *testing.T, s *Service, g *gated, n int) (first <-chan result, rest []<-chan result) {
+	t.Helper()
+	g.close()
+	first = mapAsync(s, pmp(hostA, mapping.UDP, 5000, 5000, time.Hour))
+	entered(t, g)
+	for i := range n {
+		rest = append(rest, mapAsync(s, pmp(hostB, mapping.UDP, uint16(6000+i), uint16(6000+i), time.Hour)))
+	}
+	inTable(t, s, n+1)
+	return first, rest
+}
+
 // TestConcurrentMapsShareABatch checks that new mappings requested while
 // a backend batch is in the kernel are applied together, in one batch,
 // and that each request is answered only after it.
 func TestConcurrentMapsShareABatch(t *testing.T) {
 	s, g := newGatedService(t)
-	g.close()
-	first := mapAsync(s, pmp(hostA, mapping.UDP, 5000, 5000, time.Hour))
-	entered(t, g)
-	var rest []<-chan result
-	for i := range 5 {
-		rest = append(rest, mapAsync(s, pmp(hostB, mapping.UDP, uint16(6000+i), uint16(6000+i), time.Hour)))
-	}
-	inTable(t, s, 6)
+	first, rest := queueBehind(t, s, g, 5)
 	select {
 	case r := <-rest[0]:
 		t.Fatalf("Map answered (%v, %v) before its backend batch ran", r.m, r.err)
@@ -164,14 +172,7 @@ func TestConcurrentMapsShareABatch(t *testing.T) {
 func TestRefusedSharedBatch(t *testing.T) {
 	s, g := newGatedService(t)
 	sub := s.Subscribe(16)
-	g.close()
-	first := mapAsync(s, pmp(hostA, mapping.UDP, 5000, 5000, time.Hour))
-	entered(t, g)
-	var rest []<-chan result
-	for i := range 3 {
-		rest = append(rest, mapAsync(s, pmp(hostB, mapping.UDP, uint16(6000+i), uint16(6000+i), time.Hour)))
-	}
-	inTable(t, s, 4)
+	first, rest := queueBehind(t, s, g, 3)
 	// The shared batch fails, then the second of the three, alone.
 	g.Fail(nil, fake.ErrInjected, nil, fake.ErrInjected)
 	g.open()
@@ -257,11 +258,8 @@ func TestRenewalWaitsForCreation(t *testing.T) {
 // ends up with exactly the table.
 func TestSyncOrderedWithQueuedChanges(t *testing.T) {
 	s, g := newGatedService(t)
-	g.close()
-	first := mapAsync(s, pmp(hostA, mapping.UDP, 5000, 5000, time.Hour))
-	entered(t, g)
-	second := mapAsync(s, pmp(hostB, mapping.UDP, 6000, 6000, time.Hour))
-	inTable(t, s, 2)
+	first, rest := queueBehind(t, s, g, 1)
+	second := rest[0]
 	synced := make(chan error, 1)
 	go func() { synced <- s.Sync(ctx) }()
 	g.open()
