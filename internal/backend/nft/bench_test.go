@@ -6,8 +6,6 @@ import (
 	"net/netip"
 	"testing"
 
-	"github.com/google/nftables"
-
 	"github.com/berthd/berth/internal/backend"
 	"github.com/berthd/berth/internal/mapping"
 )
@@ -31,11 +29,7 @@ func BenchmarkApplyAdd(b *testing.B) {
 		b.Run(fmt.Sprintf("present=%d", present), func(b *testing.B) {
 			ctx := context.Background()
 			ns := newNetNS(b)
-			c, err := nftables.New(nftables.WithNetNSFd(ns.fd), nftables.AsLasting(), nftables.WithSockOptions(LargeBuffers))
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer c.CloseLasting()
+			c := ns.lastingConn(b)
 			n, err := New(Config{Conn: c, Conntrack: ns.conntrack(b)})
 			if err != nil {
 				b.Fatal(err)
@@ -74,11 +68,7 @@ func BenchmarkSyncFromEmpty(b *testing.B) {
 		b.Run(fmt.Sprintf("n=%d", size), func(b *testing.B) {
 			ctx := context.Background()
 			ns := newNetNS(b)
-			c, err := nftables.New(nftables.WithNetNSFd(ns.fd), nftables.AsLasting(), nftables.WithSockOptions(LargeBuffers))
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer c.CloseLasting()
+			c := ns.lastingConn(b)
 			want := make([]mapping.Mapping, size)
 			for i := range want {
 				want[i] = nth(i)

@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/nftables"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
@@ -418,11 +417,7 @@ func TestLostOverrun(t *testing.T) {
 	defer func(b int) { monitorBuffer = b }(monitorBuffer)
 	monitorBuffer = 64 << 10
 	ns := newNetNS(t)
-	c, err := nftables.New(nftables.WithNetNSFd(ns.fd), nftables.AsLasting(), nftables.WithSockOptions(LargeBuffers))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.CloseLasting() })
+	c := ns.lastingConn(t)
 	n, err := New(Config{Conn: c, Conntrack: ns.conntrack(t)})
 	if err != nil {
 		t.Fatalf("New: %v", err)

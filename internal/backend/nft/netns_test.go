@@ -81,6 +81,19 @@ func (ns *netNS) conn(t testing.TB) *nftables.Conn {
 	return c
 }
 
+// lastingConn returns a lasting netlink connection into the namespace
+// with berthd's large buffers (cmd/berthd's kind), closed when the test
+// ends.
+func (ns *netNS) lastingConn(t testing.TB) *nftables.Conn {
+	t.Helper()
+	c, err := nftables.New(nftables.WithNetNSFd(ns.fd), nftables.AsLasting(), nftables.WithSockOptions(LargeBuffers))
+	if err != nil {
+		t.Fatalf("nftables.New: %v", err)
+	}
+	t.Cleanup(func() { c.CloseLasting() })
+	return c
+}
+
 // conntrack returns a conntrack netlink connection into the namespace,
 // closed when the test ends.
 func (ns *netNS) conntrack(t testing.TB) *conntrack.Conn {
