@@ -142,7 +142,9 @@ func ParseSearch(b []byte) (Search, error) {
 			s.Man = strings.Trim(value, `"`)
 		case strings.EqualFold(name, "USER-AGENT") && !haveUA:
 			haveUA = true
-			s.UserAgent = printable(value, maxUA)
+			// Trimmed again: dropping control bytes or cutting at maxUA
+			// may leave a blank at either end, which a header cannot keep.
+			s.UserAgent = strings.Trim(printable(value, maxUA), " ")
 		}
 	}
 	if start {
