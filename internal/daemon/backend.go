@@ -64,11 +64,11 @@ func openNft(det netif.Detected, adopt bool, log *slog.Logger) (backend.Backend,
 	if os.Geteuid() != 0 {
 		return nil, errors.New("not running as root")
 	}
-	conn, err := nftables.New(nftables.AsLasting(), nftables.WithSockOptions(nft.LargeBuffers))
+	conn, port, err := nft.Dial(0)
 	if err != nil {
 		return nil, fmt.Errorf("netlink: %w", err)
 	}
-	n, err := nft.New(nft.Config{Conn: conn, WANInterface: det.WAN.Name, Hairpin: true, PreserveSourcePort: true, Logger: log, Adopt: adopt})
+	n, err := nft.New(nft.Config{Conn: conn, PortID: port, WANInterface: det.WAN.Name, Hairpin: true, PreserveSourcePort: true, Logger: log, Adopt: adopt})
 	if err != nil {
 		conn.CloseLasting()
 		return nil, fmt.Errorf("nf_tables: %w", err)

@@ -29,8 +29,8 @@ func BenchmarkApplyAdd(b *testing.B) {
 		b.Run(fmt.Sprintf("present=%d", present), func(b *testing.B) {
 			ctx := context.Background()
 			ns := newNetNS(b)
-			c := ns.lastingConn(b)
-			n, err := New(Config{Conn: c, Conntrack: ns.conntrack(b)})
+			c, port := ns.lastingConn(b)
+			n, err := New(Config{Conn: c, PortID: port, Conntrack: ns.conntrack(b)})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -68,14 +68,14 @@ func BenchmarkSyncFromEmpty(b *testing.B) {
 		b.Run(fmt.Sprintf("n=%d", size), func(b *testing.B) {
 			ctx := context.Background()
 			ns := newNetNS(b)
-			c := ns.lastingConn(b)
+			c, port := ns.lastingConn(b)
 			want := make([]mapping.Mapping, size)
 			for i := range want {
 				want[i] = nth(i)
 			}
 			for b.Loop() {
 				b.StopTimer()
-				n, err := New(Config{Conn: c, Conntrack: ns.conntrack(b), WANInterface: "wan0", Hairpin: true, PreserveSourcePort: true})
+				n, err := New(Config{Conn: c, PortID: port, Conntrack: ns.conntrack(b), WANInterface: "wan0", Hairpin: true, PreserveSourcePort: true})
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -16,6 +14,7 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/mdlayher/netlink"
+	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 )
 
@@ -25,21 +24,28 @@ import (
 // announces every committed transaction on the netlink multicast group
 // NFNLGRP_NFTABLES, as what nft-monitor(8) prints: one message per object
 // added or deleted, then NFT_MSG_NEWGEN, which ends the transaction and
-// names the thread that committed it (NFTA_GEN_PROC_PID, the kernel's
-// task_pid_nr, a thread id).
+// names the process that committed it (NFTA_GEN_PROC_PID and _NAME).
+// Every one of these messages carries, in its netlink header, the port id
+// of the socket the transaction came from (nf_tables_api.c: ctx->portid,
+// and NETLINK_CB(skb).portid for NEWGEN).
 //
 // The monitor listens on a socket of its own. It keeps the transactions
-// that touch berth's table and were committed by another thread than the
-// ones berth's own batches came from (flush pins its goroutine to its
-// thread and records the thread's id). checkDelay after the first of
-// them, the backend checks the kernel against what its batches installed
-// (verify); only a difference is reported, on Lost. The check is the
-// ground truth: the thread ids only spare it for berth's own batches. A
-// harmless change by someone else is therefore not reported, and berth's
-// own batches are never reported, even when the ids cannot be used (berth
-// in a PID namespace of its own, where gettid(2) is not the kernel's id:
-// every change is then checked) or events were lost (the receive buffer
-// overran: the monitor checks).
+// that touch berth's table and came from another socket than berth's
+// lasting one (Config.PortID). checkDelay after the first of them, the
+// backend checks the kernel against what its batches installed (verify);
+// only a difference is reported, on Lost. The check is the ground truth:
+// the port id only spares it for berth's own batches. A harmless change
+// by someone else is therefore not reported, and berth's own batches are
+// never reported, even when the port id is unknown (every change is then
+// checked) or events were lost (the receive buffer overran: the monitor
+// checks).
+//
+// berth's own notifications do not even reach the monitor: a socket
+// filter (ownFilter) has the kernel drop them, so a batch costs no wakeup
+// of the monitor's goroutine and no decoding. The port id, unlike the
+// thread id in NFTA_GEN_PROC_PID, needs no thread pinned per batch and
+// means the same when berth runs in a PID namespace of its own (a
+// container).
 //
 // google/nftables' Monitor is not used: it takes the socket of the
 // backend's Conn, which is a lasting one in berthd (AsLasting), so it
@@ -85,14 +91,13 @@ type monitor struct {
 	overruns atomic.Uint64 // receive buffer overruns, for tests
 	received atomic.Uint64 // messages read, for tests
 
-	// byTID: the kernel's thread ids are this process's (initialPIDNS),
-	// so tids can tell berth's transactions; without it every change to
-	// the table is checked.
-	byTID bool
-	mu    sync.Mutex          // guards tids, whys and more
-	tids  map[uint32]struct{} // threads that have committed berth's batches
-	whys  []string            // changes not yet checked, at most maxReasons
-	more  int                 // changes beyond whys
+	// port is the netlink port id of berth's batches (Config.PortID);
+	// zero when unknown, and every change to the table is then checked.
+	port uint32
+
+	mu   sync.Mutex // guards whys and more
+	whys []string   // changes not yet checked, at most maxReasons
+	more int        // changes beyond whys
 }
 
 // maxReasons bounds the changes named in one report.
@@ -114,6 +119,12 @@ func startMonitor(n *Nft) (*monitor, error) {
 		nl.Close()
 		return nil, fmt.Errorf("monitor: receive buffer: %w", err)
 	}
+	if n.cfg.PortID != 0 {
+		if err := nl.SetBPF(ownFilter(n.cfg.PortID)); err != nil {
+			nl.Close()
+			return nil, fmt.Errorf("monitor: socket filter: %w", err)
+		}
+	}
 	if err := nl.JoinGroup(unix.NFNLGRP_NFTABLES); err != nil {
 		nl.Close()
 		return nil, fmt.Errorf("monitor: join nftables group: %w", err)
@@ -132,8 +143,7 @@ func startMonitor(n *Nft) (*monitor, error) {
 		check: n.verify,
 		sig:   make(chan struct{}, 1),
 		done:  make(chan struct{}),
-		byTID: initialPIDNS(),
-		tids:  make(map[uint32]struct{}),
+		port:  n.cfg.PortID,
 	}
 	m.wg.Add(2)
 	go m.read()
@@ -175,41 +185,24 @@ func (m *monitor) stop() {
 	})
 }
 
-// own records that the calling thread, pinned by the caller, is about to
-// commit one of berth's batches.
-func (m *monitor) own(tid int) {
-	if m == nil || !m.byTID {
-		return
+// ownFilter is a socket filter that drops the messages whose netlink
+// header names port as their sender: berth's own notifications. The
+// kernel merges the notifications of one transaction into few messages,
+// all from the same port. A filter loads words in network byte order and
+// the header holds the port id in the host's, hence the conversion.
+func ownFilter(port uint32) []bpf.RawInstruction {
+	var b [4]byte
+	binary.NativeEndian.PutUint32(b[:], port)
+	prog, err := bpf.Assemble([]bpf.Instruction{
+		bpf.LoadAbsolute{Off: 12, Size: 4}, // struct nlmsghdr: nlmsg_pid
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: binary.BigEndian.Uint32(b[:]), SkipTrue: 1},
+		bpf.RetConstant{Val: 0xffffffff}, // keep the whole message
+		bpf.RetConstant{Val: 0},          // drop it
+	})
+	if err != nil {
+		panic("nft: ownFilter: " + err.Error()) // the program is fixed
 	}
-	m.mu.Lock()
-	m.tids[uint32(tid)] = struct{}{}
-	m.mu.Unlock()
-}
-
-// ours reports whether thread tid has committed berth's batches and is
-// still one of this process's threads: a thread that ended may have
-// handed its id to another process's.
-func (m *monitor) ours(tid uint32) bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if _, ok := m.tids[tid]; !ok {
-		return false
-	}
-	if _, err := os.Stat(fmt.Sprintf("/proc/self/task/%d", tid)); err != nil {
-		delete(m.tids, tid)
-		return false
-	}
-	return true
-}
-
-// initialPIDNS reports whether the process is in the initial PID
-// namespace, whose inode number is fixed (PROC_PID_INIT_INO,
-// linux/proc_ns.h). There, gettid(2) returns the id the kernel puts in
-// NFTA_GEN_PROC_PID; in a PID namespace of its own (a container) it does
-// not, and a small id of another process's may equal one of berth's.
-func initialPIDNS() bool {
-	ns, err := os.Readlink("/proc/self/ns/pid")
-	return err == nil && ns == "pid:[4026531836]"
+	return prog
 }
 
 func (m *monitor) stopped() bool {
@@ -279,7 +272,7 @@ func (m *monitor) read() {
 		}
 		m.received.Add(uint64(len(msgs)))
 		for _, msg := range msgs {
-			if why := g.add(msg, m.ours); why != "" {
+			if why := g.add(msg, m.port); why != "" {
 				m.signal(why)
 			}
 		}
@@ -360,8 +353,9 @@ func (g *transaction) reset() { g.kind, g.names = kindNone, nil }
 
 // add reads one message of the group. At the transaction's end
 // (NFT_MSG_NEWGEN) it returns its description when it changed berth's
-// table in a thread ours does not know, and "" otherwise.
-func (g *transaction) add(msg netlink.Message, ours func(tid uint32) bool) string {
+// table and came from another socket than own (berth's port id, or zero
+// when unknown), and "" otherwise.
+func (g *transaction) add(msg netlink.Message, own uint32) string {
 	if msg.Header.Type>>8 != unix.NFNL_SUBSYS_NFTABLES || len(msg.Data) < 4 {
 		return ""
 	}
@@ -371,13 +365,13 @@ func (g *transaction) add(msg netlink.Message, ours func(tid uint32) bool) strin
 		if g.kind == kindNone {
 			return ""
 		}
-		tid, comm, ok := genThread(msg.Data[4:])
-		if ok && ours(tid) {
+		if own != 0 && msg.Header.PID == own {
 			return ""
 		}
+		pid, comm, ok := genProcess(msg.Data[4:])
 		by := " by an unknown process"
 		if ok {
-			by = fmt.Sprintf(" by %s (pid %d)", comm, tid)
+			by = fmt.Sprintf(" by %s (pid %d)", comm, pid)
 		}
 		return g.describe() + by
 	}
@@ -480,10 +474,10 @@ func stringAttrs(b []byte) [attrChainName + 1]string {
 	return out
 }
 
-// genThread returns the committing thread of an NFT_MSG_NEWGEN message's
-// attributes (after the nfgenmsg header): NFTA_GEN_PROC_PID and
-// NFTA_GEN_PROC_NAME.
-func genThread(b []byte) (tid uint32, comm string, ok bool) {
+// genProcess returns the committing process of an NFT_MSG_NEWGEN
+// message's attributes (after the nfgenmsg header): NFTA_GEN_PROC_PID (in
+// fact the thread's id) and NFTA_GEN_PROC_NAME.
+func genProcess(b []byte) (pid uint32, comm string, ok bool) {
 	ad, err := netlink.NewAttributeDecoder(b)
 	if err != nil {
 		return 0, "", false
@@ -492,24 +486,17 @@ func genThread(b []byte) (tid uint32, comm string, ok bool) {
 		switch ad.Type() {
 		case unix.NFTA_GEN_PROC_PID:
 			if v := ad.Bytes(); len(v) == 4 {
-				tid, ok = binary.BigEndian.Uint32(v), true
+				pid, ok = binary.BigEndian.Uint32(v), true
 			}
 		case unix.NFTA_GEN_PROC_NAME:
 			comm = string(bytes.TrimRight(ad.Bytes(), "\x00"))
 		}
 	}
-	return tid, comm, ok && ad.Err() == nil
+	return pid, comm, ok && ad.Err() == nil
 }
 
-// flush commits what is queued on the Conn, from a thread the monitor
-// knows as berth's, so that the transaction is not taken for another
-// process's.
-func (n *Nft) flush() error {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	n.mon.own(unix.Gettid())
-	return n.conn.Flush()
-}
+// flush commits what is queued on the Conn.
+func (n *Nft) flush() error { return n.conn.Flush() }
 
 // Lost returns a channel that receives a short reason, such as "table ip
 // berth deleted by nft (pid 4242)" (several changes joined with "; "),

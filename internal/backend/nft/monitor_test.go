@@ -87,12 +87,16 @@ func TestTransaction(t *testing.T) {
 		}
 		return nftMsg(t, typ, family, attrs...)
 	}
+	// gen ends a transaction of process pid, from its first netlink
+	// socket, whose port id is the pid.
 	gen := func(pid uint32, comm string) netlink.Message {
 		attrs := []netlink.Attribute{u32Attr(unix.NFTA_GEN_ID, 42)}
 		if pid != 0 {
 			attrs = append(attrs, u32Attr(unix.NFTA_GEN_PROC_PID, pid), strAttr(unix.NFTA_GEN_PROC_NAME, comm))
 		}
-		return nftMsg(t, unix.NFT_MSG_NEWGEN, unix.AF_UNSPEC, attrs...)
+		m := nftMsg(t, unix.NFT_MSG_NEWGEN, unix.AF_UNSPEC, attrs...)
+		m.Header.PID = pid
+		return m
 	}
 	flushRuleset := []netlink.Message{
 		obj(unix.NFT_MSG_DELRULE, ip, "berth", "prerouting"),
@@ -151,13 +155,12 @@ func TestTransaction(t *testing.T) {
 			gen(7, "nft"),
 		}, ""},
 	}
-	ours := func(tid uint32) bool { return tid == own }
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			g := transaction{table: "berth"}
 			var got string
 			for i, m := range tt.msgs {
-				got = g.add(m, ours)
+				got = g.add(m, own)
 				if got != "" && i != len(tt.msgs)-1 {
 					t.Fatalf("message %d reported %q before the transaction's end", i, got)
 				}
@@ -166,6 +169,16 @@ func TestTransaction(t *testing.T) {
 				t.Errorf("got %q, want %q", got, tt.want)
 			}
 		})
+	}
+	// Without berth's port id (a Conn that is not lasting) its own
+	// transactions are reported like anyone's, and checked.
+	g := transaction{table: "berth"}
+	var got string
+	for _, m := range append(flushRuleset, gen(own, "nft.test")) {
+		got = g.add(m, 0)
+	}
+	if want := "table ip berth deleted by nft.test (pid 1000)"; got != want {
+		t.Errorf("port id unknown: got %q, want %q", got, want)
 	}
 }
 
@@ -239,8 +252,8 @@ func TestLost(t *testing.T) {
 }
 
 // TestLostIgnoresOwnChanges checks that berth's own batches are never
-// reported, and, in the initial PID namespace (where the kernel's thread
-// ids are the process's), not even checked.
+// reported, never checked, and that their notifications do not even
+// reach the monitor: the kernel drops them (ownFilter).
 func TestLostIgnoresOwnChanges(t *testing.T) {
 	ctx := context.Background()
 	n, ns := newNft(t, lostConfig)
@@ -264,11 +277,10 @@ func TestLostIgnoresOwnChanges(t *testing.T) {
 	}
 	expectQuiet(t, n, "50 Apply and a Sync by berth")
 	if c := n.mon.checks.Load(); c != 0 {
-		if initialPIDNS() {
-			t.Errorf("berth's own batches were checked %d times, want 0", c)
-		} else {
-			t.Logf("berth's own batches were checked %d times: not in the initial PID namespace", c)
-		}
+		t.Errorf("berth's own batches were checked %d times, want 0", c)
+	}
+	if r := n.mon.received.Load(); r != 0 {
+		t.Errorf("the monitor read %d messages of berth's own batches, want 0", r)
 	}
 	if why := n.verify(); why != "" {
 		t.Errorf("check after berth's own batches: %q", why)
@@ -408,8 +420,7 @@ func TestLostVerify(t *testing.T) {
 
 // TestLostOverrun checks that when the monitor's receive buffer (64 KiB
 // here) overruns, the monitor checks the kernel, reports nothing if it
-// matches, and goes on working: with a Sync of 5,000 mappings (half a
-// megabyte of notifications, which may or may not overrun), then with the
+// matches, and goes on working: after a Sync of 5,000 mappings, with the
 // reader held up deliberately while another process adds 5,000 elements
 // to a set of its own table.
 func TestLostOverrun(t *testing.T) {
@@ -417,8 +428,8 @@ func TestLostOverrun(t *testing.T) {
 	defer func(b int) { monitorBuffer = b }(monitorBuffer)
 	monitorBuffer = 64 << 10
 	ns := newNetNS(t)
-	c := ns.lastingConn(t)
-	n, err := New(Config{Conn: c, Conntrack: ns.conntrack(t)})
+	c, port := ns.lastingConn(t)
+	n, err := New(Config{Conn: c, PortID: port, Conntrack: ns.conntrack(t)})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

@@ -81,17 +81,16 @@ func (ns *netNS) conn(t testing.TB) *nftables.Conn {
 	return c
 }
 
-// lastingConn returns a lasting netlink connection into the namespace
-// with berthd's large buffers (cmd/berthd's kind), closed when the test
-// ends.
-func (ns *netNS) lastingConn(t testing.TB) *nftables.Conn {
+// lastingConn returns the netlink connection berthd uses (Dial) into the
+// namespace and its port id, closed when the test ends.
+func (ns *netNS) lastingConn(t testing.TB) (*nftables.Conn, uint32) {
 	t.Helper()
-	c, err := nftables.New(nftables.WithNetNSFd(ns.fd), nftables.AsLasting(), nftables.WithSockOptions(LargeBuffers))
+	c, port, err := Dial(ns.fd)
 	if err != nil {
-		t.Fatalf("nftables.New: %v", err)
+		t.Fatalf("Dial: %v", err)
 	}
 	t.Cleanup(func() { c.CloseLasting() })
-	return c
+	return c, port
 }
 
 // conntrack returns a conntrack netlink connection into the namespace,

@@ -135,16 +135,22 @@ var ErrClosed = errors.New("nft backend is closed")
 
 // Config configures an Nft.
 type Config struct {
-	// Conn is the netlink transport, for example
-	// nftables.New(nftables.AsLasting(), nftables.WithSockOptions(LargeBuffers))
-	// or, in a network namespace, with nftables.WithNetNSFd(fd) added.
-	// Required, and used by nothing else: Flush sends whatever is queued
-	// on it. The backend does not close it.
+	// Conn is the netlink transport, as Dial opens it. Required, and used
+	// by nothing else: Flush sends whatever is queued on it. The backend
+	// does not close it.
 	//
 	// The kernel refuses a batch larger than the socket's send buffer
 	// (EMSGSIZE; about 4,000 elements with the default 208 KiB), so a Sync
 	// of many mappings needs LargeBuffers.
 	Conn *nftables.Conn
+	// PortID is the netlink port id of Conn's socket, as Dial returns it.
+	// The kernel puts the committing socket's port id in every
+	// notification of a transaction, so the monitor knows berth's own
+	// batches by it and has the kernel drop their notifications before
+	// they reach it (monitor.go). Zero, for a Conn that is not lasting
+	// (it opens a socket per batch), has every change to the table
+	// checked against the kernel, berth's own included.
+	PortID uint32
 	// Table is the name of berth's table (family ip); DefaultTable when
 	// empty. A table of that name left by an earlier run is replaced
 	// (unless Adopt).
@@ -448,6 +454,53 @@ func ctStatusDNAT() []expr.Any {
 			Mask: binaryutil.NativeEndian.PutUint32(ipsDstNAT), Xor: make([]byte, 4)},
 		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)},
 	}
+}
+
+// Dial opens the Conn an Nft wants: lasting (one socket for every batch)
+// and with LargeBuffers, in the network namespace of the file descriptor
+// netns, or in the calling thread's when netns is 0. It returns the
+// socket's port id for Config.PortID. Close the Conn with CloseLasting
+// after the Nft.
+func Dial(netns int) (*nftables.Conn, uint32, error) {
+	var port uint32
+	opt := func(c *netlink.Conn) error {
+		if err := LargeBuffers(c); err != nil {
+			return err
+		}
+		var err error
+		port, err = portID(c)
+		return err
+	}
+	opts := []nftables.ConnOption{nftables.AsLasting(), nftables.WithSockOptions(opt)}
+	if netns != 0 {
+		opts = append(opts, nftables.WithNetNSFd(netns))
+	}
+	c, err := nftables.New(opts...)
+	if err != nil {
+		return nil, 0, err
+	}
+	return c, port, nil
+}
+
+// portID returns the netlink port id the kernel bound c's socket to.
+func portID(c *netlink.Conn) (uint32, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var sa unix.Sockaddr
+	var serr error
+	if err := rc.Control(func(fd uintptr) { sa, serr = unix.Getsockname(int(fd)) }); err != nil {
+		return 0, err
+	}
+	if serr != nil {
+		return 0, fmt.Errorf("getsockname: %w", serr)
+	}
+	nl, ok := sa.(*unix.SockaddrNetlink)
+	if !ok || nl.Pid == 0 {
+		return 0, fmt.Errorf("getsockname: no netlink port id (%T)", sa)
+	}
+	return nl.Pid, nil
 }
 
 // LargeBuffers is an nftables.SockOption that raises the netlink socket's

@@ -47,7 +47,7 @@ func del(ms ...mapping.Mapping) []backend.Change {
 func newNft(t *testing.T, c Config) (*Nft, *netNS) {
 	t.Helper()
 	ns := newNetNS(t)
-	c.Conn = ns.conn(t)
+	c.Conn, c.PortID = ns.lastingConn(t)
 	if c.Conntrack == nil {
 		c.Conntrack = ns.conntrack(t)
 	}
