@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"maps"
-	"net/netip"
 	"slices"
 
 	"github.com/google/nftables"
@@ -47,8 +46,8 @@ func (n *Nft) Apply(ctx context.Context, cs []backend.Change) error {
 		m  mapping.Mapping
 		ok bool
 	}
-	overlay := make(map[mapping.Key]state, len(cs))
-	lookup := func(k mapping.Key) (mapping.Mapping, bool) {
+	overlay := make(map[key]state, len(cs))
+	lookup := func(k key) (mapping.Mapping, bool) {
 		if s, ok := overlay[k]; ok {
 			return s.m, s.ok
 		}
@@ -67,7 +66,8 @@ func (n *Nft) Apply(ctx context.Context, cs []backend.Change) error {
 			if err != nil {
 				return fmt.Errorf("nft: apply: %w", err)
 			}
-			cur, ok := lookup(m.Key)
+			k := mustKey(m.Key)
+			cur, ok := lookup(k)
 			if ok && !sameElem(cur, m) {
 				ops = n.appendOp(ops, true, cur)
 				removed = append(removed, cur)
@@ -81,9 +81,12 @@ func (n *Nft) Apply(ctx context.Context, cs []backend.Change) error {
 			if !ok || !samePeers(cur, m) {
 				ops = n.appendFilterOps(ops, false, m)
 			}
-			overlay[m.Key] = state{m: m, ok: true}
+			overlay[k] = state{m: m, ok: true}
 		case backend.Delete:
-			k := normalKey(c.Mapping.Key)
+			k, ok := keyOf(c.Mapping.Key)
+			if !ok {
+				continue // not IPv4: never installed
+			}
 			if cur, ok := lookup(k); ok {
 				ops = n.appendOp(ops, true, cur)
 				ops = n.appendFilterOps(ops, true, cur)
@@ -96,22 +99,23 @@ func (n *Nft) Apply(ctx context.Context, cs []backend.Change) error {
 	}
 	// snat_udp: recompute the translation of every Internal the batch
 	// touches, against what the kernel holds.
-	var snatWanted map[netip.AddrPort]netip.AddrPort
-	var snatTouched map[netip.AddrPort]struct{}
+	var snatWanted map[addr4]addr4
+	var snatTouched map[addr4]struct{}
 	if n.snat != nil {
-		snatTouched = make(map[netip.AddrPort]struct{})
-		extra := make(map[netip.AddrPort][]mapping.Key)
+		snatTouched = make(map[addr4]struct{})
+		extra := make(map[addr4][]key)
 		for k, s := range overlay {
-			if old, ok := n.installed[k]; ok && k.Proto == mapping.UDP {
+			if old, ok := n.installed[k]; ok && k.proto == mapping.UDP {
 				snatTouched[old.internal] = struct{}{}
 			}
 			if s.ok && s.m.Proto == mapping.UDP {
-				snatTouched[s.m.Internal] = struct{}{}
-				extra[s.m.Internal] = append(extra[s.m.Internal], k)
+				in := mustAddr4(s.m.Internal)
+				snatTouched[in] = struct{}{}
+				extra[in] = append(extra[in], k)
 			}
 		}
 		snatWanted = snatWant(snatTouched, n.users, extra, lookup)
-		have := make(map[netip.AddrPort]netip.AddrPort, len(snatTouched))
+		have := make(map[addr4]addr4, len(snatTouched))
 		for in := range snatTouched {
 			if ext, ok := n.snatKernel[in]; ok {
 				have[in] = ext
@@ -124,11 +128,12 @@ func (n *Nft) Apply(ctx context.Context, cs []backend.Change) error {
 	}
 	for k, s := range overlay {
 		if old, ok := n.installed[k]; ok {
-			n.indexSNAT(old.mapping(k), false)
+			n.indexSNAT(k, old, false)
 		}
 		if s.ok {
-			n.installed[k] = instOf(s.m)
-			n.indexSNAT(s.m, true)
+			v := instOf(s.m)
+			n.installed[k] = v
+			n.indexSNAT(k, v, true)
 		} else {
 			delete(n.installed, k)
 		}
@@ -160,14 +165,14 @@ func (n *Nft) Sync(ctx context.Context, want []mapping.Mapping) error {
 	if n.closed {
 		return fmt.Errorf("nft: sync: %w", ErrClosed)
 	}
-	next := make(map[mapping.Key]inst, len(want))
+	next := make(map[key]inst, len(want))
 	for _, m := range want {
 		m, err := validate(m)
 		if err != nil {
 			return fmt.Errorf("nft: sync: %w", err)
 		}
 		size := len(next)
-		next[m.Key] = instOf(m) // one hash per mapping: a key seen before leaves the size
+		next[mustKey(m.Key)] = instOf(m) // one hash per mapping: a key seen before leaves the size
 		if len(next) == size {
 			return fmt.Errorf("nft: sync: %s listed twice: %w", m.Key, mapping.ErrInvalid)
 		}
@@ -176,7 +181,7 @@ func (n *Nft) Sync(ctx context.Context, want []mapping.Mapping) error {
 		return fmt.Errorf("nft: sync: %w", err)
 	}
 	var cur map[mapping.Key]mapping.Mapping
-	var snatHave map[netip.AddrPort]netip.AddrPort
+	var snatHave map[addr4]addr4
 	why := n.damaged()
 	if why != "" {
 		// Recreate the table with its maps empty, in the same batch as
@@ -186,7 +191,7 @@ func (n *Nft) Sync(ctx context.Context, want []mapping.Mapping) error {
 			return fmt.Errorf("nft: sync: %w", err)
 		}
 		cur = map[mapping.Key]mapping.Mapping{}
-		snatHave = map[netip.AddrPort]netip.AddrPort{}
+		snatHave = map[addr4]addr4{}
 	} else {
 		var err error
 		if cur, err = n.read(); err != nil {
@@ -201,13 +206,13 @@ func (n *Nft) Sync(ctx context.Context, want []mapping.Mapping) error {
 	ops := make([]elemOp, 0, len(next)+len(next)/2+16)
 	var removed []mapping.Mapping
 	for k, c := range cur {
-		if v, ok := next[k]; !ok || c.Internal != v.internal {
+		if v, ok := lookupKey(next, k); !ok || c.Internal != v.internal.addrPort() {
 			ops = n.appendOp(ops, true, c)
 			removed = append(removed, c)
 		}
 	}
 	for k, v := range next {
-		if c, ok := cur[k]; !ok || c.Internal != v.internal {
+		if c, ok := cur[k.key()]; !ok || c.Internal != v.internal.addrPort() {
 			ops = n.appendOp(ops, false, v.mapping(k))
 		}
 	}
@@ -219,9 +224,9 @@ func (n *Nft) Sync(ctx context.Context, want []mapping.Mapping) error {
 	prevUsers, prevKernel := n.users, n.snatKernel
 	n.resetSNAT()
 	for k, v := range next {
-		n.indexSNAT(v.mapping(k), true)
+		n.indexSNAT(k, v, true)
 	}
-	var snatWanted map[netip.AddrPort]netip.AddrPort
+	var snatWanted map[addr4]addr4
 	if n.snat != nil {
 		snatWanted = snatOfUsers(n.users)
 		ops = append(ops, n.snatOps(snatHave, snatWanted)...)
@@ -240,8 +245,8 @@ func (n *Nft) Sync(ctx context.Context, want []mapping.Mapping) error {
 
 // readSNAT returns the elements of snat_udp (none without
 // PreserveSourcePort).
-func (n *Nft) readSNAT() (map[netip.AddrPort]netip.AddrPort, error) {
-	out := make(map[netip.AddrPort]netip.AddrPort)
+func (n *Nft) readSNAT() (map[addr4]addr4, error) {
+	out := make(map[addr4]addr4)
 	if n.snat == nil {
 		return out, nil
 	}
@@ -430,7 +435,17 @@ func (n *Nft) mappings() map[mapping.Key]mapping.Mapping {
 	defer n.mu.Unlock()
 	out := make(map[mapping.Key]mapping.Mapping, len(n.installed))
 	for k, v := range n.installed {
-		out[k] = v.mapping(k)
+		out[k.key()] = v.mapping(k)
 	}
 	return out
+}
+
+// lookupKey looks the Key k up in a map of keys.
+func lookupKey(m map[key]inst, k mapping.Key) (inst, bool) {
+	c, ok := keyOf(k)
+	if !ok {
+		return inst{}, false
+	}
+	v, ok := m[c]
+	return v, ok
 }

@@ -112,21 +112,94 @@ func decode(remote bool, e nftables.SetElement) (mapping.Mapping, error) {
 	return m, nil
 }
 
-// inst is what the backend keeps of an installed mapping besides its Key:
+// The backend's own state holds one entry per installed mapping, so it is
+// kept in compact forms: every address in berth's maps is IPv4 (validate),
+// and netip's forms carry 16-byte addresses and a zone pointer. A
+// mapping.Key is 64 bytes, a key 12; a netip.AddrPort 32, an addr4 6.
+
+// addr4 is an IPv4 address and port.
+type addr4 struct {
+	ip   [4]byte
+	port uint16
+}
+
+// addr4Of returns ap as an addr4; ok is false when ap is not IPv4.
+func addr4Of(ap netip.AddrPort) (a addr4, ok bool) {
+	if !ap.Addr().Is4() {
+		return a, false
+	}
+	return addr4{ap.Addr().As4(), ap.Port()}, true
+}
+
+// mustAddr4 is addr4Of for an address validate has checked.
+func mustAddr4(ap netip.AddrPort) addr4 {
+	a, ok := addr4Of(ap)
+	if !ok {
+		panic(fmt.Sprintf("nft: %v is not IPv4", ap))
+	}
+	return a
+}
+
+func (a addr4) addrPort() netip.AddrPort { return netip.AddrPortFrom(netip.AddrFrom4(a.ip), a.port) }
+
+// key is a normalised (normalKey) IPv4 mapping.Key.
+type key struct {
+	ext       addr4
+	proto     mapping.Protocol
+	hasRemote bool
+	remote    [4]byte
+}
+
+// keyOf returns k as a key; ok is false when k has an address that is not
+// IPv4, which no installed mapping has.
+func keyOf(k mapping.Key) (c key, ok bool) {
+	k = normalKey(k)
+	if c.ext, ok = addr4Of(k.External); !ok {
+		return c, false
+	}
+	c.proto = k.Proto
+	if k.Remote.IsValid() {
+		if !k.Remote.Is4() {
+			return c, false
+		}
+		c.hasRemote, c.remote = true, k.Remote.As4()
+	}
+	return c, true
+}
+
+// mustKey is keyOf for a key validate has checked.
+func mustKey(k mapping.Key) key {
+	c, ok := keyOf(k)
+	if !ok {
+		panic(fmt.Sprintf("nft: %v is not IPv4", k))
+	}
+	return c
+}
+
+func (c key) key() mapping.Key {
+	k := mapping.Key{Proto: c.proto, External: c.ext.addrPort()}
+	if c.hasRemote {
+		k.Remote = netip.AddrFrom4(c.remote)
+	}
+	return k
+}
+
+// inst is what the backend keeps of an installed mapping besides its key:
 // what its elements are made of. A whole mapping.Mapping (192 bytes, the
-// lease, the client, the description) would double the backend's memory
+// lease, the client, the description) would multiply the backend's memory
 // for nothing it uses.
 type inst struct {
-	internal netip.AddrPort
+	internal addr4
 	peers    *mapping.Peers
 }
 
-func instOf(m mapping.Mapping) inst { return inst{internal: m.Internal, peers: m.Peers} }
+// instOf returns what the backend keeps of m, which validate has checked.
+func instOf(m mapping.Mapping) inst { return inst{internal: mustAddr4(m.Internal), peers: m.Peers} }
 
 // mapping returns the installed mapping of key k: Key, Proto, Internal and
 // Peers.
-func (v inst) mapping(k mapping.Key) mapping.Mapping {
-	return mapping.Mapping{Key: k, Internal: v.internal, Peers: v.peers}
+func (v inst) mapping(k key) mapping.Mapping {
+	return mapping.Mapping{Key: k.key(), Internal: v.internal.addrPort(), Peers: v.peers}
 }
 
 // sameElem reports whether a and b are the same kernel element: same Key

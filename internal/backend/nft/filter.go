@@ -259,7 +259,7 @@ func elemID(e nftables.SetElement) string {
 // filterSyncOps returns the operations that make filtered and allowed hold
 // exactly the filters of want, against what the kernel holds (nothing
 // when empty is true: the table is being recreated), deletes first.
-func (n *Nft) filterSyncOps(want map[mapping.Key]inst, empty bool) ([]elemOp, error) {
+func (n *Nft) filterSyncOps(want map[key]inst, empty bool) ([]elemOp, error) {
 	type elem struct {
 		set *nftables.Set
 		e   nftables.SetElement

@@ -533,7 +533,7 @@ func (n *Nft) verify() string {
 	}
 	missing := 0
 	for k, v := range n.installed {
-		if c, ok := cur[k]; !ok || c.Internal != v.internal {
+		if c, ok := cur[k.key()]; !ok || c.Internal != v.internal.addrPort() {
 			missing++
 		}
 	}

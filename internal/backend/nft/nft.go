@@ -95,7 +95,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/netip"
 	"sync"
 
 	"github.com/google/nftables"
@@ -209,14 +208,14 @@ type Nft struct {
 	// installed is what the last successful batch left in the kernel,
 	// by Key: the Internal address:port. Apply computes its batch against
 	// it; Sync re-reads the kernel.
-	installed map[mapping.Key]inst
+	installed map[key]inst
 	batches   uint64
 	failed    uint64
 	// users indexes the installed UDP mappings by Internal, and
 	// snatKernel is what snat_udp holds: Internal → External of the
 	// mapping chosen by snatWinner (PreserveSourcePort only).
-	users      map[netip.AddrPort][]mapping.Key
-	snatKernel map[netip.AddrPort]netip.AddrPort
+	users      map[addr4][]key
+	snatKernel map[addr4]addr4
 }
 
 // Interface guard.
@@ -252,7 +251,7 @@ func New(c Config) (*Nft, error) {
 		log:       log.With("component", "nft"),
 		conn:      c.Conn,
 		table:     &nftables.Table{Name: c.Table, Family: nftables.TableFamilyIPv4},
-		installed: make(map[mapping.Key]inst),
+		installed: make(map[key]inst),
 		ct:        c.Conntrack,
 		lost:      make(chan string, 1),
 	}

@@ -1,9 +1,9 @@
 package nft
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
-	"net/netip"
 	"slices"
 
 	"github.com/google/nftables"
@@ -31,50 +31,50 @@ func newSNATSet(n *Nft) *nftables.Set {
 
 // resetSNAT empties the snat_udp bookkeeping.
 func (n *Nft) resetSNAT() {
-	n.users = make(map[netip.AddrPort][]mapping.Key)
-	n.snatKernel = make(map[netip.AddrPort]netip.AddrPort)
+	n.users = make(map[addr4][]key)
+	n.snatKernel = make(map[addr4]addr4)
 }
 
 // snatWinner reports whether mapping key a is preferred over b as the
 // source of an internal address:port's outbound translation, when several
 // UDP mappings share one Internal: a mapping open to any remote host
 // first, then the lowest external address:port, then the lowest remote.
-func snatWinner(a, b mapping.Key) bool {
-	if a.Remote.IsValid() != b.Remote.IsValid() {
-		return !a.Remote.IsValid()
+func snatWinner(a, b key) bool {
+	if a.hasRemote != b.hasRemote {
+		return !a.hasRemote
 	}
-	if c := a.External.Compare(b.External); c != 0 {
+	if c := bytes.Compare(a.ext.ip[:], b.ext.ip[:]); c != 0 {
 		return c < 0
 	}
-	return a.Remote.Less(b.Remote)
+	if a.ext.port != b.ext.port {
+		return a.ext.port < b.ext.port
+	}
+	return bytes.Compare(a.remote[:], b.remote[:]) < 0
 }
 
 // snatElem is the snat_udp element in → ext.
-func snatElem(in, ext netip.AddrPort) nftables.SetElement {
-	enc := func(ap netip.AddrPort) []byte {
+func snatElem(in, ext addr4) nftables.SetElement {
+	enc := func(a addr4) []byte {
 		b := make([]byte, snatLen)
-		a := ap.Addr().As4()
-		copy(b, a[:])
-		binary.BigEndian.PutUint16(b[4:], ap.Port())
+		copy(b, a.ip[:])
+		binary.BigEndian.PutUint16(b[4:], a.port)
 		return b
 	}
 	return nftables.SetElement{Key: enc(in), Val: enc(ext)}
 }
 
 // decodeSNAT is the inverse of snatElem.
-func decodeSNAT(e nftables.SetElement) (in, ext netip.AddrPort, err error) {
+func decodeSNAT(e nftables.SetElement) (in, ext addr4, err error) {
 	if len(e.Key) != snatLen || len(e.Val) != snatLen {
 		return in, ext, fmt.Errorf("element with key %x value %x: bad length", e.Key, e.Val)
 	}
-	dec := func(b []byte) netip.AddrPort {
-		return netip.AddrPortFrom(netip.AddrFrom4([4]byte(b[:4])), binary.BigEndian.Uint16(b[4:]))
-	}
+	dec := func(b []byte) addr4 { return addr4{[4]byte(b[:4]), binary.BigEndian.Uint16(b[4:])} }
 	return dec(e.Key), dec(e.Val), nil
 }
 
 // snatOps returns the snat_udp operations that turn have into want,
 // deletes first.
-func (n *Nft) snatOps(have, want map[netip.AddrPort]netip.AddrPort) []elemOp {
+func (n *Nft) snatOps(have, want map[addr4]addr4) []elemOp {
 	var dels []elemOp
 	adds := make([]elemOp, 0, max(len(want)-len(have), 0))
 	for in, ext := range have {
@@ -93,15 +93,18 @@ func (n *Nft) snatOps(have, want map[netip.AddrPort]netip.AddrPort) []elemOp {
 // snatWant returns the translation of every Internal in ins: the
 // External of the preferred UDP mapping using it, per users and the
 // mappings in lookup (the state after a batch).
-func snatWant(ins map[netip.AddrPort]struct{}, users map[netip.AddrPort][]mapping.Key,
-	extra map[netip.AddrPort][]mapping.Key, lookup func(mapping.Key) (mapping.Mapping, bool)) map[netip.AddrPort]netip.AddrPort {
-	want := make(map[netip.AddrPort]netip.AddrPort, len(ins))
+func snatWant(ins map[addr4]struct{}, users, extra map[addr4][]key,
+	lookup func(key) (mapping.Mapping, bool)) map[addr4]addr4 {
+	want := make(map[addr4]addr4, len(ins))
 	for in := range ins {
-		var best mapping.Key
+		var best key
 		found := false
-		consider := func(k mapping.Key) {
+		consider := func(k key) {
 			m, ok := lookup(k)
-			if !ok || m.Proto != mapping.UDP || m.Internal != in {
+			if !ok || m.Proto != mapping.UDP {
+				return
+			}
+			if a, ok := addr4Of(m.Internal); !ok || a != in {
 				return
 			}
 			if !found || snatWinner(k, best) {
@@ -115,7 +118,7 @@ func snatWant(ins map[netip.AddrPort]struct{}, users map[netip.AddrPort][]mappin
 			consider(k)
 		}
 		if found {
-			want[in] = best.External
+			want[in] = best.ext
 		}
 	}
 	return want
@@ -124,8 +127,8 @@ func snatWant(ins map[netip.AddrPort]struct{}, users map[netip.AddrPort][]mappin
 // snatOfUsers is snatWant for every Internal of users when users indexes
 // exactly the mappings wanted (Sync): each key in it is a UDP mapping of
 // that Internal, so no lookup is needed.
-func snatOfUsers(users map[netip.AddrPort][]mapping.Key) map[netip.AddrPort]netip.AddrPort {
-	want := make(map[netip.AddrPort]netip.AddrPort, len(users))
+func snatOfUsers(users map[addr4][]key) map[addr4]addr4 {
+	want := make(map[addr4]addr4, len(users))
 	for in, ks := range users {
 		best := ks[0]
 		for _, k := range ks[1:] {
@@ -133,28 +136,28 @@ func snatOfUsers(users map[netip.AddrPort][]mapping.Key) map[netip.AddrPort]neti
 				best = k
 			}
 		}
-		want[in] = best.External
+		want[in] = best.ext
 	}
 	return want
 }
 
-// indexSNAT records that the UDP mapping m is installed (add) or not.
-// Nearly every Internal has one user, so the users are a short slice,
-// not a set of their own.
-func (n *Nft) indexSNAT(m mapping.Mapping, add bool) {
-	if m.Proto != mapping.UDP {
+// indexSNAT records that the mapping k, v is installed (add) or not, if
+// it is UDP. Nearly every Internal has one user, so the users are a short
+// slice, not a set of their own.
+func (n *Nft) indexSNAT(k key, v inst, add bool) {
+	if k.proto != mapping.UDP {
 		return
 	}
-	ks := n.users[m.Internal]
-	i := slices.Index(ks, m.Key)
+	ks := n.users[v.internal]
+	i := slices.Index(ks, k)
 	switch {
 	case add && i < 0:
-		n.users[m.Internal] = append(ks, m.Key)
+		n.users[v.internal] = append(ks, k)
 	case !add && i >= 0:
 		if len(ks) == 1 {
-			delete(n.users, m.Internal)
+			delete(n.users, v.internal)
 			return
 		}
-		n.users[m.Internal] = append(ks[:i:i], ks[i+1:]...) // a new array: Sync may restore the old index
+		n.users[v.internal] = append(ks[:i:i], ks[i+1:]...) // a new array: Sync may restore the old index
 	}
 }
