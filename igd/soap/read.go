@@ -119,15 +119,58 @@ func parseSOAPAction(h string) (ns, name string, ok bool) {
 // and collects its children as arguments. found reports whether an action
 // element was seen; err says why decoding stopped early, if it did.
 func decodeBody(body []byte) (a Action, found bool, err error) {
-	body = dropControls(bytes.TrimPrefix(body, []byte("\xef\xbb\xbf")))
-	d := xml.NewDecoder(bytes.NewReader(escapeLeafText(body)))
-	// miniupnpc does not escape values (COMPAT P3): be as lenient as
-	// encoding/xml can be, after escapeLeafText has fixed bare '<'.
+	body = escapeLeafText(dropControls(bytes.TrimPrefix(body, []byte("\xef\xbb\xbf"))))
+	a, found, err = decodeTokens(newFastTokens(body).next)
+	if err != errFallback {
+		return a, found, err
+	}
+	return decodeTokens(slowTokens(body))
+}
+
+// slowTokens returns the tokens of encoding/xml's Decoder, as lenient as
+// it can be: miniupnpc does not escape values (COMPAT P3), and
+// escapeLeafText has fixed the bare '<' among them.
+func slowTokens(body []byte) func() (token, error) {
+	d := xml.NewDecoder(bytes.NewReader(body))
 	d.Strict = false
 	d.AutoClose = xml.HTMLAutoClose
 	d.Entity = xml.HTMLEntity
 	d.CharsetReader = func(_ string, r io.Reader) (io.Reader, error) { return r, nil }
+	return func() (token, error) {
+		t, err := d.Token()
+		switch t := t.(type) {
+		case xml.StartElement:
+			return token{kind: tokStart, name: t.Name}, err
+		case xml.EndElement:
+			return token{kind: tokEnd, name: t.Name}, err
+		case xml.CharData:
+			return token{kind: tokText, text: t}, err
+		}
+		return token{}, err
+	}
+}
 
+// token is what decodeTokens needs of an XML token, in a form that costs
+// no allocation to pass.
+type token struct {
+	kind tokKind
+	name xml.Name // of a start or end element, namespace translated
+	text []byte   // character data, entities decoded
+}
+
+type tokKind uint8
+
+const (
+	tokOther tokKind = iota // anything decodeTokens ignores, or none
+	tokStart
+	tokEnd
+	tokText
+)
+
+// decodeTokens is decodeBody on the tokens next returns. It stops at the
+// end of the action element, and returns errFallback as soon as next
+// does.
+func decodeTokens(next func() (token, error)) (a Action, found bool, err error) {
 	var (
 		depth      int
 		bodyDepth  = -1 // depth of the Body element's children
@@ -137,20 +180,23 @@ func decodeBody(body []byte) (a Action, found bool, err error) {
 		actionDone bool
 	)
 	for {
-		tok, terr := d.Token()
+		tok, terr := next()
+		if terr == errFallback {
+			return Action{}, false, errFallback
+		}
 		if terr != nil {
 			if terr != io.EOF && !found {
 				err = terr
 			}
 			break
 		}
-		switch t := tok.(type) {
-		case xml.StartElement:
+		switch t := tok; t.kind {
+		case tokStart:
 			depth++
 			if depth > maxDepth {
 				return a, false, errTooDeep
 			}
-			local := t.Name.Local
+			local := t.name.Local
 			switch {
 			case bodyDepth < 0 && local == "Body":
 				bodyDepth = depth + 1
@@ -159,12 +205,12 @@ func decodeBody(body []byte) (a Action, found bool, err error) {
 					return a, false, fmt.Errorf("invalid action name %q", local)
 				}
 				found = true
-				a = Action{Name: local, Namespace: elementNamespace(t), Args: map[string]string{}}
+				a = Action{Name: local, Namespace: elementNamespace(t.name), Args: map[string]string{}}
 			case found && !actionDone && depth == bodyDepth+1:
 				argName, argDepth = local, depth
 				argText.Reset()
 			}
-		case xml.EndElement:
+		case tokEnd:
 			if found && !actionDone {
 				if argName != "" && depth == argDepth {
 					addArg(&a, argName, argText.String())
@@ -175,9 +221,9 @@ func decodeBody(body []byte) (a Action, found bool, err error) {
 				}
 			}
 			depth--
-		case xml.CharData:
+		case tokText:
 			if argName != "" && depth == argDepth && argText.Len() < MaxBodySize {
-				argText.Write(t)
+				argText.Write(t.text)
 			}
 		}
 		if actionDone {
@@ -231,9 +277,9 @@ func addArg(a *Action, name, value string) {
 // elementNamespace returns the action element's namespace as resolved by
 // the decoder. An undeclared prefix comes back as the bare prefix ("u"),
 // which is no service type; only a URI-looking value (with a colon) counts.
-func elementNamespace(t xml.StartElement) string {
-	if strings.Contains(t.Name.Space, ":") {
-		return t.Name.Space
+func elementNamespace(n xml.Name) string {
+	if strings.Contains(n.Space, ":") {
+		return n.Space
 	}
 	return ""
 }

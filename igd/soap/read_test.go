@@ -205,3 +205,21 @@ func TestEscapeLeafText(t *testing.T) {
 		}
 	}
 }
+
+// TestFastPathReadsRealClients checks that the requests of every client
+// in the corpus take the fast path, and that it decodes them as
+// encoding/xml does.
+func TestFastPathReadsRealClients(t *testing.T) {
+	files, _ := filepath.Glob("testdata/requests/*.txt")
+	if len(files) == 0 {
+		t.Fatal("no request corpus")
+	}
+	for _, p := range files {
+		c := readCorpus(t, p)
+		in := escapeLeafText(dropControls(bytes.TrimPrefix(c.body, []byte("\xef\xbb\xbf"))))
+		if _, _, err := decodeTokens(newFastTokens(in).next); err == errFallback {
+			t.Errorf("%s: the fast path gave up", filepath.Base(p))
+		}
+		checkFastPath(t, c.body)
+	}
+}
