@@ -99,6 +99,7 @@ func (f *fastTokens) text() (token, error) {
 		case c == '\r':
 			f.txt = append(f.txt, '\n') // as the Decoder rewrites CR and CRLF
 		case c == '\n' && j > 0 && raw[j-1] == '\r':
+			// the LF of a CRLF, written as one '\n' already
 		case c == '>' && j >= 2 && raw[j-1] == ']' && raw[j-2] == ']':
 			return token{}, errFallback // the Decoder refuses "]]>" in text
 		case c == '&':

@@ -119,12 +119,18 @@ func parseSOAPAction(h string) (ns, name string, ok bool) {
 // and collects its children as arguments. found reports whether an action
 // element was seen; err says why decoding stopped early, if it did.
 func decodeBody(body []byte) (a Action, found bool, err error) {
-	body = escapeLeafText(dropControls(bytes.TrimPrefix(body, []byte("\xef\xbb\xbf"))))
+	body = prepare(body)
 	a, found, err = decodeTokens(newFastTokens(body).next)
 	if err != errFallback {
 		return a, found, err
 	}
 	return decodeTokens(slowTokens(body))
+}
+
+// prepare is what both tokenizers read of a body: without a UTF-8 BOM and
+// the control characters XML forbids, bare '<' in leaf text escaped.
+func prepare(body []byte) []byte {
+	return escapeLeafText(dropControls(bytes.TrimPrefix(body, []byte("\xef\xbb\xbf"))))
 }
 
 // slowTokens returns the tokens of encoding/xml's Decoder, as lenient as
