@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,6 +16,7 @@ import (
 	"github.com/berthd/berth/igd/soap"
 	"github.com/berthd/berth/internal/mapping"
 	"github.com/berthd/berth/internal/policy"
+	"github.com/berthd/berth/internal/portmap"
 )
 
 func TestFaultCode(t *testing.T) {
@@ -324,6 +327,60 @@ func TestGetGenericEnumeration(t *testing.T) {
 	}
 	wantFault(t, h.soapCall(t, hostA, nsV1, "GetGenericPortMappingEntry", "NewPortMappingIndex", "70000"), 713)
 	wantFault(t, h.soapCall(t, hostA, nsV1, "GetGenericPortMappingEntry", "NewPortMappingIndex", "x"), 402)
+}
+
+// fullLists counts the Mapper's unfiltered List calls: the listing
+// snapshots GetGenericPortMappingEntry takes.
+type fullLists struct {
+	*portmap.Service
+	n *atomic.Int64
+}
+
+func (f fullLists) List(flt mapping.Filter) []mapping.Mapping {
+	if flt == (mapping.Filter{}) {
+		f.n.Add(1)
+	}
+	return f.Service.List(flt)
+}
+
+// TestListingSnapshotReleased: a walk over the indexes shares one
+// snapshot, which is dropped once no walk has used it for listingIdle (it
+// holds a copy of every mapping) and rebuilt with the same indexes when a
+// walk comes back.
+func TestListingSnapshotReleased(t *testing.T) {
+	var lists atomic.Int64
+	h := newHarness(t, options{config: func(c *Config) { c.Mapper = fullLists{c.Mapper.(*portmap.Service), &lists} }})
+	wantOK(t, h.add(t, hostA, nsV1, "TCP", 12000, 12000, "0"))
+	wantOK(t, h.add(t, hostA, nsV1, "UDP", 12001, 12001, "0"))
+	entry := func(i int) string {
+		t.Helper()
+		r := h.soapCall(t, hostA, nsV1, "GetGenericPortMappingEntry", "NewPortMappingIndex", strconv.Itoa(i))
+		wantOK(t, r)
+		return r.arg("NewProtocol") + " " + r.arg("NewExternalPort")
+	}
+	held := func() bool {
+		h.srv.listing.mu.Lock()
+		defer h.srv.listing.mu.Unlock()
+		return h.srv.listing.keys != nil
+	}
+	first := []string{entry(0), entry(1)}
+	if n := lists.Load(); n != 1 {
+		t.Fatalf("walk of 2 entries took %d snapshots, want 1", n)
+	}
+	// Each use keeps the snapshot another listingIdle.
+	h.clk.Advance(listingIdle - time.Second)
+	entry(0)
+	h.clk.Advance(listingIdle - time.Second)
+	if !held() || lists.Load() != 1 {
+		t.Fatalf("snapshot used %v ago dropped (held %v, %d snapshots)", listingIdle-time.Second, held(), lists.Load())
+	}
+	h.clk.Advance(time.Second)
+	if held() {
+		t.Fatalf("snapshot still held %v after its last use", listingIdle)
+	}
+	if got := []string{entry(0), entry(1)}; !slices.Equal(got, first) || lists.Load() != 2 {
+		t.Errorf("walk after the release: %q in %d snapshots, want %q in 2", got, lists.Load(), first)
+	}
 }
 
 // noWAN is a Mapper whose WAN address is unknown.

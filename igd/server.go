@@ -112,6 +112,7 @@ func New(c Config) *Server {
 		conns: make(map[netip.Addr]int),
 		scpds: make(map[string][2][]byte),
 	}
+	s.listing.clk = c.Clock
 	for v := 1; v <= 2; v++ {
 		d := c.Device
 		d.Version = v

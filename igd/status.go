@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/berthd/berth/igd/soap"
+	"github.com/berthd/berth/internal/clock"
 	"github.com/berthd/berth/internal/mapping"
 )
 
@@ -148,51 +149,96 @@ type Generationer interface {
 	Generation() uint64
 }
 
-// listingCache holds the List snapshot that GetGenericPortMappingEntry
+// listingIdle is how long a listing snapshot outlives its last use. A
+// client walking the indexes asks again within milliseconds; a snapshot
+// of 100,000 mappings holds 6.4 MB that a router should not keep once the
+// walk is over. Dropping it changes no index: List's order is
+// deterministic, so a later walk at the same generation rebuilds the same
+// snapshot.
+const listingIdle = 30 * time.Second
+
+// listingCache holds the snapshot that GetGenericPortMappingEntry
 // indexes, so that indexes stay contiguous and stable while a client
-// enumerates (COMPAT M5).
+// enumerates (COMPAT M5). It keeps only the keys, a third of a Mapping;
+// each entry is looked up again when it is read.
 type listingCache struct {
-	mu    sync.Mutex
-	valid bool
-	gen   uint64
-	list  []mapping.Mapping
+	clk       clock.Clock
+	mu        sync.Mutex
+	valid     bool
+	gen       uint64
+	keys      []mapping.Key
+	used      time.Time // the last snapshot call
+	releasing bool      // a release is scheduled
 }
 
-// snapshot returns the current listing; the slice must not be modified.
-func (lc *listingCache) snapshot(m mapping.Mapper) []mapping.Mapping {
-	g, ok := m.(Generationer)
-	if !ok {
-		return m.List(mapping.Filter{})
-	}
+// snapshot returns the keys of the current listing; the slice must not
+// be modified. The Mapper must be a Generationer.
+func (lc *listingCache) snapshot(m mapping.Mapper, g Generationer) []mapping.Key {
 	// Read the generation before listing: a change in between leaves a
 	// snapshot newer than gen, which the next call replaces.
 	gen := g.Generation()
 	lc.mu.Lock()
 	defer lc.mu.Unlock()
 	if !lc.valid || lc.gen != gen {
-		lc.list, lc.gen, lc.valid = m.List(mapping.Filter{}), gen, true
+		list := m.List(mapping.Filter{})
+		keys := make([]mapping.Key, len(list))
+		for i, e := range list {
+			keys[i] = e.Key
+		}
+		lc.keys, lc.gen, lc.valid = keys, gen, true
 	}
-	return lc.list
+	lc.used = lc.clk.Now()
+	if !lc.releasing {
+		lc.releasing = true
+		lc.clk.AfterFunc(listingIdle, lc.release)
+	}
+	return lc.keys
 }
 
-func (lc *listingCache) len(m mapping.Mapper) int { return len(lc.snapshot(m)) }
-
-// entry returns the mapping at index i. The lease comes from a fresh
-// lookup of that one client's mappings, because renewals do not change the
-// generation (miniupnp#466: report the remaining lease).
-func (lc *listingCache) entry(m mapping.Mapper, i int) (mapping.Mapping, bool) {
-	list := lc.snapshot(m)
-	if i < 0 || i >= len(list) {
-		return mapping.Mapping{}, false
+// release drops the snapshot once it has gone unused for listingIdle, and
+// looks again later otherwise.
+func (lc *listingCache) release() {
+	lc.mu.Lock()
+	defer lc.mu.Unlock()
+	if idle := lc.clk.Now().Sub(lc.used); idle < listingIdle {
+		lc.clk.AfterFunc(listingIdle-idle, lc.release)
+		return
 	}
-	e := list[i]
-	if _, ok := m.(Generationer); ok && e.Client.IsValid() {
-		port := e.External.Port()
-		for _, fresh := range m.List(mapping.Filter{Client: e.Client, Proto: e.Proto, Ports: mapping.PortRange{Lo: port, Hi: port}}) {
-			if fresh.Key == e.Key {
-				e.Expires = fresh.Expires
+	lc.keys, lc.valid, lc.releasing = nil, false, false
+}
+
+func (lc *listingCache) len(m mapping.Mapper) int {
+	if g, ok := m.(Generationer); ok {
+		return len(lc.snapshot(m, g))
+	}
+	return len(m.List(mapping.Filter{}))
+}
+
+// entry returns the mapping at index i, as it is now: renewals do not
+// change the generation, and the lease reported must be the one left
+// (miniupnp#466). A mapping removed since the snapshot changed the
+// generation, so a second try indexes a fresh one.
+func (lc *listingCache) entry(m mapping.Mapper, i int) (mapping.Mapping, bool) {
+	g, ok := m.(Generationer)
+	if !ok {
+		list := m.List(mapping.Filter{})
+		if i < 0 || i >= len(list) {
+			return mapping.Mapping{}, false
+		}
+		return list[i], true
+	}
+	for range 2 {
+		keys := lc.snapshot(m, g)
+		if i < 0 || i >= len(keys) {
+			return mapping.Mapping{}, false
+		}
+		k := keys[i]
+		port := k.External.Port()
+		for _, e := range m.List(mapping.Filter{Proto: k.Proto, Ports: mapping.PortRange{Lo: port, Hi: port}}) {
+			if e.Key == k {
+				return e, true
 			}
 		}
 	}
-	return e, true
+	return mapping.Mapping{}, false
 }
