@@ -42,21 +42,21 @@ func (t *Table) Existing(r mapping.Request, ext netip.Addr) (mapping.Mapping, bo
 		return mapping.Mapping{}, false
 	}
 	var best *entry
-	for e := t.byInt[intKey{r.Proto, r.Internal}]; e != nil; e = e.nextInt {
-		if e.m.Client != r.Client || e.m.Remote != r.Remote {
+	for e := t.byInt[intKeyOf(r.Proto, r.Internal)]; e != nil; e = e.nextInt {
+		if e.clientAddr() != r.Client || e.remoteAddr() != r.Remote || e.internalAddrPort() != r.Internal {
 			continue
 		}
-		if e.m.External.Port() == r.Suggest.Port() {
-			return e.m, true
+		if e.extPort == r.Suggest.Port() {
+			return e.mapping(), true
 		}
-		if best == nil || e.m.Key.Compare(best.m.Key) < 0 {
+		if best == nil || e.compare(best) < 0 {
 			best = e
 		}
 	}
 	if best == nil {
 		return mapping.Mapping{}, false
 	}
-	return best.m, true
+	return best.mapping(), true
 }
 
 func requestKey(r mapping.Request, ext netip.Addr) mapping.Key {
@@ -107,11 +107,11 @@ func (t *Table) Allocate(r mapping.Request, ext netip.Addr, allowed []mapping.Po
 			return Plan{}, fmt.Errorf("lease: port %d not allowed: %w", k.External.Port(), mapping.ErrNotAuthorized)
 		}
 		for e := t.byExt[portKey{k.Proto, k.External.Port()}]; e != nil; e = e.nextExt {
-			if e.m.External.Addr() != ext {
+			if e.ext.addr != ext {
 				continue // another WAN address: another identity
 			}
-			if e.m.Client != r.Client || e.m.Origin.Kind == mapping.KindStatic {
-				return Plan{}, fmt.Errorf("lease: %v held by %v: %w", k, e.m.Client, mapping.ErrConflict)
+			if e.clientAddr() != r.Client || e.kind == mapping.KindStatic {
+				return Plan{}, fmt.Errorf("lease: %v held by %v: %w", k, e.clientAddr(), mapping.ErrConflict)
 			}
 		}
 		want.Key = k

@@ -7,23 +7,23 @@ import "time"
 type expiryHeap []*entry
 
 func (h expiryHeap) less(i, j int) bool {
-	return h[i].m.Expires.Before(h[j].m.Expires)
+	return h[i].expires.Before(h[j].expires)
 }
 
 func (h expiryHeap) swap(i, j int) {
 	h[i], h[j] = h[j], h[i]
-	h[i].heapIdx = i
-	h[j].heapIdx = j
+	h[i].heapIdx = int32(i)
+	h[j].heapIdx = int32(j)
 }
 
 func (h *expiryHeap) push(e *entry) {
-	e.heapIdx = len(*h)
+	e.heapIdx = int32(len(*h))
 	*h = append(*h, e)
-	h.up(e.heapIdx)
+	h.up(int(e.heapIdx))
 }
 
 func (h *expiryHeap) remove(e *entry) {
-	i := e.heapIdx
+	i := int(e.heapIdx)
 	if i < 0 {
 		return
 	}
@@ -81,5 +81,5 @@ func (h expiryHeap) min() (time.Time, bool) {
 	if len(h) == 0 {
 		return time.Time{}, false
 	}
-	return h[0].m.Expires, true
+	return h[0].expires, true
 }

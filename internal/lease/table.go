@@ -19,27 +19,9 @@ import (
 	"github.com/berthd/berth/internal/mapping"
 )
 
-// entry is one mapping and its index links. Entries sharing an external
-// (protocol, port) are chained through nextExt (keys that differ by remote
-// host or external address); entries sharing (protocol, internal
-// address:port) through nextInt; a client's entries form a doubly linked
-// list.
-type entry struct {
-	m                mapping.Mapping
-	nextExt, nextInt *entry
-	cprev, cnext     *entry
-	heapIdx          int
-	stored           int64 // StoredUntil in Unix nanoseconds; 0 unknown
-}
-
 type portKey struct {
 	proto mapping.Protocol
 	port  uint16
-}
-
-type intKey struct {
-	proto    mapping.Protocol
-	internal netip.AddrPort
 }
 
 type clientList struct {
@@ -59,8 +41,9 @@ type Table struct {
 
 // usedPorts is the port bitmap of one external address.
 type usedPorts struct {
-	n   int        // mappings on this address
-	set [2]portSet // TCP, UDP
+	addr netip.Addr
+	n    int        // mappings on this address
+	set  [2]portSet // TCP, UDP
 }
 
 // New returns an empty table.
@@ -71,7 +54,7 @@ func New() *Table {
 		byClient: make(map[netip.Addr]*clientList),
 		used:     make(map[netip.Addr]*usedPorts),
 		order: btree.NewG(32, func(a, b *entry) bool {
-			return a.m.Key.Compare(b.m.Key) < 0
+			return a.compare(b) < 0
 		}),
 	}
 }
@@ -88,11 +71,13 @@ func (t *Table) ports(ext netip.Addr, p mapping.Protocol) *portSet {
 	return &u.set[0]
 }
 
-func (t *Table) markPort(k mapping.Key, inUse bool) {
+// markPort marks k's port used or free and returns the ports of k's
+// external address.
+func (t *Table) markPort(k mapping.Key, inUse bool) *usedPorts {
 	ext := k.External.Addr()
 	u := t.used[ext]
 	if u == nil {
-		u = &usedPorts{}
+		u = &usedPorts{addr: ext}
 		t.used[ext] = u
 	}
 	i := 0
@@ -102,21 +87,22 @@ func (t *Table) markPort(k mapping.Key, inUse bool) {
 	if inUse {
 		u.set[i].set(k.External.Port())
 		u.n++
-		return
+		return u
 	}
 	u.n--
 	if u.n == 0 {
 		delete(t.used, ext)
-		return
+		return u
 	}
 	// The port stays taken while another key (remote host variant) of
 	// the same address uses it.
 	for e := t.byExt[portKey{k.Proto, k.External.Port()}]; e != nil; e = e.nextExt {
-		if e.m.External.Addr() == ext {
-			return
+		if e.ext == u {
+			return u
 		}
 	}
 	u.set[i].clear(k.External.Port())
+	return u
 }
 
 // Grow prepares an empty table for n mappings, so that a bulk load (the
@@ -170,14 +156,14 @@ func (t *Table) ClientCount(client netip.Addr) int {
 // Get returns the mapping with key k.
 func (t *Table) Get(k mapping.Key) (mapping.Mapping, bool) {
 	if e := t.find(k); e != nil {
-		return e.m, true
+		return e.mapping(), true
 	}
 	return mapping.Mapping{}, false
 }
 
 func (t *Table) find(k mapping.Key) *entry {
 	for e := t.byExt[portKey{k.Proto, k.External.Port()}]; e != nil; e = e.nextExt {
-		if e.m.Key == k {
+		if e.is(k) {
 			return e
 		}
 	}
@@ -189,7 +175,7 @@ func (t *Table) find(k mapping.Key) *entry {
 func (t *Table) OnPort(proto mapping.Protocol, p uint16) []mapping.Mapping {
 	var out []mapping.Mapping
 	for e := t.byExt[portKey{proto, p}]; e != nil; e = e.nextExt {
-		out = append(out, e.m)
+		out = append(out, e.mapping())
 	}
 	return out
 }
@@ -198,9 +184,9 @@ func (t *Table) OnPort(proto mapping.Protocol, p uint16) []mapping.Mapping {
 // port first.
 func (t *Table) Internal(client netip.Addr, proto mapping.Protocol, internal netip.AddrPort) []mapping.Mapping {
 	var out []mapping.Mapping
-	for e := t.byInt[intKey{proto, internal}]; e != nil; e = e.nextInt {
-		if e.m.Client == client {
-			out = append(out, e.m)
+	for e := t.byInt[intKeyOf(proto, internal)]; e != nil; e = e.nextInt {
+		if e.clientAddr() == client && e.intPort == internal.Port() && e.internal == internal.Addr() {
+			out = append(out, e.mapping())
 		}
 	}
 	sortByKey(out)
@@ -216,8 +202,8 @@ func (t *Table) Client(client netip.Addr, proto mapping.Protocol) []mapping.Mapp
 	}
 	var out []mapping.Mapping
 	for e := cl.head; e != nil; e = e.cnext {
-		if proto == 0 || e.m.Proto == proto {
-			out = append(out, e.m)
+		if proto == 0 || e.proto == proto {
+			out = append(out, e.mapping())
 		}
 	}
 	return out
@@ -226,7 +212,7 @@ func (t *Table) Client(client netip.Addr, proto mapping.Protocol) []mapping.Mapp
 // All yields every mapping in Key order.
 func (t *Table) All() iter.Seq[mapping.Mapping] {
 	return func(yield func(mapping.Mapping) bool) {
-		t.order.Ascend(func(e *entry) bool { return yield(e.m) })
+		t.order.Ascend(func(e *entry) bool { return yield(e.mapping()) })
 	}
 }
 
@@ -237,10 +223,10 @@ func (t *Table) NextExpiry() (time.Time, bool) { return t.expiry.min() }
 // now, earliest deadline first.
 func (t *Table) Expire(now time.Time) []mapping.Mapping {
 	var out []mapping.Mapping
-	for len(t.expiry) > 0 && !t.expiry[0].m.Expires.After(now) {
+	for len(t.expiry) > 0 && !t.expiry[0].expires.After(now) {
 		e := t.expiry[0]
 		t.remove(e)
-		out = append(out, e.m)
+		out = append(out, e.mapping())
 	}
 	return out
 }
@@ -250,21 +236,20 @@ func (t *Table) Expire(now time.Time) []mapping.Mapping {
 // first (see Allocate).
 func (t *Table) Put(m mapping.Mapping) {
 	if e := t.find(m.Key); e != nil {
-		if e.m.Internal == m.Internal && e.m.Client == m.Client {
+		if e.internalAddrPort() == m.Internal && e.clientAddr() == m.Client {
 			// Same indexes: update in place.
-			old := e.m.Expires
-			e.m = m
+			old := e.expires
+			e.setLease(m)
 			t.reschedule(e, old)
 			return
 		}
 		t.remove(e)
 	}
-	e := &entry{m: m, heapIdx: -1}
+	e := newEntry(m, t.markPort(m.Key, true))
 	pk := portKey{m.Proto, m.External.Port()}
 	e.nextExt = t.byExt[pk]
 	t.byExt[pk] = e
-	t.markPort(m.Key, true)
-	ik := intKey{m.Proto, m.Internal}
+	ik := intKeyOf(m.Proto, m.Internal)
 	e.nextInt = t.byInt[ik]
 	t.byInt[ik] = e
 	cl := t.byClient[m.Client]
@@ -286,12 +271,12 @@ func (t *Table) Put(m mapping.Mapping) {
 
 func (t *Table) reschedule(e *entry, old time.Time) {
 	switch {
-	case e.m.Permanent():
+	case e.permanent():
 		t.expiry.remove(e)
 	case e.heapIdx < 0:
 		t.expiry.push(e)
-	case !old.Equal(e.m.Expires):
-		t.expiry.fix(e.heapIdx)
+	case !old.Equal(e.expires):
+		t.expiry.fix(int(e.heapIdx))
 	}
 }
 
@@ -302,18 +287,18 @@ func (t *Table) Delete(k mapping.Key) (mapping.Mapping, bool) {
 		return mapping.Mapping{}, false
 	}
 	t.remove(e)
-	return e.m, true
+	return e.mapping(), true
 }
 
 func (t *Table) remove(e *entry) {
-	m := e.m
+	m := e.mapping()
 	pk := portKey{m.Proto, m.External.Port()}
 	t.byExt[pk] = unlink(t.byExt[pk], e, func(x *entry) **entry { return &x.nextExt })
 	if t.byExt[pk] == nil {
 		delete(t.byExt, pk)
 	}
 	t.markPort(m.Key, false)
-	ik := intKey{m.Proto, m.Internal}
+	ik := intKeyOf(m.Proto, m.Internal)
 	t.byInt[ik] = unlink(t.byInt[ik], e, func(x *entry) **entry { return &x.nextInt })
 	if t.byInt[ik] == nil {
 		delete(t.byInt, ik)

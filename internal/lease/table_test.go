@@ -6,6 +6,7 @@ import (
 	"slices"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/berthd/berth/internal/mapping"
 )
@@ -337,5 +338,75 @@ func TestGrow(t *testing.T) {
 	}
 	if exp := tb.Expire(t0.Add(2 * time.Minute)); len(exp) != 1 || exp[0] != b {
 		t.Errorf("Expire = %v, want only %v", exp, b)
+	}
+}
+
+// TestEntryRoundTrip: the table stores a mapping in pieces (entry.go) and
+// hands back, from every accessor, a Mapping equal with == to the one put:
+// remote hosts, third-party clients, IPv6 and zones, origins, peers and
+// permanent leases included.
+func TestEntryRoundTrip(t *testing.T) {
+	if s := unsafe.Sizeof(entry{}); s > 160 {
+		t.Errorf("entry is %d bytes, want at most 160: one more word moves it to the next size class", s)
+	}
+	ext6 := netip.MustParseAddr("2001:db8::1")
+	ll := netip.MustParseAddr("fe80::10%lan0")
+	peers := mapping.NewPeers(mapping.Peer{Prefix: netip.MustParsePrefix("198.51.100.0/24")})
+	var nonce [12]byte
+	copy(nonce[:], "nonce-bytes!")
+	ms := []mapping.Mapping{
+		{Key: mapping.Key{Proto: mapping.TCP, External: netip.AddrPortFrom(ext, 5000)},
+			Internal: netip.AddrPortFrom(hostA, 5000), Client: hostA,
+			Origin: mapping.Origin{Kind: mapping.KindIGD, Description: "game"}, Expires: t0.Add(time.Hour)},
+		{Key: mapping.Key{Proto: mapping.TCP, External: netip.AddrPortFrom(ext, 5000), Remote: netip.MustParseAddr("198.51.100.7")},
+			Internal: netip.AddrPortFrom(hostB, 6000), Client: hostA, // third party
+			Origin: mapping.Origin{Kind: mapping.KindIGD}},
+		{Key: mapping.Key{Proto: mapping.UDP, External: netip.AddrPortFrom(ext6, 5000)},
+			Internal: netip.AddrPortFrom(ll, 7000), Client: ll,
+			Origin: mapping.Origin{Kind: mapping.KindPCP, Nonce: nonce}, Expires: t0.Add(time.Minute), Peers: peers},
+		{Key: mapping.Key{Proto: mapping.UDP, External: netip.AddrPortFrom(ext, 5001)},
+			Internal: netip.AddrPortFrom(netip.AddrFrom16(hostA.As16()), 7000), Client: hostA, // IPv4-mapped internal
+			Origin: mapping.Origin{Kind: mapping.KindNATPMP}, Expires: t0.Add(2 * time.Minute)},
+		{Key: mapping.Key{Proto: mapping.UDP, External: netip.AddrPortFrom(ext, 5002)},
+			Internal: netip.AddrPortFrom(hostA, 7000), Client: hostA,
+			Origin: mapping.Origin{Kind: mapping.KindStatic, Description: "web"}},
+	}
+	tb := New()
+	for _, m := range ms {
+		tb.Put(m)
+	}
+	var all []mapping.Mapping
+	for m := range tb.All() {
+		all = append(all, m)
+	}
+	want := slices.Clone(ms)
+	sortByKey(want)
+	if !slices.Equal(all, want) {
+		t.Fatalf("All:\ngot  %v\nwant %v", all, want)
+	}
+	for _, m := range ms {
+		if got, ok := tb.Get(m.Key); !ok || got != m {
+			t.Errorf("Get(%v) = %+v, %v; want %+v", m.Key, got, ok, m)
+		}
+		if got := tb.Internal(m.Client, m.Proto, m.Internal); !slices.Contains(got, m) || len(got) != 1 {
+			t.Errorf("Internal(%v, %v, %v) = %v; want only %v", m.Client, m.Proto, m.Internal, got, m)
+		}
+		if got := tb.OnPort(m.Proto, m.External.Port()); !slices.Contains(got, m) {
+			t.Errorf("OnPort(%v, %d) = %v; want it to hold %v", m.Proto, m.External.Port(), got, m)
+		}
+		if got := tb.Client(m.Client, 0); !slices.Contains(got, m) {
+			t.Errorf("Client(%v) = %v; want it to hold %v", m.Client, got, m)
+		}
+	}
+	if exp := tb.Expire(t0.Add(time.Hour)); !slices.Equal(exp, []mapping.Mapping{ms[2], ms[3], ms[0]}) {
+		t.Errorf("Expire = %v, want %v", exp, []mapping.Mapping{ms[2], ms[3], ms[0]})
+	}
+	for _, m := range ms[3:] {
+		if got, ok := tb.Delete(m.Key); ok != (m.Permanent()) || (ok && got != m) {
+			t.Errorf("Delete(%v) = %v, %v", m.Key, got, ok)
+		}
+	}
+	if tb.Len() != 1 {
+		t.Errorf("%d mappings left, want 1", tb.Len())
 	}
 }
