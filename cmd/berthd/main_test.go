@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"testing"
@@ -117,5 +118,26 @@ func TestStartsAndStopsOnSignal(t *testing.T) {
 	}
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("exit after SIGTERM: %v", err)
+	}
+}
+
+// TestDefaultGC: berthd collects at GOGC=50 unless the environment says
+// otherwise, in which case the runtime's own reading of GOGC stands.
+func TestDefaultGC(t *testing.T) {
+	prev := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(prev)
+	unset := func(string) (string, bool) { return "", false }
+	if gc, ok := defaultGC(unset); !ok || gc != gcPercent {
+		t.Errorf("defaultGC without GOGC = %d, %v; want %d, true", gc, ok, gcPercent)
+	}
+	if got := debug.SetGCPercent(100); got != gcPercent {
+		t.Errorf("GC percent %d after defaultGC, want %d", got, gcPercent)
+	}
+	set := func(k string) (string, bool) { return "200", k == "GOGC" }
+	if _, ok := defaultGC(set); ok {
+		t.Error("defaultGC changed the GC percent although GOGC is set")
+	}
+	if got := debug.SetGCPercent(100); got != 100 {
+		t.Errorf("GC percent %d with GOGC set, want it left at 100", got)
 	}
 }
