@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"time"
@@ -54,6 +55,21 @@ type Options struct {
 	// (netif.Addrs when nil). Tests replace them.
 	WatchAddrs func(ctx context.Context, changed func(), log *slog.Logger) error
 	Addrs      func(name string) ([]netip.Prefix, error)
+	// FreeMemory is called once berthd serves, when it restored leases
+	// from the store: restoring 100,000 leases leaves garbage of twice the
+	// daemon's steady size (netlink messages for every element, the
+	// decoded journal), which would otherwise stay resident until the
+	// runtime's background scavenger gets to it. nil means
+	// debug.FreeOSMemory.
+	FreeMemory func()
+}
+
+func (o Options) freeMemory() {
+	if o.FreeMemory != nil {
+		o.FreeMemory()
+		return
+	}
+	debug.FreeOSMemory()
 }
 
 func (o Options) addrs() func(string) ([]netip.Prefix, error) {
@@ -156,7 +172,8 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 		}
 	}()
 	// Stored leases first, then the static forwards, which win a conflict.
-	if err := ls.restore(ctx, svc, log); err != nil {
+	restored, err := ls.restore(ctx, svc, log)
+	if err != nil {
 		return err
 	}
 	if err := svc.SetStatic(ctx, forwards(cfg)); err != nil {
@@ -181,6 +198,9 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 		"serving_wan", det.ServeWAN, "backend", name, "static_forwards", len(cfg.Forwards),
 		"natpmp", cfg.NATPMP.Enabled, "pcp", cfg.PCP.Enabled, "upnp", cfg.UPnP.Enabled,
 		"secure_mode", cfg.Policy.SecureMode, "config", orDefault(cfg.File))
+	if restored > 0 {
+		o.freeMemory()
+	}
 	if o.Ready != nil {
 		o.Ready(svc)
 	}

@@ -333,3 +333,58 @@ func freeUDPPort(t *testing.T) uint16 {
 	defer c.Close()
 	return c.LocalAddr().(*net.UDPAddr).AddrPort().Port()
 }
+
+// TestRestoreGivesMemoryBack: a start that restored leases hands the
+// restore's garbage back to the system once it serves (Options.FreeMemory);
+// a start with nothing to restore has nothing to give back.
+func TestRestoreGivesMemoryBack(t *testing.T) {
+	dir := t.TempDir() // never the host's /var/lib/berth
+	host := netip.MustParseAddr("127.0.0.10")
+	r := mapping.Request{Client: host, Proto: mapping.TCP, Internal: netip.AddrPortFrom(host, 5000),
+		Lifetime: time.Hour, Origin: mapping.Origin{Kind: mapping.KindNATPMP}}
+	// run starts berthd on dir, calls with its Service, stops it and
+	// returns how often it gave memory back.
+	run := func(with func(*portmap.Service)) int {
+		t.Helper()
+		cfg := config.Default()
+		cfg.Store.Dir = dir
+		cfg.UPnP.Enabled = false
+		cfg.Backend = "relay"
+		var frees int
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		ready := make(chan *portmap.Service, 1)
+		done := make(chan error, 1)
+		go func() {
+			done <- Run(ctx, cfg, Options{PortControlPort: freeUDPPort(t), OpenNft: noNft, Logger: slog.New(slog.DiscardHandler), Detect: loopback,
+				Ready: func(s *portmap.Service) { ready <- s }, FreeMemory: func() { frees++ }})
+		}()
+		select {
+		case s := <-ready:
+			with(s)
+		case err := <-done:
+			t.Fatalf("Run ended early: %v", err)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		return frees
+	}
+	var m mapping.Mapping
+	if n := run(func(s *portmap.Service) {
+		var err error
+		if m, err = s.Map(context.Background(), r); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 0 {
+		t.Errorf("a start with an empty store gave memory back %d times, want 0", n)
+	}
+	var restored []mapping.Mapping
+	if n := run(func(s *portmap.Service) { restored = s.List(mapping.Filter{Client: host}) }); n != 1 {
+		t.Errorf("a start that restored a lease gave memory back %d times, want 1", n)
+	}
+	if len(restored) != 1 || restored[0].Key != m.Key {
+		t.Errorf("restored %v, want the mapping %v", restored, m.Key)
+	}
+}

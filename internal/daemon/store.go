@@ -70,22 +70,22 @@ func (l *leases) config(c portmap.Config) portmap.Config {
 }
 
 // restore puts the stored leases back into svc and the backend, and
-// records the epoch the run uses.
-func (l *leases) restore(ctx context.Context, svc *portmap.Service, log *slog.Logger) error {
+// records the epoch the run uses. It returns how many leases it restored.
+func (l *leases) restore(ctx context.Context, svc *portmap.Service, log *slog.Logger) (int, error) {
 	if l.st == nil {
-		return nil
+		return 0, nil
 	}
 	r, err := svc.Restore(ctx, l.loaded.Mappings)
 	if err != nil {
-		return fmt.Errorf("daemon: %w", err)
+		return 0, fmt.Errorf("daemon: %w", err)
 	}
 	l.loaded.Mappings = nil // not needed again; let the memory go
 	log.Info("leases restored", "restored", r.Restored, "expired", r.Expired, "refused", r.Refused,
 		"epoch", svc.Epoch())
 	if err := l.st.Wait(ctx, l.st.SetEpochBase(svc.EpochStart())); err != nil {
-		return fmt.Errorf("daemon: lease store: record the epoch: %w", err)
+		return 0, fmt.Errorf("daemon: lease store: record the epoch: %w", err)
 	}
-	return nil
+	return r.Restored, nil
 }
 
 // close flushes and closes the store.

@@ -426,5 +426,14 @@ func (s *session) restart(ctx context.Context, level int) bool {
 		return false
 	}
 	s.rec(name, "ms", ms(serving))
+	// What a restart leaves resident: the restore's garbage counts until
+	// the daemon gives it back.
+	time.Sleep(time.Second)
+	if rss, err := rssKiB(s.proc.pid()); err == nil {
+		s.rec(fmt.Sprintf("RSS 1 s after the restart, N=%s", count(level)), "KiB", rss)
+		if level > 0 && s.rss0 > 0 {
+			s.rec(fmt.Sprintf("RSS per mapping (from start) after the restart, N=%s", count(level)), "B", (rss-s.rss0)*1024/float64(level))
+		}
+	}
 	return true
 }
