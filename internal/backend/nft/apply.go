@@ -276,6 +276,7 @@ func (n *Nft) appendOp(ops []elemOp, del bool, m mapping.Mapping) []elemOp {
 // one element is kept. Netlink calls cannot be cancelled, so Apply and Sync
 // check their ctx before anything is queued.
 func (n *Nft) commit(ops []elemOp) error {
+	msgs := uint64(0)
 	for i := 0; i < len(ops); {
 		j := i + 1
 		for j < len(ops) && j-i < maxElemsPerMsg && ops[j].del == ops[i].del && ops[j].set == ops[i].set {
@@ -294,6 +295,7 @@ func (n *Nft) commit(ops []elemOp) error {
 		if err != nil {
 			return err
 		}
+		msgs++
 		i = j
 	}
 	flush := n.flush
@@ -306,7 +308,8 @@ func (n *Nft) commit(ops []elemOp) error {
 		return fmt.Errorf("batch of %d element changes: %w", len(ops), err)
 	}
 	n.batches++
-	n.log.Debug("batch committed", "elements", len(ops))
+	n.messages += msgs
+	n.log.Debug("batch committed", "elements", len(ops), "messages", msgs)
 	return nil
 }
 

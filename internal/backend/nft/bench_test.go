@@ -90,3 +90,55 @@ func BenchmarkSyncFromEmpty(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkApplyBatch measures one Apply of 16 new mappings, TCP and UDP
+// alternating as clients send them, with 10,000 installed, configured as
+// berthd configures the table (hairpin, source-port preservation): the
+// batch a burst of NAT-PMP or PCP requests makes.
+func BenchmarkApplyBatch(b *testing.B) {
+	const present, batch = 10000, 16
+	ctx := context.Background()
+	ns := newNetNS(b)
+	c, port := ns.lastingConn(b)
+	n, err := New(Config{Conn: c, PortID: port, Conntrack: ns.conntrack(b), WANInterface: "wan0", Hairpin: true, PreserveSourcePort: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer n.Close()
+	mixed := func(i int) mapping.Mapping {
+		m := nth(i)
+		if i%2 == 0 {
+			m.Proto = mapping.UDP
+		}
+		return m
+	}
+	want := make([]mapping.Mapping, present)
+	for i := range want {
+		want[i] = mixed(i)
+	}
+	if err := n.Sync(ctx, want); err != nil {
+		b.Fatalf("Sync of %d mappings: %v", present, err)
+	}
+	cs := make([]backend.Change, batch)
+	ds := make([]backend.Change, batch)
+	for i := range cs {
+		m := mixed(present + i)
+		cs[i] = backend.Change{Op: backend.Add, Mapping: m}
+		ds[i] = backend.Change{Op: backend.Delete, Mapping: m}
+	}
+	var msgs uint64
+	for b.Loop() {
+		before := n.Stats().Messages
+		if err := n.Apply(ctx, cs); err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		msgs += n.Stats().Messages - before
+		if err := n.Apply(ctx, ds); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batch), "ns/mapping")
+	b.ReportMetric(float64(msgs)/float64(b.N), "msgs/batch")
+}

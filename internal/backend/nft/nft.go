@@ -210,6 +210,7 @@ type Nft struct {
 	// it; Sync re-reads the kernel.
 	installed map[key]inst
 	batches   uint64
+	messages  uint64
 	failed    uint64
 	// users indexes the installed UDP mappings by Internal, and
 	// snatKernel is what snat_udp holds: Internal → External of the
@@ -528,6 +529,7 @@ func LargeBuffers(c *netlink.Conn) error {
 type Stats struct {
 	Mappings int    // installed mappings
 	Batches  uint64 // batches committed by Apply and Sync
+	Messages uint64 // element messages in those batches
 	Failed   uint64 // batches the kernel refused
 }
 
@@ -535,7 +537,7 @@ type Stats struct {
 func (n *Nft) Stats() Stats {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return Stats{Mappings: len(n.installed), Batches: n.batches, Failed: n.failed}
+	return Stats{Mappings: len(n.installed), Batches: n.batches, Messages: n.messages, Failed: n.failed}
 }
 
 // Release stops watching for changes (Lost) and releases the backend's

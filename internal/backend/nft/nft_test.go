@@ -3,6 +3,7 @@ package nft
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -435,5 +436,29 @@ func TestFlowOf(t *testing.T) {
 		if got := flowOf(tt.f, tt.ms); got != tt.want {
 			t.Errorf("%s: flowOf = %v, want %v", tt.name, got, tt.want)
 		}
+	}
+}
+
+// TestBatchMessages: a batch's elements share one netlink message per map
+// (each message costs the kernel an acknowledgement and berth a read), so
+// a burst of TCP and UDP mappings, with source-port preservation, takes
+// two messages: the DNAT map and snat_udp.
+func TestBatchMessages(t *testing.T) {
+	n, _ := newNft(t, Config{WANInterface: "wan0", PreserveSourcePort: true})
+	var ms []mapping.Mapping
+	for i := range 16 {
+		p := mapping.TCP
+		if i%2 == 0 {
+			p = mapping.UDP
+		}
+		ms = append(ms, mk(p, fmt.Sprintf("203.0.113.2:%d", 4000+i), fmt.Sprintf("192.168.1.%d:%d", 10+i, 4000+i), ""))
+	}
+	before := n.Stats()
+	if err := n.Apply(context.Background(), add(ms...)); err != nil {
+		t.Fatal(err)
+	}
+	after := n.Stats()
+	if got := after.Messages - before.Messages; got != 2 || after.Batches != before.Batches+1 {
+		t.Errorf("16 mappings took %d messages in %d batches, want 2 in 1", got, after.Batches-before.Batches)
 	}
 }
