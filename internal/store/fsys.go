@@ -4,14 +4,19 @@ import (
 	"io"
 	"io/fs"
 	"os"
+
+	"golang.org/x/sys/unix"
 )
 
-// file is the part of *os.File the store uses. It is the seam where tests
-// inject write and fsync failures (ENOSPC, EIO).
+// file is the part of *os.File the store uses, and fdatasync. It is the
+// seam where tests inject write and fsync failures (ENOSPC, EIO).
 type file interface {
 	io.Writer
 	io.WriterAt
 	Sync() error
+	// Datasync is fdatasync(2): the data and the metadata needed to read
+	// it back (the file's size), not its times.
+	Datasync() error
 	Truncate(size int64) error
 	Close() error
 }
@@ -43,7 +48,26 @@ func (osFS) OpenFile(name string, flag int, perm fs.FileMode) (file, error) {
 	if err != nil {
 		return nil, err // not a typed nil in an interface
 	}
-	return f, nil
+	return osFile{f}, nil
+}
+
+// osFile is an *os.File with Datasync.
+type osFile struct{ *os.File }
+
+func (f osFile) Datasync() error {
+	err := ignoringEINTR(func() error { return unix.Fdatasync(int(f.Fd())) })
+	if err != nil {
+		return &fs.PathError{Op: "fdatasync", Path: f.Name(), Err: err}
+	}
+	return nil
+}
+
+func ignoringEINTR(fn func() error) error {
+	for {
+		if err := fn(); err != unix.EINTR {
+			return err
+		}
+	}
 }
 
 func (osFS) SyncDir(dir string) error {
@@ -60,6 +84,6 @@ func (osFS) SyncDir(dir string) error {
 
 // Interface guards.
 var (
-	_ file = (*os.File)(nil)
+	_ file = osFile{}
 	_ fsys = osFS{}
 )

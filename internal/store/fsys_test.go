@@ -113,6 +113,19 @@ func (f *faultFile) Sync() error {
 	return f.File.Sync()
 }
 
+// Datasync fails and counts as Sync does.
+func (f *faultFile) Datasync() error {
+	c := f.fs.get()
+	if c.onSync != nil {
+		c.onSync()
+	}
+	f.fs.set(func(f *faultFS) { f.syncs++ })
+	if c.syncErr != nil {
+		return &fs.PathError{Op: "fdatasync", Path: f.Name(), Err: c.syncErr}
+	}
+	return osFile{f.File}.Datasync()
+}
+
 func (f *faultFile) Truncate(size int64) error {
 	if err := f.fs.get().truncErr; err != nil {
 		return &fs.PathError{Op: "truncate", Path: f.Name(), Err: err}

@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"errors"
+	"slices"
 	"testing"
 )
 
@@ -22,8 +23,14 @@ func FuzzDecodeRecord(f *testing.F) {
 	f.Add(append(appendHeader(nil), loadGolden(f, goldens[0].file)...))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		w := writer{live: map[string]string{}}
-		w.load("fuzz", append(appendHeader(nil), b...))
+		data := append(appendHeader(nil), b...)
+		damage, end := w.load("fuzz", data)
 		w.mappings() // every live record must decode
+		// Without damage the records end at end and only zeroed space
+		// follows: appends go there.
+		if end < headerLen || end > len(data) || len(damage) == 0 && slices.ContainsFunc(data[end:], func(c byte) bool { return c != 0 }) {
+			t.Fatalf("load ended at %d of %d bytes with damage %q and %x after it", end, len(data), damage, data[min(max(end, 0), len(data)):])
+		}
 
 		checkDecode(t, b)
 		// The same bytes as a payload under a correct frame, so that

@@ -7,8 +7,10 @@ import (
 )
 
 // load reads a journal's contents into the live set and returns what it
-// had to skip, one report per damaged stretch; name is the file name used
-// in the reports. It never fails: what it cannot read it skips.
+// had to skip, one report per damaged stretch, and where the records end;
+// name is the file name used in the reports. It never fails: what it
+// cannot read it skips. Zeros from a record boundary to the end are the
+// space written ahead of the records (writer.reserve), not damage.
 //
 // After a damaged record, reading resumes at the next offset where a
 // whole record checks out: first right after the damaged record's frame
@@ -17,8 +19,7 @@ import (
 // byte. A record is at most MaxRecordLen bytes, so each offset costs at
 // most one bounded checksum, and most are rejected by their length and
 // type bytes before that.
-func (w *writer) load(name string, data []byte) []string {
-	var damage []string
+func (w *writer) load(name string, data []byte) (damage []string, end int) {
 	report := func(off, next int, why string) {
 		damage = append(damage, fmt.Sprintf("%s: offset %d: %s; skipped %d bytes", name, off, why, next-off))
 	}
@@ -26,7 +27,7 @@ func (w *writer) load(name string, data []byte) []string {
 	switch {
 	case len(data) < headerLen:
 		report(0, len(data), "truncated header")
-		return damage
+		return damage, len(data)
 	case string(data[offMagic:offMagic+len(magic)]) != magic:
 		// Not a journal, or a damaged header: take what checks out.
 		off = resync(data, 0)
@@ -35,9 +36,15 @@ func (w *writer) load(name string, data []byte) []string {
 		// A later format (a downgrade): its records cannot be trusted to
 		// mean what this version reads them as.
 		report(0, len(data), fmt.Sprintf("unsupported format version %d", binary.BigEndian.Uint32(data[offVer:])))
-		return damage
+		return damage, len(data)
 	}
-	for off < len(data) {
+	// Past zeroFrom every byte is zero; a record starts with its nonzero
+	// length, so a boundary there is the end.
+	zeroFrom := len(data)
+	for zeroFrom > off && data[zeroFrom-1] == 0 {
+		zeroFrom--
+	}
+	for off < zeroFrom {
 		_, n, err := DecodeRecord(data[off:])
 		if err == nil {
 			w.apply(data[off : off+n])
@@ -55,7 +62,7 @@ func (w *writer) load(name string, data []byte) []string {
 		report(off, next, reason(err))
 		off = next
 	}
-	return damage
+	return damage, off
 }
 
 // plausibleEnd returns the length of the damaged record at the start of b

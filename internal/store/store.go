@@ -233,8 +233,9 @@ func (s *Store) load(sys fsys, o Options) (*Store, Loaded, error) {
 		}
 	}
 	var ld Loaded
+	end := 0
 	if exists {
-		ld.Damage = s.w.load(journalName, data)
+		ld.Damage, end = s.w.load(journalName, data)
 		ld.Lost = len(ld.Damage) > 0
 	}
 	if ld.Lost {
@@ -252,7 +253,7 @@ func (s *Store) load(sys fsys, o Options) (*Store, Loaded, error) {
 		if err != nil {
 			return nil, Loaded{}, fmt.Errorf("store: open: %w", err)
 		}
-		s.w.f, s.w.size = f, int64(len(data))
+		s.w.f, s.w.size, s.w.alloc = f, int64(end), int64(len(data))
 	}
 	ld.Mappings = s.w.mappings()
 	if s.w.epoch != "" {

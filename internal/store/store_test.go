@@ -225,11 +225,11 @@ func TestCompaction(t *testing.T) {
 			seq = s.SetEpochBase(base.Add(time.Duration(r)))
 		}
 		wait(t, s, seq)
-		fi, err := os.Stat(filepath.Join(dir, journalName))
-		if err != nil {
-			t.Fatal(err)
+		used, size := journalUsed(t, dir)
+		if size > used+growJournal {
+			t.Fatalf("journal file of %d bytes for %d bytes of records, want at most %d of zeroed space", size, used, growJournal)
 		}
-		maxSize = max(maxSize, fi.Size())
+		maxSize = max(maxSize, used)
 	}
 	// At most CompactMin records plus one batch before a compaction.
 	if limit := headerLen + (64+2*keys+2)*recLen; maxSize > limit {
@@ -483,6 +483,22 @@ func TestLast(t *testing.T) {
 	}
 }
 
+// journalUsed returns where the records of dir's journal end, and the
+// file's size: past the records the file holds zeroed space.
+func journalUsed(t *testing.T, dir string) (used, size int64) {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(dir, journalName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := writer{live: map[string]string{}}
+	damage, end := w.load(journalName, data)
+	if len(damage) > 0 {
+		t.Fatalf("journal damaged: %q", damage)
+	}
+	return int64(end), int64(len(data))
+}
+
 // TestCloseCompacts checks that Close leaves a journal with many
 // superseded records holding only the live ones, so that the next start
 // reads no more than it must, and leaves a journal with few as it is.
@@ -503,11 +519,13 @@ func TestCloseCompacts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	used, _ := journalUsed(t, dir)
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if st, err := os.Stat(journal); err != nil || st.Size() != few.Size() || !os.SameFile(st, few) {
-		t.Fatalf("Close rewrote a journal with 3 superseded records (%v, %v)", st, err)
+	// Close keeps the file and drops only its zeroed space.
+	if st, err := os.Stat(journal); err != nil || st.Size() != used || !os.SameFile(st, few) {
+		t.Fatalf("Close rewrote a journal with 3 superseded records (%v, %v), or left more than its %d bytes of records", st, err, used)
 	}
 
 	s, ld := mustOpen(t, Options{Dir: dir, NoSync: true}, nil)
@@ -525,11 +543,53 @@ func TestCloseCompacts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Size() > few.Size() {
-		t.Errorf("after 2,000 renewals of 10 leases and Close, the journal holds %d bytes, want at most %d (the live records)", st.Size(), few.Size())
+	if st.Size() > used {
+		t.Errorf("after 2,000 renewals of 10 leases and Close, the journal holds %d bytes, want at most %d (the live records)", st.Size(), used)
 	}
 	_, ld = mustOpen(t, Options{Dir: dir, NoSync: true}, nil)
 	if len(ld.Mappings) != 10 || ld.Lost {
 		t.Fatalf("after the compaction at close: %d mappings (lost %v), want 10", len(ld.Mappings), ld.Lost)
 	}
+}
+
+// TestAppendsInZeroedSpace: the journal's file is written with zeros ahead
+// of its records, growJournal at a time, so that an append changes no
+// metadata and its fdatasync writes only the records; Close trims the
+// zeros, and every stage reads back whole.
+func TestAppendsInZeroedSpace(t *testing.T) {
+	dir := t.TempDir()
+	o := Options{Dir: dir}
+	s, _ := mustOpen(t, o, nil)
+	wait(t, s, s.Put(testMapping(0)))
+	used, size := journalUsed(t, dir)
+	if size != growJournal {
+		t.Fatalf("journal of %d bytes after the first append (%d of records), want %d", size, used, growJournal)
+	}
+	recLen := int64(len(appendPut(nil, testMapping(0))))
+	fit := int((growJournal - used) / recLen) // still fit in the zeroed space
+	var want []mapping.Mapping
+	want = append(want, testMapping(0))
+	var seq Seq
+	for i := 1; i <= fit; i++ {
+		want = append(want, testMapping(i))
+		seq = s.Put(testMapping(i))
+	}
+	wait(t, s, seq)
+	if used2, size2 := journalUsed(t, dir); size2 != growJournal || used2 != used+int64(fit)*recLen {
+		t.Fatalf("after %d more appends: %d bytes of records in a file of %d, want %d in %d", fit, used2, size2, used+int64(fit)*recLen, growJournal)
+	}
+	want = append(want, testMapping(fit+1))
+	wait(t, s, s.Put(testMapping(fit+1))) // one record past the zeroed space
+	if used3, size3 := journalUsed(t, dir); size3 != 2*growJournal || used3 != used+int64(fit+1)*recLen {
+		t.Fatalf("past the zeroed space: %d bytes of records in a file of %d, want %d in %d", used3, size3, used+int64(fit+1)*recLen, 2*growJournal)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if used4, size4 := journalUsed(t, dir); size4 != used4 {
+		t.Errorf("after Close: %d bytes of records in a file of %d, want no zeroed space", used4, size4)
+	}
+	_, ld := mustOpen(t, o, nil)
+	checkClean(t, ld)
+	checkMappings(t, ld.Mappings, want)
 }

@@ -23,9 +23,13 @@ const (
 // writer is the state of the writer goroutine. Open uses it before the
 // goroutine starts; afterwards only the goroutine does.
 type writer struct {
-	f       file
-	size    int64 // length of the journal up to the last good record
-	records int   // records in the journal, superseded ones included
+	f    file
+	size int64 // length of the journal up to the last good record
+	// alloc is the file's length: past size it holds zeros, written ahead
+	// (growJournal) so that appending changes no metadata and
+	// fdatasync writes the records alone.
+	alloc   int64
+	records int // records in the journal, superseded ones included
 
 	// live maps the key bytes of each live mapping to its encoded put
 	// record; the map key is a substring of the record, so a live
@@ -151,7 +155,7 @@ func makeSortKey(k string) sortKey {
 }
 
 // run is the writer goroutine: it takes everything queued, writes it with
-// one write and one fsync, and reports the outcome to the waiters, until
+// one write and one fdatasync, and reports the outcome to the waiters, until
 // Close.
 func (s *Store) run() {
 	defer close(s.exited)
@@ -179,6 +183,9 @@ func (s *Store) run() {
 		if cerr := s.compact(); cerr != nil {
 			s.log.Warn("compaction at close failed; the journal stays as it is", "err", cerr)
 		}
+	}
+	if err == nil && !s.w.rewrite {
+		s.w.trimTail()
 	}
 	if s.w.f != nil {
 		if cerr := s.w.f.Close(); cerr != nil && err == nil {
@@ -243,11 +250,14 @@ func (s *Store) commit(batch []byte) error {
 	if len(buf) == 0 {
 		return nil
 	}
-	_, err := w.f.WriteAt(buf, w.size)
+	err := w.reserve(int64(len(buf)))
+	if err == nil {
+		_, err = w.f.WriteAt(buf, w.size)
+	}
 	if err != nil {
 		err = fmt.Errorf("store: append: %w", err)
 	} else if !s.noSync {
-		if err = w.f.Sync(); err != nil {
+		if err = w.f.Datasync(); err != nil {
 			// After a failed fsync the kernel may have dropped the dirty
 			// pages; trust only a fresh file.
 			err = fmt.Errorf("store: fsync: %w", err)
@@ -265,6 +275,8 @@ func (s *Store) commit(batch []byte) error {
 	}
 	if terr := w.f.Truncate(w.size); terr != nil {
 		w.rewrite = true // a torn tail may be left: never append after it
+	} else {
+		w.alloc = w.size
 	}
 	if len(w.retry) == 0 {
 		w.retry = append(w.retry, batch...)
@@ -275,6 +287,42 @@ func (s *Store) commit(batch []byte) error {
 		w.retry, w.retryN = nil, 0
 	}
 	return err
+}
+
+// growJournal is the step by which the journal's zeroed space grows: an
+// append that needs more space writes this much of zeros past it (and
+// pays for one metadata change), every few thousand records.
+const growJournal = 256 << 10
+
+// zeros is what the journal's space is written with ahead of the records.
+var zeros [64 << 10]byte
+
+// reserve makes the file hold at least n zeroed bytes past size. Zeros
+// are written, not fallocated: the first write into an fallocated extent
+// changes metadata too.
+func (w *writer) reserve(n int64) error {
+	if w.size+n <= w.alloc {
+		return nil
+	}
+	end := (w.size + n + growJournal - 1) / growJournal * growJournal
+	for off := w.alloc; off < end; {
+		k := min(end-off, int64(len(zeros)))
+		if _, err := w.f.WriteAt(zeros[:k], off); err != nil {
+			return err
+		}
+		off += k
+		w.alloc = off
+	}
+	return nil
+}
+
+// trimTail drops the zeroed space past the records, so that a stopped
+// store's journal is only its records. Best effort: zeros past the
+// records are read as the journal's end.
+func (w *writer) trimTail() {
+	if w.f != nil && w.alloc > w.size && w.f.Truncate(w.size) == nil {
+		w.alloc = w.size
+	}
 }
 
 // compact writes the live set to a temp file, fsyncs it, renames it over
@@ -301,7 +349,7 @@ func (s *Store) compact() error {
 	if w.f != nil {
 		w.f.Close() // the old journal is gone; its close error says nothing about the new one
 	}
-	w.f, w.size, w.records = f, size, records
+	w.f, w.size, w.alloc, w.records = f, size, size, records
 	w.retry, w.retryN, w.rewrite, w.holdOff = nil, 0, false, 0
 	if !s.noSync {
 		if err := s.fs.SyncDir(s.dir); err != nil {
