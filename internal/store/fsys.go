@@ -62,6 +62,20 @@ func (f osFile) Datasync() error {
 	return nil
 }
 
+// freeSpace returns the bytes an unprivileged writer may still use on
+// f's file system; ok is false when f has no descriptor or fstatfs fails.
+func freeSpace(f file) (free int64, ok bool) {
+	d, isFD := f.(interface{ Fd() uintptr })
+	if !isFD {
+		return 0, false
+	}
+	var st unix.Statfs_t
+	if err := ignoringEINTR(func() error { return unix.Fstatfs(int(d.Fd()), &st) }); err != nil {
+		return 0, false
+	}
+	return int64(st.Bavail) * int64(st.Bsize), true
+}
+
 func ignoringEINTR(fn func() error) error {
 	for {
 		if err := fn(); err != unix.EINTR {

@@ -266,6 +266,7 @@ func (s *Store) commit(batch []byte) error {
 	}
 	if err == nil {
 		w.size += int64(len(buf))
+		w.alloc = max(w.alloc, w.size)
 		w.records += n
 		w.retry, w.retryN = w.retry[:0], 0
 		if cap(w.retry) > maxSpare {
@@ -291,17 +292,26 @@ func (s *Store) commit(batch []byte) error {
 
 // growJournal is the step by which the journal's zeroed space grows: an
 // append that needs more space writes this much of zeros past it (and
-// pays for one metadata change), every few thousand records.
-const growJournal = 256 << 10
+// pays for one metadata change), every thousand records or so.
+const growJournal = 64 << 10
+
+// reserveMinFree is the least free space of the file system for which the
+// journal takes space ahead of its records. On a small or nearly full one
+// (an OpenWrt overlay, a tmpfs) the last of it is not taken before it is
+// needed: appends there change the file's size, and fdatasync writes it.
+const reserveMinFree = 16 * growJournal
 
 // zeros is what the journal's space is written with ahead of the records.
-var zeros [64 << 10]byte
+var zeros [growJournal]byte
 
-// reserve makes the file hold at least n zeroed bytes past size. Zeros
-// are written, not fallocated: the first write into an fallocated extent
-// changes metadata too.
+// reserve makes the file hold at least n zeroed bytes past size, when the
+// file system has room to spare. Zeros are written, not fallocated: the
+// first write into an fallocated extent changes metadata too.
 func (w *writer) reserve(n int64) error {
 	if w.size+n <= w.alloc {
+		return nil
+	}
+	if free, ok := freeSpace(w.f); ok && free < reserveMinFree {
 		return nil
 	}
 	end := (w.size + n + growJournal - 1) / growJournal * growJournal
