@@ -329,8 +329,8 @@ func TestGetGenericEnumeration(t *testing.T) {
 	wantFault(t, h.soapCall(t, hostA, nsV1, "GetGenericPortMappingEntry", "NewPortMappingIndex", "x"), 402)
 }
 
-// fullLists counts the Mapper's unfiltered List calls: the listing
-// snapshots GetGenericPortMappingEntry takes.
+// fullLists counts the Mapper's Keys calls and unfiltered List calls:
+// the listing snapshots GetGenericPortMappingEntry takes.
 type fullLists struct {
 	*portmap.Service
 	n *atomic.Int64
@@ -341,6 +341,11 @@ func (f fullLists) List(flt mapping.Filter) []mapping.Mapping {
 		f.n.Add(1)
 	}
 	return f.Service.List(flt)
+}
+
+func (f fullLists) Keys() []mapping.Key {
+	f.n.Add(1)
+	return f.Service.Keys()
 }
 
 // TestListingSnapshotReleased: a walk over the indexes shares one

@@ -149,6 +149,13 @@ type Generationer interface {
 	Generation() uint64
 }
 
+// KeyLister is the optional capability of a Mapper that lists its keys
+// alone, in List's order (portmap.Service does): the listing snapshot is
+// then built without a copy of every Mapping.
+type KeyLister interface {
+	Keys() []mapping.Key
+}
+
 // listingIdle is how long a listing snapshot outlives its last use. A
 // client walking the indexes asks again within milliseconds; a snapshot
 // of 100,000 mappings holds 6.4 MB that a router should not keep once the
@@ -180,12 +187,7 @@ func (lc *listingCache) snapshot(m mapping.Mapper, g Generationer) []mapping.Key
 	lc.mu.Lock()
 	defer lc.mu.Unlock()
 	if !lc.valid || lc.gen != gen {
-		list := m.List(mapping.Filter{})
-		keys := make([]mapping.Key, len(list))
-		for i, e := range list {
-			keys[i] = e.Key
-		}
-		lc.keys, lc.gen, lc.valid = keys, gen, true
+		lc.keys, lc.gen, lc.valid = listKeys(m), gen, true
 	}
 	lc.used = lc.clk.Now()
 	if !lc.releasing {
@@ -193,6 +195,19 @@ func (lc *listingCache) snapshot(m mapping.Mapper, g Generationer) []mapping.Key
 		lc.clk.AfterFunc(listingIdle, lc.release)
 	}
 	return lc.keys
+}
+
+// listKeys returns the keys of m's mappings in List's order.
+func listKeys(m mapping.Mapper) []mapping.Key {
+	if kl, ok := m.(KeyLister); ok {
+		return kl.Keys()
+	}
+	list := m.List(mapping.Filter{})
+	keys := make([]mapping.Key, len(list))
+	for i, e := range list {
+		keys[i] = e.Key
+	}
+	return keys
 }
 
 // release drops the snapshot once it has gone unused for listingIdle, and

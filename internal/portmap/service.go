@@ -165,6 +165,18 @@ func (s *Service) Generation() uint64 {
 	return s.gen
 }
 
+// Keys returns the key of every mapping, in List's order: the listing
+// GetGenericPortMappingEntry indexes, without a copy of every Mapping.
+func (s *Service) Keys() []mapping.Key {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]mapping.Key, 0, s.table.Len())
+	for m := range s.table.All() {
+		out = append(out, m.Key)
+	}
+	return out
+}
+
 // portIndexSpan is the widest external port range List looks up port by
 // port in the table's port index rather than walking a client's or every
 // mapping.

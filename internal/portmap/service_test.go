@@ -573,3 +573,23 @@ func TestListByPort(t *testing.T) {
 		}
 	}
 }
+
+// TestKeysInListOrder: Keys is the listing GetGenericPortMappingEntry
+// indexes, so it must name the mappings in exactly List's order.
+func TestKeysInListOrder(t *testing.T) {
+	h := newHarness(t, nil)
+	h.mustMap(t, igd(hostB, mapping.UDP, 7000, 7000, time.Hour))
+	h.mustMap(t, igd(hostA, mapping.TCP, 7000, 7000, time.Hour))
+	h.mustMap(t, pmp(hostA, mapping.UDP, 6000, 6000, time.Hour))
+	h.mustMap(t, igd(hostB, mapping.TCP, 5000, 9000, time.Hour))
+	list := h.List(mapping.Filter{})
+	keys := h.Keys()
+	if len(keys) != len(list) || len(list) != 4 {
+		t.Fatalf("Keys gave %d, List %d, want 4 each", len(keys), len(list))
+	}
+	for i := range list {
+		if keys[i] != list[i].Key {
+			t.Errorf("index %d: Keys %v, List %v", i, keys[i], list[i].Key)
+		}
+	}
+}
