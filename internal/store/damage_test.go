@@ -70,18 +70,6 @@ func reopenClean(t *testing.T, o Options, want []mapping.Mapping) Loaded {
 	return ld
 }
 
-// zeroSince reports whether every byte of b after the last record end
-// in ends that b holds is zero.
-func zeroSince(b []byte, ends []int) bool {
-	from := headerLen
-	for _, e := range ends {
-		if e <= len(b) {
-			from = max(from, e)
-		}
-	}
-	return !slices.ContainsFunc(b[from:], func(c byte) bool { return c != 0 })
-}
-
 // TestTruncatedEverywhere cuts a small journal at every offset: Open
 // never fails, recovers every record wholly before the cut, and reports a
 // loss exactly when the cut is inside the header or a record.
@@ -99,11 +87,7 @@ func TestTruncatedEverywhere(t *testing.T) {
 		for _, m := range live {
 			want = append(want, m)
 		}
-		// A cut record whose bytes up to the cut are zeros (the high
-		// bytes of its length) looks like the journal's zeroed space:
-		// it was being written, never synced, so nothing acknowledged
-		// is missing.
-		lost := cut < headerLen || cut > headerLen && !contains(ends, cut) && !zeroSince(data[:cut], ends)
+		lost := cut < headerLen || cut > headerLen && !contains(ends, cut)
 		t.Run(fmt.Sprint(cut), func(t *testing.T) {
 			o := Options{Dir: writeJournal(t, data[:cut]), NoSync: true}
 			s, ld, err := Open(o)
@@ -190,32 +174,49 @@ func TestDamagedMiddleRecord(t *testing.T) {
 }
 
 // TestZeroTail: zeros after the last record are the journal's space
-// written ahead (writer.reserve), or what a crash left of an extension
-// that was never synced: not damage. The next records go right after the
-// last one, over the zeros.
+// written ahead (writer.reserve) when they fill the file to a multiple of
+// growJournal: not damage, and the next records go over them. Zeros
+// anywhere else are damage (a crash that left an extension unwritten, a
+// disk that zeroed synced records): the state may be lost.
 func TestZeroTail(t *testing.T) {
 	a, b := testMapping(1), testMapping(2)
-	data := appendPut(appendHeader(nil), a)
-	data = append(data, make([]byte, 5000)...)
-	o := Options{Dir: writeJournal(t, data), NoSync: true}
-	s, ld, err := Open(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	checkClean(t, ld)
-	checkMappings(t, ld.Mappings, []mapping.Mapping{a})
-	wait(t, s, s.Put(b))
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	got, err := os.ReadFile(filepath.Join(o.Dir, journalName))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := appendPut(appendPut(appendHeader(nil), a), b); !bytes.Equal(got, want) {
-		t.Errorf("journal after a Put and Close:\n got %x\nwant %x", got, want)
-	}
-	reopenClean(t, o, []mapping.Mapping{a, b})
+	records := appendPut(appendHeader(nil), a)
+	t.Run("reserved", func(t *testing.T) {
+		data := append(slices.Clone(records), make([]byte, growJournal-len(records))...)
+		o := Options{Dir: writeJournal(t, data), NoSync: true}
+		s, ld, err := Open(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkClean(t, ld)
+		checkMappings(t, ld.Mappings, []mapping.Mapping{a})
+		wait(t, s, s.Put(b))
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(filepath.Join(o.Dir, journalName))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := appendPut(slices.Clone(records), b); !bytes.Equal(got, want) {
+			t.Errorf("journal after a Put and Close:\n got %x\nwant %x", got, want)
+		}
+		reopenClean(t, o, []mapping.Mapping{a, b})
+	})
+	t.Run("not reserved", func(t *testing.T) {
+		data := append(slices.Clone(records), make([]byte, 5000)...)
+		o := Options{Dir: writeJournal(t, data), NoSync: true}
+		s, ld, err := Open(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+		checkMappings(t, ld.Mappings, []mapping.Mapping{a})
+		want := fmt.Sprintf("%s: offset %d: record length out of range; skipped 5000 bytes", journalName, len(records))
+		if !ld.Lost || len(ld.Damage) != 1 || ld.Damage[0] != want {
+			t.Fatalf("damage %q; want [%q]", ld.Damage, want)
+		}
+	})
 }
 
 func TestBadHeader(t *testing.T) {

@@ -73,7 +73,11 @@ func freeSpace(f file) (free int64, ok bool) {
 	if err := ignoringEINTR(func() error { return unix.Fstatfs(int(d.Fd()), &st) }); err != nil {
 		return 0, false
 	}
-	return int64(st.Bavail) * int64(st.Bsize), true
+	unit := int64(st.Frsize) // the unit of the block counts; 0 before Linux 2.6
+	if unit == 0 {
+		unit = int64(st.Bsize)
+	}
+	return int64(st.Bavail) * unit, true
 }
 
 func ignoringEINTR(fn func() error) error {

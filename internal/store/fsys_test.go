@@ -3,6 +3,7 @@ package store
 import (
 	"io/fs"
 	"os"
+	"slices"
 	"sync"
 )
 
@@ -13,7 +14,10 @@ type faultFS struct {
 	osFS
 	mu sync.Mutex
 	// Errors returned instead of doing the call; nil does it.
-	writeErr  error // Write and WriteAt
+	writeErr error // Write and WriteAt
+	// zeroErr fails WriteAt of zeros only (writer.reserve), after
+	// writing half of them, as a quota or a disk filling meanwhile does.
+	zeroErr   error
 	syncErr   error // file Sync
 	truncErr  error
 	renameErr error
@@ -38,7 +42,7 @@ func (f *faultFS) set(fn func(f *faultFS)) {
 func (f *faultFS) get() faultFS {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return faultFS{writeErr: f.writeErr, syncErr: f.syncErr, truncErr: f.truncErr, renameErr: f.renameErr,
+	return faultFS{writeErr: f.writeErr, zeroErr: f.zeroErr, syncErr: f.syncErr, truncErr: f.truncErr, renameErr: f.renameErr,
 		openErr: f.openErr, readErr: f.readErr, partial: f.partial, onSync: f.onSync, onRename: f.onRename,
 		syncs: f.syncs, renames: f.renames, writes: f.writes}
 }
@@ -81,6 +85,10 @@ type faultFile struct {
 func (f *faultFile) fail(p []byte, off int64, at bool) (int, error) {
 	c := f.fs.get()
 	f.fs.set(func(f *faultFS) { f.writes++ })
+	if c.zeroErr != nil && at && len(p) > 0 && !slices.ContainsFunc(p, func(b byte) bool { return b != 0 }) {
+		n, _ := f.File.WriteAt(p[:len(p)/2], off)
+		return n, &fs.PathError{Op: "write", Path: f.Name(), Err: c.zeroErr}
+	}
 	if c.writeErr == nil {
 		if at {
 			return f.File.WriteAt(p, off)

@@ -9,8 +9,10 @@ import (
 // load reads a journal's contents into the live set and returns what it
 // had to skip, one report per damaged stretch, and where the records end;
 // name is the file name used in the reports. It never fails: what it
-// cannot read it skips. Zeros from a record boundary to the end are the
-// space written ahead of the records (writer.reserve), not damage.
+// cannot read it skips. Zeros from a record boundary to the end of a file
+// whose length is a multiple of growJournal are the space written ahead of
+// the records (writer.reserve), not damage; elsewhere zeros are damage, as
+// a disk that zeroed synced records would leave them.
 //
 // After a damaged record, reading resumes at the next offset where a
 // whole record checks out: first right after the damaged record's frame
@@ -41,7 +43,7 @@ func (w *writer) load(name string, data []byte) (damage []string, end int) {
 	// Past zeroFrom every byte is zero; a record starts with its nonzero
 	// length, so a boundary there is the end.
 	zeroFrom := len(data)
-	for zeroFrom > off && data[zeroFrom-1] == 0 {
+	for len(data)%growJournal == 0 && zeroFrom > off && data[zeroFrom-1] == 0 {
 		zeroFrom--
 	}
 	for off < zeroFrom {

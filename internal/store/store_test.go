@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -588,6 +589,36 @@ func TestAppendsInZeroedSpace(t *testing.T) {
 	}
 	if used4, size4 := journalUsed(t, dir); size4 != used4 {
 		t.Errorf("after Close: %d bytes of records in a file of %d, want no zeroed space", used4, size4)
+	}
+	_, ld := mustOpen(t, o, nil)
+	checkClean(t, ld)
+	checkMappings(t, ld.Mappings, want)
+}
+
+// TestReserveIsBestEffort: when the zeros ahead of the records cannot be
+// written (a quota, a disk that filled since fstatfs said otherwise), the
+// append still succeeds, the file keeps no partial zeroed space, and the
+// store stops trying until it compacts.
+func TestReserveIsBestEffort(t *testing.T) {
+	dir := t.TempDir()
+	o := Options{Dir: dir}
+	sys := &faultFS{}
+	sys.set(func(f *faultFS) { f.zeroErr = syscall.EDQUOT })
+	s, _ := mustOpen(t, o, sys)
+	want := []mapping.Mapping{testMapping(0)}
+	wait(t, s, s.Put(testMapping(0)))
+	used, size := journalUsed(t, dir)
+	if size != used {
+		t.Errorf("after a failed reservation: a file of %d bytes for %d of records, want no zeroed space", size, used)
+	}
+	writes := sys.get().writes
+	want = append(want, testMapping(1))
+	wait(t, s, s.Put(testMapping(1)))
+	if n := sys.get().writes - writes; n != 1 {
+		t.Errorf("the next append took %d writes, want 1: no second try at reserving", n)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
 	}
 	_, ld := mustOpen(t, o, nil)
 	checkClean(t, ld)

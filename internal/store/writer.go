@@ -28,8 +28,11 @@ type writer struct {
 	// alloc is the file's length: past size it holds zeros, written ahead
 	// (growJournal) so that appending changes no metadata and
 	// fdatasync writes the records alone.
-	alloc   int64
-	records int // records in the journal, superseded ones included
+	alloc int64
+	// noReserve is set when zeros could not be written ahead (a quota, a
+	// disk that filled): appends go on without, until the next compaction.
+	noReserve bool
+	records   int // records in the journal, superseded ones included
 
 	// live maps the key bytes of each live mapping to its encoded put
 	// record; the map key is a substring of the record, so a live
@@ -250,17 +253,15 @@ func (s *Store) commit(batch []byte) error {
 	if len(buf) == 0 {
 		return nil
 	}
-	err := w.reserve(int64(len(buf)))
-	if err == nil {
-		_, err = w.f.WriteAt(buf, w.size)
-	}
+	w.reserve(int64(len(buf)))
+	_, err := w.f.WriteAt(buf, w.size)
 	if err != nil {
 		err = fmt.Errorf("store: append: %w", err)
 	} else if !s.noSync {
 		if err = w.f.Datasync(); err != nil {
 			// After a failed fsync the kernel may have dropped the dirty
 			// pages; trust only a fresh file.
-			err = fmt.Errorf("store: fsync: %w", err)
+			err = fmt.Errorf("store: sync: %w", err)
 			w.rewrite = true
 		}
 	}
@@ -304,26 +305,33 @@ const reserveMinFree = 16 * growJournal
 // zeros is what the journal's space is written with ahead of the records.
 var zeros [growJournal]byte
 
-// reserve makes the file hold at least n zeroed bytes past size, when the
-// file system has room to spare. Zeros are written, not fallocated: the
-// first write into an fallocated extent changes metadata too.
-func (w *writer) reserve(n int64) error {
-	if w.size+n <= w.alloc {
-		return nil
+// reserve makes the file hold at least n zeroed bytes past size, up to a
+// multiple of growJournal, when the file system has room to spare. Zeros
+// are written, not fallocated: the first write into an fallocated extent
+// changes metadata too. It is only an optimisation: when the zeros cannot
+// be written, the file goes back to its length before and the append goes
+// on without them.
+func (w *writer) reserve(n int64) {
+	if w.size+n <= w.alloc || w.noReserve {
+		return
 	}
 	if free, ok := freeSpace(w.f); ok && free < reserveMinFree {
-		return nil
+		return
 	}
 	end := (w.size + n + growJournal - 1) / growJournal * growJournal
-	for off := w.alloc; off < end; {
-		k := min(end-off, int64(len(zeros)))
+	for off := w.alloc; off < end; off += growJournal {
+		k := min(end-off, growJournal)
 		if _, err := w.f.WriteAt(zeros[:k], off); err != nil {
-			return err
+			w.noReserve = true
+			// A partial chunk would leave a length that is no multiple
+			// of growJournal, whose zeros the loader reads as damage.
+			if w.f.Truncate(w.alloc) != nil {
+				w.rewrite = true
+			}
+			return
 		}
-		off += k
-		w.alloc = off
+		w.alloc = off + k
 	}
-	return nil
 }
 
 // trimTail drops the zeroed space past the records, so that a stopped
@@ -360,7 +368,7 @@ func (s *Store) compact() error {
 		w.f.Close() // the old journal is gone; its close error says nothing about the new one
 	}
 	w.f, w.size, w.alloc, w.records = f, size, size, records
-	w.retry, w.retryN, w.rewrite, w.holdOff = nil, 0, false, 0
+	w.retry, w.retryN, w.rewrite, w.holdOff, w.noReserve = nil, 0, false, 0, false
 	if !s.noSync {
 		if err := s.fs.SyncDir(s.dir); err != nil {
 			w.rewrite = true // the rename may not last
