@@ -232,7 +232,8 @@ func (lc *listingCache) len(m mapping.Mapper) int {
 // entry returns the mapping at index i, as it is now: renewals do not
 // change the generation, and the lease reported must be the one left
 // (miniupnp#466). A mapping removed since the snapshot changed the
-// generation, so a second try indexes a fresh one.
+// generation, so another try indexes a fresh one; a table changing under
+// every try gets 713 after three.
 func (lc *listingCache) entry(m mapping.Mapper, i int) (mapping.Mapping, bool) {
 	g, ok := m.(Generationer)
 	if !ok {
@@ -242,7 +243,7 @@ func (lc *listingCache) entry(m mapping.Mapper, i int) (mapping.Mapping, bool) {
 		}
 		return list[i], true
 	}
-	for range 2 {
+	for range 3 {
 		keys := lc.snapshot(m, g)
 		if i < 0 || i >= len(keys) {
 			return mapping.Mapping{}, false

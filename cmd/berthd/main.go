@@ -73,7 +73,8 @@ func run(args []string, stderr io.Writer) int {
 const gcPercent = 50
 
 // defaultGC sets GOGC to gcPercent when lookup (os.LookupEnv) finds no
-// GOGC, and reports the value and whether it did.
+// GOGC, and reports the value and whether it did. A GOGC that is set but
+// empty counts as set: the runtime then uses its own default, 100.
 func defaultGC(lookup func(string) (string, bool)) (int, bool) {
 	if _, set := lookup("GOGC"); set {
 		return 0, false

@@ -55,8 +55,8 @@ type Options struct {
 	// (netif.Addrs when nil). Tests replace them.
 	WatchAddrs func(ctx context.Context, changed func(), log *slog.Logger) error
 	Addrs      func(name string) ([]netip.Prefix, error)
-	// FreeMemory is called once berthd serves, when it restored leases
-	// from the store: restoring 100,000 leases leaves garbage of twice the
+	// FreeMemory is called once berthd serves, when it read leases from
+	// the store: restoring 100,000 leases leaves garbage of twice the
 	// daemon's steady size (netlink messages for every element, the
 	// decoded journal), which would otherwise stay resident until the
 	// runtime's background scavenger gets to it. nil means
@@ -172,7 +172,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 		}
 	}()
 	// Stored leases first, then the static forwards, which win a conflict.
-	restored, err := ls.restore(ctx, svc, log)
+	stored, err := ls.restore(ctx, svc, log)
 	if err != nil {
 		return err
 	}
@@ -198,7 +198,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 		"serving_wan", det.ServeWAN, "backend", name, "static_forwards", len(cfg.Forwards),
 		"natpmp", cfg.NATPMP.Enabled, "pcp", cfg.PCP.Enabled, "upnp", cfg.UPnP.Enabled,
 		"secure_mode", cfg.Policy.SecureMode, "config", orDefault(cfg.File))
-	if restored > 0 {
+	if stored > 0 {
 		o.freeMemory()
 	}
 	if o.Ready != nil {

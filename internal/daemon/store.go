@@ -70,11 +70,13 @@ func (l *leases) config(c portmap.Config) portmap.Config {
 }
 
 // restore puts the stored leases back into svc and the backend, and
-// records the epoch the run uses. It returns how many leases it restored.
+// records the epoch the run uses. It returns how many leases the store
+// held, restored or not (expired, refused): what it decoded.
 func (l *leases) restore(ctx context.Context, svc *portmap.Service, log *slog.Logger) (int, error) {
 	if l.st == nil {
 		return 0, nil
 	}
+	stored := len(l.loaded.Mappings)
 	r, err := svc.Restore(ctx, l.loaded.Mappings)
 	if err != nil {
 		return 0, fmt.Errorf("daemon: %w", err)
@@ -85,7 +87,7 @@ func (l *leases) restore(ctx context.Context, svc *portmap.Service, log *slog.Lo
 	if err := l.st.Wait(ctx, l.st.SetEpochBase(svc.EpochStart())); err != nil {
 		return 0, fmt.Errorf("daemon: lease store: record the epoch: %w", err)
 	}
-	return r.Restored, nil
+	return stored, nil
 }
 
 // close flushes and closes the store.
