@@ -388,6 +388,28 @@ func TestListingSnapshotReleased(t *testing.T) {
 	}
 }
 
+// TestListingCloseCancelsRelease: closing the Server drops the snapshot
+// and its pending release, which would otherwise keep the Server
+// reachable for listingIdle.
+func TestListingCloseCancelsRelease(t *testing.T) {
+	h := newHarness(t, options{})
+	wantOK(t, h.add(t, hostA, nsV1, "TCP", 12000, 12000, "0"))
+	before := h.clk.Pending()
+	wantOK(t, h.soapCall(t, hostA, nsV1, "GetGenericPortMappingEntry", "NewPortMappingIndex", "0"))
+	if got := h.clk.Pending(); got != before+1 {
+		t.Fatalf("%d timers after a listing, want %d (one release)", got, before+1)
+	}
+	h.srv.Close()
+	if got := h.clk.Pending(); got != before {
+		t.Errorf("%d timers after Close, want %d: the release is still pending", got, before)
+	}
+	h.srv.listing.mu.Lock()
+	defer h.srv.listing.mu.Unlock()
+	if h.srv.listing.keys != nil {
+		t.Error("Close kept the listing snapshot")
+	}
+}
+
 // noWAN is a Mapper whose WAN address is unknown.
 type noWAN struct{ mapping.Mapper }
 

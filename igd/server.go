@@ -150,7 +150,11 @@ func (s *Server) Serve(l net.Listener) error {
 }
 
 // Close closes the listeners and every connection.
-func (s *Server) Close() error { return s.http.Close() }
+func (s *Server) Close() error {
+	err := s.http.Close()
+	s.listing.close()
+	return err
+}
 
 // limitListener bounds the connections per client address; one over the
 // bound is closed at once.

@@ -174,8 +174,10 @@ type listingCache struct {
 	valid     bool
 	gen       uint64
 	keys      []mapping.Key
-	used      time.Time // the last snapshot call
-	releasing bool      // a release is scheduled
+	used      time.Time   // the last snapshot call
+	releasing bool        // a release is scheduled
+	stop      func() bool // cancels the scheduled release
+	closed    bool
 }
 
 // snapshot returns the keys of the current listing; the slice must not
@@ -190,9 +192,9 @@ func (lc *listingCache) snapshot(m mapping.Mapper, g Generationer) []mapping.Key
 		lc.keys, lc.gen, lc.valid = listKeys(m), gen, true
 	}
 	lc.used = lc.clk.Now()
-	if !lc.releasing {
+	if !lc.releasing && !lc.closed {
 		lc.releasing = true
-		lc.clk.AfterFunc(listingIdle, lc.release)
+		lc.stop = lc.clk.AfterFunc(listingIdle, lc.release)
 	}
 	return lc.keys
 }
@@ -215,11 +217,22 @@ func listKeys(m mapping.Mapper) []mapping.Key {
 func (lc *listingCache) release() {
 	lc.mu.Lock()
 	defer lc.mu.Unlock()
-	if idle := lc.clk.Now().Sub(lc.used); idle < listingIdle {
-		lc.clk.AfterFunc(listingIdle-idle, lc.release)
+	if idle := lc.clk.Now().Sub(lc.used); idle < listingIdle && !lc.closed {
+		lc.stop = lc.clk.AfterFunc(listingIdle-idle, lc.release)
 		return
 	}
 	lc.keys, lc.valid, lc.releasing = nil, false, false
+}
+
+// close drops the snapshot and cancels its release, so that a closed
+// Server is not kept reachable by a pending timer.
+func (lc *listingCache) close() {
+	lc.mu.Lock()
+	defer lc.mu.Unlock()
+	if lc.stop != nil {
+		lc.stop()
+	}
+	lc.keys, lc.valid, lc.releasing, lc.closed = nil, false, false, true
 }
 
 func (lc *listingCache) len(m mapping.Mapper) int {
