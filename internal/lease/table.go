@@ -291,19 +291,19 @@ func (t *Table) Delete(k mapping.Key) (mapping.Mapping, bool) {
 }
 
 func (t *Table) remove(e *entry) {
-	m := e.mapping()
-	pk := portKey{m.Proto, m.External.Port()}
+	client := e.clientAddr()
+	pk := portKey{e.proto, e.extPort}
 	t.byExt[pk] = unlink(t.byExt[pk], e, func(x *entry) **entry { return &x.nextExt })
 	if t.byExt[pk] == nil {
 		delete(t.byExt, pk)
 	}
-	t.markPort(m.Key, false)
-	ik := intKeyOf(m.Proto, m.Internal)
+	t.markPort(e.key(), false)
+	ik := intKeyOf(e.proto, e.internalAddrPort())
 	t.byInt[ik] = unlink(t.byInt[ik], e, func(x *entry) **entry { return &x.nextInt })
 	if t.byInt[ik] == nil {
 		delete(t.byInt, ik)
 	}
-	cl := t.byClient[m.Client]
+	cl := t.byClient[client]
 	if e.cprev != nil {
 		e.cprev.cnext = e.cnext
 	} else {
@@ -314,7 +314,7 @@ func (t *Table) remove(e *entry) {
 	}
 	e.cprev, e.cnext = nil, nil
 	if cl.n--; cl.n == 0 {
-		delete(t.byClient, m.Client)
+		delete(t.byClient, client)
 	}
 	t.order.Delete(e)
 	t.expiry.remove(e)

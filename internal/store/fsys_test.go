@@ -109,29 +109,23 @@ func (f *faultFile) fail(p []byte, off int64, at bool) (int, error) {
 func (f *faultFile) Write(p []byte) (int, error)              { return f.fail(p, 0, false) }
 func (f *faultFile) WriteAt(p []byte, off int64) (int, error) { return f.fail(p, off, true) }
 
-func (f *faultFile) Sync() error {
-	c := f.fs.get()
-	if c.onSync != nil {
-		c.onSync()
-	}
-	f.fs.set(func(f *faultFS) { f.syncs++ })
-	if c.syncErr != nil {
-		return &fs.PathError{Op: "sync", Path: f.Name(), Err: c.syncErr}
-	}
-	return f.File.Sync()
-}
+func (f *faultFile) Sync() error { return f.sync("sync", f.File.Sync) }
 
 // Datasync fails and counts as Sync does.
-func (f *faultFile) Datasync() error {
+func (f *faultFile) Datasync() error { return f.sync("fdatasync", osFile{f.File}.Datasync) }
+
+// sync runs the onSync hook, counts the call and fails it with syncErr,
+// or does it.
+func (f *faultFile) sync(op string, do func() error) error {
 	c := f.fs.get()
 	if c.onSync != nil {
 		c.onSync()
 	}
 	f.fs.set(func(f *faultFS) { f.syncs++ })
 	if c.syncErr != nil {
-		return &fs.PathError{Op: "fdatasync", Path: f.Name(), Err: c.syncErr}
+		return &fs.PathError{Op: op, Path: f.Name(), Err: c.syncErr}
 	}
-	return osFile{f.File}.Datasync()
+	return do()
 }
 
 func (f *faultFile) Truncate(size int64) error {

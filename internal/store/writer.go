@@ -30,7 +30,9 @@ type writer struct {
 	// fdatasync writes the records alone.
 	alloc int64
 	// noReserve is set when zeros could not be written ahead (a quota, a
-	// disk that filled): appends go on without, until the next compaction.
+	// disk that filled) or the file system had too little free space:
+	// appends go on without, and without a fstatfs each, until the next
+	// compaction.
 	noReserve bool
 	records   int // records in the journal, superseded ones included
 
@@ -316,6 +318,7 @@ func (w *writer) reserve(n int64) {
 		return
 	}
 	if free, ok := freeSpace(w.f); ok && free < reserveMinFree {
+		w.noReserve = true
 		return
 	}
 	end := (w.size + n + growJournal - 1) / growJournal * growJournal
