@@ -302,8 +302,14 @@ func (s *session) memory(level int) {
 	}
 	s.rec(fmt.Sprintf("RSS, N=%s", count(level)), "KiB", rss)
 	if level > 0 && s.rss0 > 0 {
-		s.rec(fmt.Sprintf("RSS growth per mapping (from start), N=%s", count(level)), "B", (rss-s.rss0)*1024/float64(level))
+		s.rec(fmt.Sprintf("RSS growth per mapping (from start), N=%s", count(level)), "B", s.perMapping(rss, level))
 	}
+}
+
+// perMapping is the growth of the daemon's RSS (KiB) since it started, in
+// bytes per mapping of level.
+func (s *session) perMapping(rss float64, level int) float64 {
+	return (rss - s.rss0) * 1024 / float64(level)
 }
 
 // mapForward maps UDP fwdPort of the LAN host with PCP, for forwarding.
@@ -432,7 +438,7 @@ func (s *session) restart(ctx context.Context, level int) bool {
 	if rss, err := rssKiB(s.proc.pid()); err == nil {
 		s.rec(fmt.Sprintf("RSS 1 s after the restart, N=%s", count(level)), "KiB", rss)
 		if level > 0 && s.rss0 > 0 {
-			s.rec(fmt.Sprintf("RSS per mapping (from start) after the restart, N=%s", count(level)), "B", (rss-s.rss0)*1024/float64(level))
+			s.rec(fmt.Sprintf("RSS per mapping (from start) after the restart, N=%s", count(level)), "B", s.perMapping(rss, level))
 		}
 	}
 	return true
