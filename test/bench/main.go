@@ -12,7 +12,7 @@
 // them.
 //
 // With N = 0, 1k, 10k and 100k mappings present it measures NAT-PMP and
-// PCP map requests (1 and 16 clients: rate, p50 and p99 latency),
+// PCP map requests (1, 16 and 64 clients: rate, p50 and p99 latency),
 // renewals and deletions, SOAP AddPortMapping, and the walk of
 // GetGenericPortMappingEntry; then UDP forwarding through a mapping from
 // the WAN with 1 and with N mappings, the daemon's memory per mapping,
@@ -112,6 +112,7 @@ func run() int {
 		listOnceAbove:     10000,
 		retry:             retry{attempts: 3, timeout: time.Second},
 		clients:           16,
+		crowd:             64,
 		storeMode:         *storeMode,
 		miniDebug:         *miniDebug,
 		runs:              *runs,
@@ -267,10 +268,11 @@ func writeJSON(path string, b *bench, rows []row, notes []string, runs int, quic
 		Seconds  float64  `json:"seconds"`
 		Levels   []int    `json:"levels"`
 		Clients  int      `json:"clients"`
+		Crowd    int      `json:"crowd"`
 		Metrics  []jrow   `json:"metrics"`
 		Notes    []string `json:"notes"`
 		Measured []string `json:"measured"`
-	}{Machine: describeMachine(b.root), Runs: runs, Quick: quick, Seconds: took.Seconds(), Levels: b.s.levels, Clients: b.s.clients,
+	}{Machine: describeMachine(b.root), Runs: runs, Quick: quick, Seconds: took.Seconds(), Levels: b.s.levels, Clients: b.s.clients, Crowd: b.s.crowd,
 		Notes: notes, Measured: []string{berth}}
 	if b.miniupnpd != "" {
 		out.Measured = append(out.Measured, mini)

@@ -24,7 +24,7 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 // ceiling measures the request/response rate of a trivial UDP echo
 // server on the router's LAN address: what NAT-PMP and PCP could reach.
 func (s *session) ceiling(ctx context.Context) {
-	for _, k := range []int{1, s.b.s.clients} {
+	for _, k := range s.b.s.concurrency() {
 		r := udpPhase(ctx, s.lan[:k], s.b.s.phase, s.b.s.retry, func(i int) udpOp {
 			return echoOp(poolAddr(i), ceilingAddr, 60, i)
 		})
@@ -129,9 +129,15 @@ func (s *session) control(ctx context.Context, level int) {
 	del := limits{dur: s.b.s.cleanup}
 	for _, proto := range []string{"natpmp", "pcp"} {
 		pname := map[string]string{"natpmp": "NAT-PMP", "pcp": "PCP"}[proto]
-		for _, k := range []int{1, c} {
+		for _, k := range s.b.s.concurrency() {
 			name := fmt.Sprintf("N=%s: %s map, %s", count(level), pname, clients(k))
-			r := slotPhase(ctx, s.lan[:k], lim, rt, proto, s.n, lifetime)
+			l := lim
+			if k > c {
+				// As many requests per client as with c clients: the
+				// rate is not a warm-up's.
+				l.ops = lim.ops * k / c
+			}
+			r := slotPhase(ctx, s.lan[:k], l, rt, proto, s.n, lifetime)
 			s.recLatency(name, ceilingRow(k), r)
 			s.failures(name, r)
 			if k == c {

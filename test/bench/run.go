@@ -29,9 +29,22 @@ type settings struct {
 	listBudget        time.Duration // one GetGenericPortMappingEntry walk
 	listOnceAbove     int           // walk larger tables in the first run only
 	retry             retry
-	clients           int    // the "many clients" concurrency
-	storeMode         string // berthd's lease store: disk, tmpfs or off
-	miniDebug         bool   // run miniupnpd with -d
+	clients           int // the "many clients" concurrency
+	// crowd is a larger concurrency for the map rows and the ceiling:
+	// how far batching carries when many hosts ask at once.
+	crowd     int
+	storeMode string // berthd's lease store: disk, tmpfs or off
+	miniDebug bool   // run miniupnpd with -d
+}
+
+// concurrency is the client counts of the map rows and the ceiling: 1,
+// clients and, when larger, crowd.
+func (s settings) concurrency() []int {
+	ks := []int{1, s.clients}
+	if s.crowd > s.clients {
+		ks = append(ks, s.crowd)
+	}
+	return ks
 }
 
 // bench is the state shared by all sessions.
@@ -204,7 +217,7 @@ func (b *bench) open(ctx context.Context, daemon string) (_ *session, err error)
 	if s.stateDir, err = b.stateDir(s.dir); err != nil {
 		return nil, err
 	}
-	if s.lan, err = newUDPClients(topo.lan, netip.IPv4Unspecified(), b.s.clients); err != nil {
+	if s.lan, err = newUDPClients(topo.lan, netip.IPv4Unspecified(), max(b.s.clients, b.s.crowd)); err != nil {
 		return nil, err
 	}
 	s.undo = append(s.undo, func() { closeUDP(s.lan) })
