@@ -54,6 +54,16 @@ type ticket struct {
 	track   mapping.Key       // the new mapping a renewal may wait for; zero when none
 	err     error
 	done    chan struct{}
+	one     [1]backend.Change // changes of a new mapping's ticket, in the same allocation
+}
+
+// newAddTicket is the ticket of a new mapping m, which a renewal of m
+// may wait for.
+func newAddTicket(m mapping.Mapping) *ticket {
+	t := &ticket{track: m.Key}
+	t.one[0] = backend.Change{Op: backend.Add, Mapping: m}
+	t.changes = t.one[:]
+	return t
 }
 
 func newApplier(be backend.Backend) *applier {

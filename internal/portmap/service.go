@@ -373,12 +373,16 @@ func (s *Service) mapLocked(ctx context.Context, r mapping.Request, avoid []uint
 			s.table.Commit(plan)
 			s.gen++
 			s.schedule()
-			t := s.ap.submit(&ticket{changes: []backend.Change{{Op: backend.Add, Mapping: plan.Mapping}}, track: plan.Mapping.Key})
+			t := s.ap.submit(newAddTicket(plan.Mapping))
 			seq := s.persist(plan.Mapping, d.Lifetime)
 			// Added is published once the backend took it (confirm).
-			s.log.Info("mapping created", "key", plan.Mapping.Key, "internal", plan.Mapping.Internal,
-				"client", r.Client, "lifetime", d.Lifetime, "rule", d.Rule, "origin", r.Origin.Kind,
-				"peers", plan.Mapping.Peers.String())
+			// New mappings are the other hot path: nothing is boxed when
+			// Info is off.
+			if s.log.Enabled(ctx, slog.LevelInfo) {
+				s.log.Info("mapping created", "key", plan.Mapping.Key, "internal", plan.Mapping.Internal,
+					"client", r.Client, "lifetime", d.Lifetime, "rule", d.Rule, "origin", r.Origin.Kind,
+					"peers", plan.Mapping.Peers.String())
+			}
 			return mapped{m: plan.Mapping, seq: seq, fresh: true, wait: t, syncs: s.syncs}, nil
 		}
 		// A new internal target or new remote-peer filters for a key the
