@@ -19,6 +19,56 @@ type elemOp struct {
 	elem nftables.SetElement
 }
 
+// overlayState is a Key's mapping after the batch Apply computes, or
+// ok=false for deleted.
+type overlayState struct {
+	m  mapping.Mapping
+	ok bool
+}
+
+// scratch holds the buffers Apply and commit build each batch in, kept
+// from batch to batch (under Nft.mu) so that a burst of small batches
+// does not allocate them anew each time. Buffers that a large batch (a
+// restore, a Sync) grew beyond scratchKeep are not kept.
+type scratch struct {
+	keys  map[key]overlayState
+	ops   []elemOp
+	elems []nftables.SetElement
+}
+
+const scratchKeep = 256
+
+// overlay returns an empty map for a batch of n changes.
+func (s *scratch) overlay(n int) map[key]overlayState {
+	if n > scratchKeep {
+		return make(map[key]overlayState, n)
+	}
+	if s.keys == nil {
+		s.keys = make(map[key]overlayState)
+	}
+	return s.keys
+}
+
+// done empties the buffers after a batch, so that what it built can be
+// collected.
+func (s *scratch) done() {
+	if len(s.keys) > scratchKeep {
+		s.keys = nil
+	}
+	clear(s.keys)
+	s.ops = keep(s.ops)
+}
+
+// keep clears b and returns it emptied, or nil when it is larger than
+// scratchKeep.
+func keep[T any](b []T) []T {
+	if cap(b) > scratchKeep {
+		return nil
+	}
+	clear(b[:cap(b)])
+	return b[:0]
+}
+
 // Apply applies a batch all-or-nothing (backend.Backend) as ONE netlink
 // batch: the kernel commits every element change or none.
 //
@@ -42,11 +92,8 @@ func (n *Nft) Apply(ctx context.Context, cs []backend.Change) error {
 	}
 	// overlay holds the Keys this batch touches: the mapping after the
 	// batch, or ok=false for deleted.
-	type state struct {
-		m  mapping.Mapping
-		ok bool
-	}
-	overlay := make(map[key]state, len(cs))
+	overlay := n.scratch.overlay(len(cs))
+	defer n.scratch.done()
 	lookup := func(k key) (mapping.Mapping, bool) {
 		if s, ok := overlay[k]; ok {
 			return s.m, s.ok
@@ -57,7 +104,7 @@ func (n *Nft) Apply(ctx context.Context, cs []backend.Change) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("nft: apply: %w", err)
 	}
-	var ops []elemOp
+	ops := n.scratch.ops[:0]
 	var removed []mapping.Mapping // deleted or replaced, for queueFlush
 	for _, c := range cs {
 		switch c.Op {
@@ -81,7 +128,7 @@ func (n *Nft) Apply(ctx context.Context, cs []backend.Change) error {
 			if !ok || !samePeers(cur, m) {
 				ops = n.appendFilterOps(ops, false, m)
 			}
-			overlay[k] = state{m: m, ok: true}
+			overlay[k] = overlayState{m: m, ok: true}
 		case backend.Delete:
 			k, ok := keyOf(c.Mapping.Key)
 			if !ok {
@@ -92,7 +139,7 @@ func (n *Nft) Apply(ctx context.Context, cs []backend.Change) error {
 				ops = n.appendFilterOps(ops, true, cur)
 				removed = append(removed, cur)
 			}
-			overlay[k] = state{}
+			overlay[k] = overlayState{}
 		default:
 			return fmt.Errorf("nft: apply: %s of %s: unknown operation", c.Op, c.Mapping.Key)
 		}
@@ -123,6 +170,7 @@ func (n *Nft) Apply(ctx context.Context, cs []backend.Change) error {
 		}
 		ops = append(ops, n.snatOps(have, snatWanted)...)
 	}
+	n.scratch.ops = ops
 	if err := n.commit(ops); err != nil {
 		return fmt.Errorf("nft: apply: %w", err)
 	}
@@ -282,7 +330,7 @@ func (n *Nft) commit(ops []elemOp) error {
 		for j < len(ops) && j-i < maxElemsPerMsg && ops[j].del == ops[i].del && ops[j].set == ops[i].set {
 			j++
 		}
-		elems := make([]nftables.SetElement, 0, j-i)
+		elems := n.scratch.elems[:0]
 		for _, o := range ops[i:j] {
 			elems = append(elems, o.elem)
 		}
@@ -292,6 +340,7 @@ func (n *Nft) commit(ops []elemOp) error {
 		} else {
 			err = n.conn.SetAddElements(ops[i].set, elems)
 		}
+		n.scratch.elems = keep(elems) // the message holds their encoding
 		if err != nil {
 			return err
 		}

@@ -66,22 +66,20 @@ func validate(m mapping.Mapping) (mapping.Mapping, error) {
 // element returns the map a mapping goes to and its element. m must have
 // passed validate.
 func (n *Nft) element(m mapping.Mapping) (*nftables.Set, nftables.SetElement) {
-	val := make([]byte, valLen)
+	// One allocation for both: the value, then room for the key.
+	buf := make([]byte, valLen, valLen+remoteKeyLen)
+	val := buf[:valLen:valLen]
 	a := m.Internal.Addr().As4()
 	copy(val, a[:])
 	binary.BigEndian.PutUint16(val[4:], m.Internal.Port())
 
 	ext := m.External.Addr().As4()
-	var key []byte
+	key := buf[valLen:valLen]
 	set := n.dnat
 	if m.Remote.IsValid() {
 		set = n.remote
-		key = make([]byte, remoteKeyLen)
 		r := m.Remote.As4()
-		copy(key, r[:])
-		key = key[:4]
-	} else {
-		key = make([]byte, 0, keyLen)
+		key = append(key, r[:]...)
 	}
 	key = append(key, ext[:]...)
 	key = append(key, byte(m.Proto), 0, 0, 0)

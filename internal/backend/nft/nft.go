@@ -217,6 +217,7 @@ type Nft struct {
 	// mapping chosen by snatWinner (PreserveSourcePort only).
 	users      map[addr4][]key
 	snatKernel map[addr4]addr4
+	scratch    scratch // Apply's buffers
 }
 
 // Interface guard.
