@@ -122,12 +122,51 @@ type Server struct {
 }
 
 type sock struct {
-	bind Bind
-	conn *net.UDPConn
-	// readFrom reads one packet with the index of the interface it
-	// arrived on (0 when unknown).
-	readFrom func(b []byte) (n, ifIndex int, from netip.AddrPort, err error)
-	mcastOK  bool // IPv4 multicast leaves through the bind's interface
+	bind    Bind
+	conn    *net.UDPConn
+	mcastOK bool // IPv4 multicast leaves through the bind's interface
+}
+
+// reader is one reader goroutine's buffers, reused for every packet so
+// that reading one allocates nothing.
+type reader struct {
+	// buf is longer than the PCP maximum, so that an oversized request is
+	// seen as oversized and answered MALFORMED_REQUEST, not truncated.
+	buf []byte
+	oob []byte
+	cm4 ipv4.ControlMessage
+	cm6 ipv6.ControlMessage
+}
+
+func newReader() *reader {
+	return &reader{
+		buf: make([]byte, MaxLen+4),
+		oob: make([]byte, max(len(ipv4.NewControlMessage(ipv4.FlagInterface)), len(ipv6.NewControlMessage(ipv6.FlagInterface)))),
+		// Parse reuses a Dst of the right length.
+		cm4: ipv4.ControlMessage{Dst: make(net.IP, net.IPv4len)},
+		cm6: ipv6.ControlMessage{Dst: make(net.IP, net.IPv6len)},
+	}
+}
+
+// read reads one packet from k with the index of the interface it
+// arrived on (0 when unknown; prepare asked for it).
+func (r *reader) read(k *sock) (pkt []byte, ifIndex int, from netip.AddrPort, err error) {
+	n, oobn, _, from, err := k.conn.ReadMsgUDPAddrPort(r.buf, r.oob)
+	if err != nil {
+		return nil, 0, from, err
+	}
+	if k.bind.Addr.Is4() {
+		r.cm4.IfIndex = 0
+		if r.cm4.Parse(r.oob[:oobn]) == nil {
+			ifIndex = r.cm4.IfIndex
+		}
+	} else {
+		r.cm6.IfIndex = 0
+		if r.cm6.Parse(r.oob[:oobn]) == nil {
+			ifIndex = r.cm6.IfIndex
+		}
+	}
+	return r.buf[:n], ifIndex, from, nil
 }
 
 // NewServer binds every address. On error nothing stays bound.
@@ -259,36 +298,13 @@ func (s *Server) prepare(k *sock) error {
 				s.log.Warn("cannot choose the multicast interface; no IPv4 announcements from this address", "addr", k.bind.Addr)
 			}
 		}
-		k.readFrom = func(b []byte) (int, int, netip.AddrPort, error) {
-			n, cm, src, err := p.ReadFrom(b)
-			idx := 0
-			if cm != nil {
-				idx = cm.IfIndex
-			}
-			return n, idx, udpAddrPort(src), err
-		}
 		return nil
 	}
 	p := ipv6.NewPacketConn(k.conn)
 	if err := p.SetControlMessage(ipv6.FlagInterface, true); err != nil {
 		return fmt.Errorf("arrival interface: %w", err)
 	}
-	k.readFrom = func(b []byte) (int, int, netip.AddrPort, error) {
-		n, cm, src, err := p.ReadFrom(b)
-		idx := 0
-		if cm != nil {
-			idx = cm.IfIndex
-		}
-		return n, idx, udpAddrPort(src), err
-	}
 	return nil
-}
-
-func udpAddrPort(a net.Addr) netip.AddrPort {
-	if u, ok := a.(*net.UDPAddr); ok {
-		return u.AddrPort()
-	}
-	return netip.AddrPort{}
 }
 
 // LocalAddrs are the bound addresses, in Binds order.
@@ -343,12 +359,10 @@ func (s *Server) Stats() Stats {
 
 func (s *Server) read(k *sock) {
 	defer s.wg.Done()
-	// One byte more than the PCP maximum, so an oversized request is
-	// seen as oversized and answered MALFORMED_REQUEST, not truncated.
-	buf := make([]byte, MaxLen+4)
+	r := newReader()
 	out := make([]byte, 0, MaxLen)
 	for {
-		n, ifIndex, from, err := k.readFrom(buf)
+		pkt, ifIndex, from, err := r.read(k)
 		if err != nil {
 			if s.closed.Load() || errors.Is(err, net.ErrClosed) {
 				return
@@ -361,7 +375,7 @@ func (s *Server) read(k *sock) {
 			s.notLAN.Add(1) // arrived on the WAN (or unknown) interface
 			continue
 		}
-		if reply := s.handle(buf[:n], from, out[:0]); reply != nil {
+		if reply := s.handle(pkt, from, out[:0]); reply != nil {
 			if _, err := k.conn.WriteToUDPAddrPort(reply, from); err != nil {
 				s.writeErrors.Add(1)
 				s.log.Debug("write", "to", from, "err", err)

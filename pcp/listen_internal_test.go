@@ -133,3 +133,54 @@ func TestLargeReceiveBuffer(t *testing.T) {
 	}
 	t.Logf("SO_RCVBUF %d", got)
 }
+
+// A reader returns each packet with its source and the index of the
+// interface it arrived on, for IPv4 and IPv6, and reading allocates at
+// most the list x/net's control message parser returns: the buffers, the
+// source address and the control message are the reader's own.
+func TestReaderArrivalInterface(t *testing.T) {
+	lo, err := net.InterfaceByName("lo")
+	if err != nil {
+		t.Skip("no lo interface:", err)
+	}
+	for _, addr := range []string{"127.0.0.100", "::1"} {
+		t.Run(addr, func(t *testing.T) {
+			s, err := NewServer(ServerConfig{Clock: clock.Real{}, PCP: &countHandler{}, Workers: 1,
+				Binds: []Bind{{Interface: "lo", Addr: netip.MustParseAddr(addr)}}})
+			if err != nil {
+				t.Skip("cannot bind:", err)
+			}
+			defer s.Close()
+			k := s.socks[0]
+			c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(s.LocalAddrs()[0]))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			r := newReader()
+			if err := k.conn.SetReadDeadline(clock.Real{}.Now().Add(5 * time.Second)); err != nil {
+				t.Fatal(err)
+			}
+			msg := []byte{2, 1, 0}
+			read := func(i int) {
+				t.Helper()
+				msg[2] = byte(i)
+				if _, err := c.Write(msg); err != nil {
+					t.Fatal(err)
+				}
+				pkt, idx, from, err := r.read(k)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if string(pkt) != string(msg) || idx != lo.Index || from != c.LocalAddr().(*net.UDPAddr).AddrPort() {
+					t.Fatalf("read %x from %v on interface %d, want 0201%02x from %v on lo (%d)", pkt, from, idx, i, c.LocalAddr(), lo.Index)
+				}
+			}
+			read(0)
+			i := 0
+			if allocs := testing.AllocsPerRun(20, func() { i++; read(i) }); allocs > 1 {
+				t.Errorf("%v allocations per packet, want at most 1", allocs)
+			}
+		})
+	}
+}
