@@ -131,6 +131,13 @@ func (s *session) control(ctx context.Context, level int) {
 		pname := map[string]string{"natpmp": "NAT-PMP", "pcp": "PCP"}[proto]
 		for _, k := range s.b.s.concurrency() {
 			name := fmt.Sprintf("N=%s: %s map, %s", count(level), pname, clients(k))
+			if k > c && s.daemon == mini {
+				// miniupnpd answers one request at a time: more clients
+				// only queue, and the retransmissions of those it cannot
+				// answer within the timeout would keep it busy into the
+				// phases after.
+				continue
+			}
 			l := lim
 			if k > c {
 				// As many requests per client as with c clients: the
