@@ -100,16 +100,17 @@ func (s *session) prefill(ctx context.Context, level int) bool {
 // are [s.n, s.n+Issued).
 func (s *session) prefillChunk(ctx context.Context, l limits) phaseResult {
 	if s.daemon == mini {
-		return slotPhase(ctx, s.lan, l, s.b.s.retry, "pcp", s.n, lifetime)
+		return slotPhase(ctx, s.clients(), l, s.b.s.retry, "pcp", s.n, lifetime)
 	}
 	// SOAP requests come from the slot's own pool address, one connection
 	// each, so that mappings spread over the LAN hosts as PCP's do (a
 	// host with thousands of mappings is another benchmark).
-	k := len(s.lan)
+	cs := s.clients()
+	k := len(cs)
 	from := s.n
 	return runPhase(ctx, 2*k, l, func(ctx context.Context, w, i int) error {
 		if w < k {
-			return s.lan[w].roundTrip(ctx, pcpOp(from+i, lifetime), s.b.s.retry)
+			return cs[w].roundTrip(ctx, pcpOp(from+i, lifetime), s.b.s.retry)
 		}
 		c := newSOAPClient(s.topo.lan, slotOf(from+i).client)
 		c.tr.DisableKeepAlives = true
@@ -290,16 +291,16 @@ func (s *session) conntrackCost(ctx context.Context) {
 	}
 	lim, rt := s.b.s.phase, s.b.s.retry
 	lim.ops = min(lim.ops, 2000)
-	r := slotPhase(ctx, s.lan, lim, rt, "pcp", s.n, lifetime)
+	r := slotPhase(ctx, s.clients(), lim, rt, "pcp", s.n, lifetime)
 	s.failures(name+" (map)", r)
-	d := slotPhase(ctx, s.lan, limits{ops: r.Issued, dur: lim.dur}, rt, "pcp", s.n, 0)
+	d := slotPhase(ctx, s.clients(), limits{ops: r.Issued, dur: lim.dur}, rt, "pcp", s.n, 0)
 	s.failures(name, d)
 	if d.OK > 0 {
 		s.recRate(name, "", d.rate())
 	}
 	flush()
 	if d.Issued < r.Issued { // the rest, with an empty table
-		rest := slotPhase(ctx, s.lan, limits{ops: r.Issued - d.Issued, dur: s.b.s.cleanup}, rt, "pcp", s.n+d.Issued, 0)
+		rest := slotPhase(ctx, s.clients(), limits{ops: r.Issued - d.Issued, dur: s.b.s.cleanup}, rt, "pcp", s.n+d.Issued, 0)
 		s.failures(name+" (rest)", rest)
 	}
 }

@@ -80,6 +80,10 @@ type session struct {
 	undo     []func()
 }
 
+// clients are the LAN clients of every phase without its own count:
+// the first settings.clients of s.lan, which holds the crowd too.
+func (s *session) clients() []*udpClient { return s.lan[:s.b.s.clients] }
+
 func (s *session) rec(name, unit string, v float64) { s.b.rec.add(s.daemon, name, unit, "", v) }
 
 // recRate records a rate with the row it is a fraction of.
