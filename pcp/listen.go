@@ -127,8 +127,9 @@ type sock struct {
 	mcastOK bool // IPv4 multicast leaves through the bind's interface
 }
 
-// reader is one reader goroutine's buffers, reused for every packet so
-// that reading one allocates nothing.
+// reader is one reader goroutine's buffers, reused for every packet: the
+// payload, the control message and its destination address. Reading a
+// packet allocates only the list x/net's control message parser returns.
 type reader struct {
 	// buf is longer than the PCP maximum, so that an oversized request is
 	// seen as oversized and answered MALFORMED_REQUEST, not truncated.
