@@ -230,3 +230,22 @@ func TestParseLevels(t *testing.T) {
 		}
 	}
 }
+
+// A crowd's map phase sends as many requests per client as the 16
+// clients' does, and that is the headroom a level must leave below
+// maxSlots.
+func TestPhaseOps(t *testing.T) {
+	s := settings{phase: limits{ops: 1500}, clients: 16, crowd: 64}
+	for k, want := range map[int]int{1: 1500, 16: 1500, 64: 6000} {
+		if got := s.phaseOps(k); got != want {
+			t.Errorf("phaseOps(%d) = %d, want %d", k, got, want)
+		}
+	}
+	if got := s.concurrency(); len(got) != 3 || got[2] != 64 {
+		t.Errorf("concurrency() = %v, want [1 16 64]", got)
+	}
+	s.crowd = 0
+	if got := s.concurrency(); len(got) != 2 {
+		t.Errorf("concurrency() without a crowd = %v, want [1 16]", got)
+	}
+}

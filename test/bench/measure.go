@@ -46,7 +46,7 @@ func (s *session) prefill(ctx context.Context, level int) bool {
 	if want <= s.n {
 		return true
 	}
-	if want > maxSlots-s.b.s.phase.ops {
+	if want > maxSlots-s.b.s.phaseOps(s.b.s.crowd) {
 		s.note("N=%d needs more ports than one external address has", level)
 		return false
 	}
@@ -140,11 +140,7 @@ func (s *session) control(ctx context.Context, level int) {
 				continue
 			}
 			l := lim
-			if k > c {
-				// As many requests per client as with c clients: the
-				// rate is not a warm-up's.
-				l.ops = lim.ops * k / c
-			}
+			l.ops = s.b.s.phaseOps(k)
 			r := slotPhase(ctx, s.lan[:k], l, rt, proto, s.n, lifetime)
 			s.recLatency(name, ceilingRow(k), r)
 			s.failures(name, r)

@@ -47,6 +47,16 @@ func (s settings) concurrency() []int {
 	return ks
 }
 
+// phaseOps is the most requests of a map phase with k clients: as many
+// per client as with clients when k is larger, so that the rate is not a
+// warm-up's. Slots N… up to N+phaseOps are mapped in it.
+func (s settings) phaseOps(k int) int {
+	if k > s.clients {
+		return s.phase.ops * k / s.clients
+	}
+	return s.phase.ops
+}
+
 // bench is the state shared by all sessions.
 type bench struct {
 	s         settings
