@@ -481,11 +481,14 @@ func (s *Service) unmapLocked(ctx context.Context, r mapping.Request) (store.Seq
 		return 0, fmt.Errorf("portmap: backend: %w: %w", mapping.ErrNetworkFailure, err)
 	}
 	var seq store.Seq
+	info := s.log.Enabled(ctx, slog.LevelInfo) // with mu held: box nothing for a line that is off
 	for _, m := range victims {
 		s.table.Delete(m.Key)
 		seq = max(seq, s.forget(m))
 		s.publish(Event{Kind: Removed, Mapping: m})
-		s.log.Info("mapping deleted", "key", m.Key, "internal", m.Internal, "client", r.Client, "origin", r.Origin.Kind)
+		if info {
+			s.log.Info("mapping deleted", "key", m.Key, "internal", m.Internal, "client", r.Client, "origin", r.Origin.Kind)
+		}
 	}
 	s.gen++
 	return seq, nil
