@@ -17,7 +17,9 @@ type faultFS struct {
 	writeErr error // Write and WriteAt
 	// zeroErr fails WriteAt of zeros only (writer.reserve), after
 	// writing half of them, as a quota or a disk filling meanwhile does.
-	zeroErr   error
+	zeroErr error
+	// zeroOK is how many writes of zeros succeed before zeroErr applies.
+	zeroOK    int
 	syncErr   error // file Sync
 	truncErr  error
 	renameErr error
@@ -42,7 +44,7 @@ func (f *faultFS) set(fn func(f *faultFS)) {
 func (f *faultFS) get() faultFS {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return faultFS{writeErr: f.writeErr, zeroErr: f.zeroErr, syncErr: f.syncErr, truncErr: f.truncErr, renameErr: f.renameErr,
+	return faultFS{writeErr: f.writeErr, zeroErr: f.zeroErr, zeroOK: f.zeroOK, syncErr: f.syncErr, truncErr: f.truncErr, renameErr: f.renameErr,
 		openErr: f.openErr, readErr: f.readErr, partial: f.partial, onSync: f.onSync, onRename: f.onRename,
 		syncs: f.syncs, renames: f.renames, writes: f.writes}
 }
@@ -86,6 +88,10 @@ func (f *faultFile) fail(p []byte, off int64, at bool) (int, error) {
 	c := f.fs.get()
 	f.fs.set(func(f *faultFS) { f.writes++ })
 	if c.zeroErr != nil && at && len(p) > 0 && !slices.ContainsFunc(p, func(b byte) bool { return b != 0 }) {
+		if c.zeroOK > 0 {
+			f.fs.set(func(f *faultFS) { f.zeroOK-- })
+			return f.File.WriteAt(p, off)
+		}
 		n, _ := f.File.WriteAt(p[:len(p)/2], off)
 		return n, &fs.PathError{Op: "write", Path: f.Name(), Err: c.zeroErr}
 	}

@@ -624,3 +624,35 @@ func TestReserveIsBestEffort(t *testing.T) {
 	checkClean(t, ld)
 	checkMappings(t, ld.Mappings, want)
 }
+
+// A reservation that fails after some of its zeros are written leaves the
+// file at a length the loader reads cleanly: its records and, past them,
+// only whole steps of zeros. The journal here ends off a step (as after a
+// compaction) and the batch needs more than one step, so the first write
+// of zeros ends on a step and the second fails.
+func TestReserveFailsPartway(t *testing.T) {
+	dir := t.TempDir()
+	sys := &faultFS{zeroErr: syscall.EDQUOT, zeroOK: 1}
+	f, err := sys.OpenFile(filepath.Join(dir, journalName), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rec := appendPut(nil, testMapping(0))
+	data := appendHeader(nil)
+	for len(data) < growJournal/2 {
+		data = append(data, rec...)
+	}
+	if _, err := f.WriteAt(data, 0); err != nil {
+		t.Fatal(err)
+	}
+	w := writer{f: f, size: int64(len(data)), alloc: int64(len(data))}
+	w.reserve(growJournal + 1)
+	if !w.noReserve || w.rewrite {
+		t.Fatalf("after a failed reservation: noReserve %v, rewrite %v; want true, false", w.noReserve, w.rewrite)
+	}
+	used, size := journalUsed(t, dir)
+	if used != int64(len(data)) || (size != used && size%growJournal != 0) || size != w.alloc {
+		t.Errorf("journal of %d bytes with %d of records, alloc %d: want the records and whole steps of zeros past them", size, used, w.alloc)
+	}
+}

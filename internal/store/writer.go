@@ -311,8 +311,8 @@ var zeros [growJournal]byte
 // multiple of growJournal, when the file system has room to spare. Zeros
 // are written, not fallocated: the first write into an fallocated extent
 // changes metadata too. It is only an optimisation: when the zeros cannot
-// be written, the file goes back to its length before and the append goes
-// on without them.
+// be written, the file goes back to its length before the failed write and
+// the append goes on without more.
 func (w *writer) reserve(n int64) {
 	if w.size+n <= w.alloc || w.noReserve {
 		return
@@ -322,18 +322,20 @@ func (w *writer) reserve(n int64) {
 		return
 	}
 	end := (w.size + n + growJournal - 1) / growJournal * growJournal
-	for off := w.alloc; off < end; off += growJournal {
-		k := min(end-off, growJournal)
+	for off := w.alloc; off < end; {
+		// Each write ends on a step, so that after a failure the file
+		// can go back to a length that is its records' end or a multiple
+		// of growJournal: zeros past any other length are read as damage.
+		k := growJournal - off%growJournal
 		if _, err := w.f.WriteAt(zeros[:k], off); err != nil {
 			w.noReserve = true
-			// A partial chunk would leave a length that is no multiple
-			// of growJournal, whose zeros the loader reads as damage.
 			if w.f.Truncate(w.alloc) != nil {
 				w.rewrite = true
 			}
 			return
 		}
-		w.alloc = off + k
+		off += k
+		w.alloc = off
 	}
 }
 
