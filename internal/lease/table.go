@@ -216,6 +216,14 @@ func (t *Table) All() iter.Seq[mapping.Mapping] {
 	}
 }
 
+// Keys yields the Key of every mapping in Key order, All's order, without
+// building the mappings.
+func (t *Table) Keys() iter.Seq[mapping.Key] {
+	return func(yield func(mapping.Key) bool) {
+		t.order.Ascend(func(e *entry) bool { return yield(e.key()) })
+	}
+}
+
 // NextExpiry is the earliest deadline of a non-permanent mapping.
 func (t *Table) NextExpiry() (time.Time, bool) { return t.expiry.min() }
 

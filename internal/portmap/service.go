@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -170,11 +171,7 @@ func (s *Service) Generation() uint64 {
 func (s *Service) Keys() []mapping.Key {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]mapping.Key, 0, s.table.Len())
-	for m := range s.table.All() {
-		out = append(out, m.Key)
-	}
-	return out
+	return slices.AppendSeq(make([]mapping.Key, 0, s.table.Len()), s.table.Keys())
 }
 
 // portIndexSpan is the widest external port range List looks up port by
