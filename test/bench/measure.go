@@ -24,7 +24,7 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 // ceiling measures the request/response rate of a trivial UDP echo
 // server on the router's LAN address: what NAT-PMP and PCP could reach.
 func (s *session) ceiling(ctx context.Context) {
-	for _, k := range s.b.s.concurrency() {
+	for _, k := range s.concurrency() {
 		r := udpPhase(ctx, s.lan[:k], s.b.s.phase, s.b.s.retry, func(i int) udpOp {
 			return echoOp(poolAddr(i), ceilingAddr, 60, i)
 		})
@@ -130,18 +130,9 @@ func (s *session) control(ctx context.Context, level int) {
 	del := limits{dur: s.b.s.cleanup}
 	for _, proto := range []string{"natpmp", "pcp"} {
 		pname := map[string]string{"natpmp": "NAT-PMP", "pcp": "PCP"}[proto]
-		for _, k := range s.b.s.concurrency() {
+		for _, k := range s.concurrency() {
 			name := fmt.Sprintf("N=%s: %s map, %s", count(level), pname, clients(k))
-			if k > c && s.daemon == mini {
-				// miniupnpd answers one request at a time: more clients
-				// only queue, and the retransmissions of those it cannot
-				// answer within the timeout would keep it busy into the
-				// phases after.
-				continue
-			}
-			l := lim
-			l.ops = s.b.s.phaseOps(k)
-			r := slotPhase(ctx, s.lan[:k], l, rt, proto, s.n, lifetime)
+			r := slotPhase(ctx, s.lan[:k], limits{ops: s.b.s.phaseOps(k), dur: lim.dur}, rt, proto, s.n, lifetime)
 			s.recLatency(name, ceilingRow(k), r)
 			s.failures(name, r)
 			if k == c {

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -88,6 +89,18 @@ type session struct {
 	rss0     float64 // KiB at start
 	top      int     // the largest level reached
 	undo     []func()
+}
+
+// concurrency is the client counts of s's map rows and ceiling. The
+// crowd's are berthd's only: miniupnpd answers one request at a time, so
+// more clients only queue, and the retransmissions of those it cannot
+// answer within the timeout would keep it busy into the phases after.
+func (s *session) concurrency() []int {
+	ks := s.b.s.concurrency()
+	if s.daemon == mini {
+		ks = slices.DeleteFunc(ks, func(k int) bool { return k > s.b.s.clients })
+	}
+	return ks
 }
 
 // clients are the LAN clients of every phase without its own count:
