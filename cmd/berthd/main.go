@@ -22,7 +22,8 @@ import (
 func main() { os.Exit(run(os.Args[1:], os.Stderr)) }
 
 // run returns the exit status: 0 after a clean stop, 2 for a bad
-// configuration, 1 for any other failure.
+// configuration (also one the system cannot serve), 1 for any other
+// failure.
 func run(args []string, stderr io.Writer) int {
 	cfg, err := config.FromArgs(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
@@ -57,6 +58,14 @@ func run(args []string, stderr io.Writer) int {
 		Reload: reload,
 		Reread: func() (*config.Config, error) { return config.FromArgs(args, stderr) },
 	})
+	var bad *config.Error
+	if errors.As(err, &bad) {
+		// A configuration the running system cannot serve (an interface
+		// it lacks, a forward to a host outside the LAN): as bad as a
+		// parse error.
+		fmt.Fprintln(stderr, "berthd:", err)
+		return 2
+	}
 	if err != nil {
 		log.Error("berthd failed", "err", err)
 		return 1

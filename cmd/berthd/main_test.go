@@ -24,21 +24,28 @@ func build(t *testing.T) string {
 	return bin
 }
 
+// TestBadConfigExits2WithPosition: a configuration berthd cannot parse,
+// and one the system cannot serve (an interface it does not have), both
+// exit 2 naming the file, line and field.
 func TestBadConfigExits2WithPosition(t *testing.T) {
 	bin := build(t)
-	path := filepath.Join(t.TempDir(), "bad.toml")
-	if err := os.WriteFile(path, []byte("backend = \"relay\"\n[policy]\nmax_total = -1\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	var stderr bytes.Buffer
-	cmd := exec.Command(bin, "-config", path)
-	cmd.Stderr = &stderr
-	err := cmd.Run()
-	if code := cmd.ProcessState.ExitCode(); code != 2 {
-		t.Fatalf("got exit %d (%v), want 2; stderr:\n%s", code, err, stderr.String())
-	}
-	if want := "bad.toml:3: policy.max_total"; !strings.Contains(stderr.String(), want) {
-		t.Fatalf("stderr %q does not contain %q", stderr.String(), want)
+	for _, tc := range []struct{ name, src, want string }{
+		{"invalid value", "backend = \"relay\"\n[policy]\nmax_total = -1\n", "bad.toml:3: policy.max_total"},
+		{"missing interface", "backend = \"relay\"\nwan = \"lo\"\nlan = [\"lo\", \"nosuch0\"]\n", `bad.toml:3: lan[1]: no interface "nosuch0"`},
+	} {
+		path := filepath.Join(t.TempDir(), "bad.toml")
+		if err := os.WriteFile(path, []byte(tc.src), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		var stderr bytes.Buffer
+		cmd := exec.Command(bin, "-config", path, "-state-dir", "none")
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		if code := cmd.ProcessState.ExitCode(); code != 2 {
+			t.Errorf("%s: got exit %d (%v), want 2; stderr:\n%s", tc.name, code, err, stderr.String())
+		} else if !strings.Contains(stderr.String(), tc.want) {
+			t.Errorf("%s: stderr %q does not contain %q", tc.name, stderr.String(), tc.want)
+		}
 	}
 }
 

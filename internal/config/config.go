@@ -74,6 +74,33 @@ type Config struct {
 	UPnP UPnP
 	// Store is where leases are kept across restarts.
 	Store Store
+
+	// lines locates the file's fields for Errorf; flags names the
+	// top-level keys a command-line flag set ("lan" → "-lan").
+	lines lineIndex
+	flags map[string]string
+}
+
+// Errorf returns a *Error for a problem with field (as Error.Field names
+// it: "lan[1]", "forward[2].internal") that only the running system can
+// reveal, such as an interface that does not exist: it names the line
+// where the file sets the field, or the flag that set it.
+func (c *Config) Errorf(field, format string, args ...any) error {
+	err := fmt.Errorf(format, args...)
+	root, _, _ := strings.Cut(field, ".")
+	root, _, _ = strings.Cut(root, "[")
+	if flag, ok := c.flags[root]; ok {
+		return &Error{Field: "flag " + flag, Err: err}
+	}
+	return &Error{File: c.File, Line: c.lines.lineOf(field), Field: field, Err: err}
+}
+
+// setByFlag records that flag (such as "-lan") set the top-level key.
+func (c *Config) setByFlag(key, flag string) {
+	if c.flags == nil {
+		c.flags = map[string]string{}
+	}
+	c.flags[key] = flag
 }
 
 // Store is the [store] table.
@@ -244,6 +271,7 @@ func Parse(file string, data []byte) (*Config, error) {
 	d := &decoder{file: file, lines: indexLines(string(data))}
 	c := Default()
 	c.File = file
+	c.lines = d.lines
 	d.config(c, d.table(nil, raw))
 	if len(d.errs) == 0 {
 		return c, nil

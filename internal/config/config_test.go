@@ -34,6 +34,7 @@ func summarize(c *Config) summary {
 		s.RuleTexts = append(s.RuleTexts, r.Text)
 	}
 	s.Policy.Rules = nil
+	s.lines, s.flags = nil, nil // where the values came from: TestErrorf
 	return s
 }
 

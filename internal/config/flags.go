@@ -69,12 +69,12 @@ func FromArgs(args []string, stderr io.Writer) (*Config, error) {
 		switch f.Name {
 		case "wan":
 			if *wan == "" || check(f.Name, checkIfName(*wan)) {
-				apply = append(apply, func(c *Config) { c.WAN = *wan })
+				apply = append(apply, func(c *Config) { c.WAN = *wan; c.setByFlag("wan", "-wan") })
 			}
 		case "lan":
 			names := splitList(*lan)
 			if _, err := checkIfNames(names); check(f.Name, err) {
-				apply = append(apply, func(c *Config) { c.LAN = names })
+				apply = append(apply, func(c *Config) { c.LAN = names; c.setByFlag("lan", "-lan") })
 			}
 		case "external":
 			var a netip.Addr
@@ -83,7 +83,7 @@ func FromArgs(args []string, stderr io.Writer) (*Config, error) {
 				a, err = parseUnicast(*external)
 			}
 			if check(f.Name, err) {
-				apply = append(apply, func(c *Config) { c.ExternalAddr = a })
+				apply = append(apply, func(c *Config) { c.ExternalAddr = a; c.setByFlag("external_address", "-external") })
 			}
 		case "backend":
 			b, err := parseBackend(*backend)

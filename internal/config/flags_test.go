@@ -119,3 +119,40 @@ func TestFromArgsHelp(t *testing.T) {
 		}
 	}
 }
+
+// TestErrorf: a problem found after parsing (an interface that does not
+// exist, a forward the running system cannot serve) names the line that
+// set the field, or the flag that overrode it.
+func TestErrorf(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "berth.toml")
+	src := "wan = \"eth0\"\nlan = [\n  \"br0\",\n  \"nosuch0\",\n]\n\n[[forward]]\nname = \"web\"\nproto = \"tcp\"\nexternal_port = 8080\ninternal = \"10.9.9.9:80\"\n"
+	if err := os.WriteFile(file, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args  []string
+		field string
+		want  string
+	}{
+		{[]string{"-config", file}, "lan[1]", file + ":4: lan[1]: no interface"},
+		{[]string{"-config", file}, "forward[0].internal", file + ":11: forward[0].internal: no interface"},
+		// A field the file does not set is reported at its nearest
+		// ancestor: the [[forward]] header.
+		{[]string{"-config", file}, "forward[0].remote", file + ":7: forward[0].remote: no interface"},
+		{[]string{"-config", file}, "wan", file + ":1: wan: no interface"},
+		{[]string{"-config", file, "-lan", "a,b"}, "lan[1]", "flag -lan: no interface"},
+		{[]string{"-lan", "a"}, "lan[0]", "flag -lan: no interface"},
+		// Built-in defaults: no file, no line.
+		{nil, "wan", "wan: no interface"},
+	} {
+		c, err := FromArgs(tc.args, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = c.Errorf(tc.field, "no interface")
+		var ce *Error
+		if !errors.As(err, &ce) || err.Error() != tc.want {
+			t.Errorf("%v: Errorf(%q) = %v, want *Error %q", tc.args, tc.field, err, tc.want)
+		}
+	}
+}

@@ -77,6 +77,22 @@ func (ix lineIndex) line(p path) int {
 	return 0
 }
 
+// lineOf returns the line of a field as Error.Field names it, or of its
+// nearest ancestor that the index knows, or 0.
+func (ix lineIndex) lineOf(field string) int {
+	for field != "" {
+		if l, ok := ix[field]; ok {
+			return l
+		}
+		i := strings.LastIndexAny(field, ".[")
+		if i < 0 {
+			break
+		}
+		field = field[:i]
+	}
+	return 0
+}
+
 // indexLines scans src and returns the line of every key, table header
 // and array element it defines.
 func indexLines(src string) lineIndex {

@@ -99,7 +99,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	}
 	det, err := detect(cfg.WAN, cfg.LAN)
 	if err != nil {
-		return fmt.Errorf("daemon: detect interfaces: %w", err)
+		return detectErr(cfg, err)
 	}
 	for _, n := range det.Notes {
 		log.Info("detected", "note", n)
@@ -176,7 +176,11 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	if err != nil {
 		return err
 	}
-	if err := svc.SetStatic(ctx, forwards(cfg)); err != nil {
+	fs, err := forwards(cfg, det, ext, name)
+	if err != nil {
+		return err
+	}
+	if err := svc.SetStatic(ctx, fs); err != nil {
 		return fmt.Errorf("daemon: install static forwards: %w", err)
 	}
 	srv, err := startPortControl(ctx, cfg, det, svc, clk, o.PortControlPort, log)
@@ -224,7 +228,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 			log.Info("stopping", "mappings", svc.Len())
 			return nil
 		case <-o.Reload:
-			reload(ctx, svc, det, ext, own, o, log)
+			reload(ctx, svc, det, ext, own, name, o, log)
 		case why := <-lost:
 			reapply(ctx, svc, why, log)
 		case <-addrs:
@@ -251,7 +255,7 @@ func reapply(ctx context.Context, svc *portmap.Service, why string, log *slog.Lo
 // reload re-reads the configuration and applies the policy and the static
 // forwards. Interface, address and backend settings need a restart; a bad
 // configuration is reported and the running one kept.
-func reload(ctx context.Context, svc *portmap.Service, det netif.Detected, ext netip.Addr, own []policy.Reserved, o Options, log *slog.Logger) {
+func reload(ctx context.Context, svc *portmap.Service, det netif.Detected, ext netip.Addr, own []policy.Reserved, backendName string, o Options, log *slog.Logger) {
 	if o.Reread == nil {
 		return
 	}
@@ -266,7 +270,12 @@ func reload(ctx context.Context, svc *portmap.Service, det netif.Detected, ext n
 		return
 	}
 	// Forwards first: if they cannot be applied, nothing changes.
-	if err := svc.SetStatic(ctx, forwards(cfg)); err != nil {
+	fs, err := forwards(cfg, det, ext, backendName)
+	if err != nil {
+		log.Error("reload: static forwards rejected; keeping the running configuration", "err", err)
+		return
+	}
+	if err := svc.SetStatic(ctx, fs); err != nil {
 		log.Error("reload: static forwards not applied; keeping the running configuration", "err", err)
 		return
 	}
@@ -378,14 +387,6 @@ func warnAboutExternal(log *slog.Logger, ext netip.Addr) {
 		// miniupnpc treats such an IGD as "not connected" (COMPAT.md R5).
 		log.Warn("external address is not public: the router is behind another NAT and some UPnP clients will not use it", "external", ext)
 	}
-}
-
-func forwards(cfg *config.Config) []portmap.Forward {
-	out := make([]portmap.Forward, len(cfg.Forwards))
-	for i, f := range cfg.Forwards {
-		out[i] = portmap.Forward{Name: f.Name, Proto: f.Proto, External: f.External, Internal: f.Internal, Remote: f.Remote}
-	}
-	return out
 }
 
 func names(ifs []netif.Interface) string {

@@ -121,7 +121,7 @@ func detect(sys system, wanName string, lanNames []string) (Detected, error) {
 		for _, name := range lanNames {
 			l, ok := byName(links, name)
 			if !ok {
-				return Detected{}, fmt.Errorf("netif: lan interface %q not found", name)
+				return Detected{}, &NotFoundError{Role: "lan", Name: name}
 			}
 			if l.Index == wan.Index {
 				d.ServeWAN = true
@@ -179,7 +179,7 @@ func findWAN(sys system, links []link, name string, notes *[]string) (link, erro
 	if name != "" {
 		l, ok := byName(links, name)
 		if !ok {
-			return link{}, fmt.Errorf("netif: wan interface %q not found", name)
+			return link{}, &NotFoundError{Role: "wan", Name: name}
 		}
 		note("wan %s: named in the configuration", name)
 		return l, nil
@@ -227,6 +227,17 @@ func findWAN(sys system, links []link, name string, notes *[]string) (link, erro
 // ErrNoWAN is wrapped by Detect's error when no WAN interface was named and
 // none could be found.
 var ErrNoWAN = errors.New("no wan interface")
+
+// NotFoundError is an interface the configuration names that the system
+// does not have.
+type NotFoundError struct {
+	Role string // "wan" or "lan"
+	Name string
+}
+
+func (e *NotFoundError) Error() string {
+	return fmt.Sprintf("netif: %s interface %q not found", e.Role, e.Name)
+}
 
 func byName(links []link, name string) (link, bool) {
 	i := slices.IndexFunc(links, func(l link) bool { return l.Name == name })
