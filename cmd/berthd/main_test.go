@@ -61,8 +61,8 @@ func TestHelpExits0(t *testing.T) {
 }
 
 // TestStartsAndStopsOnSignal is the README's promise: berthd starts with
-// no configuration, says what it detected and which backend it uses, and
-// stops cleanly on SIGTERM.
+// no configuration, says what it detected and which backend it uses,
+// reloads on SIGHUP and stops cleanly on SIGTERM.
 func TestStartsAndStopsOnSignal(t *testing.T) {
 	bin := build(t)
 	// The responders stay off: this berthd runs on the host's own
@@ -117,6 +117,23 @@ func TestStartsAndStopsOnSignal(t *testing.T) {
 			t.Errorf("start line %q lacks %q", last, want)
 		}
 	}
+	// SIGHUP re-reads the file: a good one is applied, a bad one is
+	// refused while berthd keeps serving.
+	reload := func(src, want string) {
+		t.Helper()
+		if err := os.WriteFile(conf, []byte(src), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		wait(want)
+	}
+	reload(quiet+"[policy]\nrules = [\"deny 0-65535 0.0.0.0/0 0-65535\"]\n", "reloaded")
+	if last := seen[len(seen)-1]; !strings.Contains(last, "rules=1") {
+		t.Errorf("reload line %q does not show the file's one rule", last)
+	}
+	reload(quiet+"[policy]\nmax_total = -1\n", "configuration rejected")
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}

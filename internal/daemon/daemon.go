@@ -279,8 +279,9 @@ func reload(ctx context.Context, svc *portmap.Service, det netif.Detected, ext n
 		log.Error("reload: static forwards not applied; keeping the running configuration", "err", err)
 		return
 	}
-	svc.SetPolicy(pol)
-	log.Info("reloaded", "config", orDefault(cfg.File), "rules", len(pol.Rules()), "static_forwards", len(cfg.Forwards))
+	gone := svc.SetPolicy(ctx, pol)
+	log.Info("reloaded", "config", orDefault(cfg.File), "rules", len(pol.Rules()), "static_forwards", len(cfg.Forwards),
+		"withdrawn", len(gone))
 }
 
 func buildPolicy(cfg *config.Config, det netif.Detected, ext netip.Addr, own []policy.Reserved, log *slog.Logger) (*policy.Policy, error) {

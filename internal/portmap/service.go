@@ -142,12 +142,51 @@ func (s *Service) ExternalAddr() netip.Addr {
 	return s.ext
 }
 
-// SetPolicy replaces the policy (SIGHUP). Existing mappings stay until
-// they are renewed or expire; the new policy decides from the next request.
-func (s *Service) SetPolicy(p *policy.Policy) {
+// SetPolicy replaces the policy (SIGHUP) and withdraws the dynamic
+// mappings it no longer allows: their port or internal host is now
+// denied or reserved, or secure mode now forbids a mapping made for
+// another host. It returns them. Quotas and lifetime bounds apply from
+// the next request: no mapping is taken away because its client holds
+// more than a lowered quota. Static forwards belong to the configuration
+// (SetStatic). The new policy is in force whatever the backend says; if
+// it fails to remove a withdrawn mapping, a Sync follows, as after an
+// expiry.
+func (s *Service) SetPolicy(ctx context.Context, p *policy.Policy) []mapping.Mapping {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.pol = p
+	if s.closed {
+		return nil
+	}
+	var gone []mapping.Mapping
+	for m := range s.table.All() {
+		if m.Origin.Kind == mapping.KindStatic {
+			continue
+		}
+		d := p.Decide(mapping.Request{Client: m.Client, Proto: m.Proto, Internal: m.Internal, Suggest: m.External,
+			Exact: true, Remote: m.Remote, Origin: m.Origin}, policy.Usage{})
+		if !d.Allow {
+			gone = append(gone, m)
+			s.log.Info("mapping withdrawn: the reloaded policy denies it", "key", m.Key, "internal", m.Internal,
+				"client", m.Client, "origin", m.Origin.Kind, "rule", d.Rule)
+		}
+	}
+	if len(gone) == 0 {
+		return nil
+	}
+	batch := make([]backend.Change, len(gone))
+	for i, m := range gone {
+		batch[i] = backend.Change{Op: backend.Delete, Mapping: m}
+		s.table.Delete(m.Key)
+		s.forget(m)
+		s.publish(Event{Kind: Removed, Mapping: m})
+	}
+	s.gen++
+	if err := s.ap.apply(ctx, batch); err != nil {
+		s.log.Error("backend failed to remove withdrawn mappings; will reconcile", "count", len(gone), "err", err)
+		s.scheduleSync()
+	}
+	return gone
 }
 
 // Len is the number of live mappings.
