@@ -11,7 +11,7 @@ import (
 )
 
 // Handler answers NAT-PMP requests with a mapping.Mapper. It holds no
-// socket: pcp.Server reads UDP port 5351 and hands it version-0 packets.
+// socket: pcp/listener.Server reads UDP port 5351 and hands it version-0 packets.
 // It is safe for concurrent use.
 type Handler struct {
 	Mapper mapping.Mapper

@@ -20,6 +20,13 @@ func (nopBackend) Apply(context.Context, []backend.Change) error { return nil }
 func (nopBackend) Sync(context.Context, []mapping.Mapping) error { return nil }
 func (nopBackend) Close() error                                  { return nil }
 
+var nonce = [12]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}
+
+func mapReq(client netip.Addr, proto uint8, internal, suggested uint16, life uint32) pcp.Request {
+	return pcp.Request{Op: pcp.OpMap, Lifetime: life, Client: client, Nonce: nonce, Protocol: proto,
+		InternalPort: internal, SuggestedPort: suggested}
+}
+
 func benchHost(i int) netip.Addr {
 	return netip.AddrFrom4([4]byte{10, 0, byte(i / 250), byte(1 + i%250)})
 }

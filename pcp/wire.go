@@ -1,8 +1,10 @@
 // Package pcp is the wire codec of the Port Control Protocol, RFC 6887:
 // MAP, PEER and ANNOUNCE requests and responses with the THIRD_PARTY,
 // PREFER_FAILURE and FILTER options, a header-first classifier, and the
-// error replies a server sends. It uses only the standard library; the
-// responder lives beside it (server.go).
+// error replies a server sends. It uses only the standard library (and
+// berth's std-lib-only internal/mapping), so other programs can import it;
+// the responder lives beside it (server.go), and the UDP socket server it
+// shares with NAT-PMP in pcp/listener.
 //
 // Addresses travel in 128-bit fields, IPv4 as IPv4-mapped IPv6 (§5). Parsed
 // values hold IPv4 addresses unmapped (Is4), and AppendTo maps them back.

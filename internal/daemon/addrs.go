@@ -9,7 +9,7 @@ import (
 	"github.com/berthd/berth/internal/config"
 	"github.com/berthd/berth/internal/netif"
 	"github.com/berthd/berth/internal/portmap"
-	"github.com/berthd/berth/pcp"
+	"github.com/berthd/berth/pcp/listener"
 )
 
 // addrWatch follows the system's addresses while berthd runs: a new WAN
@@ -20,8 +20,8 @@ type addrWatch struct {
 	cfg   *config.Config
 	det   netif.Detected
 	svc   *portmap.Service
-	pc    *pcp.Server // nil when NAT-PMP and PCP are off
-	up    *upnp       // nil when UPnP is off
+	pc    *listener.Server // nil when NAT-PMP and PCP are off
+	up    *upnp            // nil when UPnP is off
 	addrs func(name string) ([]netip.Prefix, error)
 	vips  map[netip.Addr]bool // virtual addresses present at the last look
 	log   *slog.Logger

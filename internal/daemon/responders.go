@@ -13,6 +13,7 @@ import (
 	"github.com/berthd/berth/internal/portmap"
 	"github.com/berthd/berth/natpmp"
 	"github.com/berthd/berth/pcp"
+	"github.com/berthd/berth/pcp/listener"
 )
 
 // vip is a configured virtual gateway address (VRRP, CARP; COMPAT S4) and
@@ -58,7 +59,7 @@ func isVirtual(vips []vip, a netip.Addr) bool {
 // not), and announces the external address. It returns nil when both
 // protocols are switched off.
 func startPortControl(ctx context.Context, cfg *config.Config, det netif.Detected, svc *portmap.Service,
-	clk clock.Clock, port uint16, log *slog.Logger) (*pcp.Server, error) {
+	clk clock.Clock, port uint16, log *slog.Logger) (*listener.Server, error) {
 	if !cfg.NATPMP.Enabled && !cfg.PCP.Enabled {
 		log.Info("NAT-PMP and PCP are switched off")
 		return nil, nil
@@ -67,7 +68,7 @@ func startPortControl(ctx context.Context, cfg *config.Config, det netif.Detecte
 	if err != nil {
 		return nil, err
 	}
-	var binds []pcp.Bind
+	var binds []listener.Bind
 	for _, ifc := range det.LAN {
 		for _, p := range ifc.Prefixes {
 			// Link-local IPv6 needs a zone per interface; clients use the
@@ -75,14 +76,14 @@ func startPortControl(ctx context.Context, cfg *config.Config, det netif.Detecte
 			// default router). A virtual address that is present gets its
 			// own bind below.
 			if a := p.Addr(); !a.IsLinkLocalUnicast() && !isVirtual(vips, a) {
-				binds = append(binds, pcp.Bind{Interface: ifc.Name, Addr: a})
+				binds = append(binds, listener.Bind{Interface: ifc.Name, Addr: a})
 			}
 		}
 	}
 	for _, v := range vips {
-		binds = append(binds, pcp.Bind{Interface: v.Interface, Addr: v.Addr, Virtual: true})
+		binds = append(binds, listener.Bind{Interface: v.Interface, Addr: v.Addr, Virtual: true})
 	}
-	sc := pcp.ServerConfig{
+	sc := listener.Config{
 		Binds: binds, Port: port, LAN: det.LANPrefixes, Clock: clk, Logger: log, Epoch: svc.Epoch,
 		NATPMPAnnouncement: func(epoch uint32) []byte {
 			a := svc.ExternalAddr()
@@ -98,7 +99,7 @@ func startPortControl(ctx context.Context, cfg *config.Config, det netif.Detecte
 	if cfg.NATPMP.Enabled {
 		sc.NATPMP = &natpmp.Handler{Mapper: svc, Epoch: svc.Epoch, Logger: log}
 	}
-	srv, err := pcp.NewServer(sc)
+	srv, err := listener.New(sc)
 	if err != nil {
 		return nil, err
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/berthd/berth/internal/portmap"
 	"github.com/berthd/berth/natpmp"
 	"github.com/berthd/berth/pcp"
+	"github.com/berthd/berth/pcp/listener"
 )
 
 type capture struct{ name, req, reply []byte }
@@ -115,7 +116,7 @@ func TestSameAnswersAsMiniupnpd(t *testing.T) {
 	for _, c := range cases {
 		name := string(c.name)
 		t.Run(name, func(t *testing.T) {
-			h := pcp.PacketHandler(pcpH)
+			h := listener.Handler(pcpH)
 			if c.req[0] == 0 {
 				h = pmpH
 			}

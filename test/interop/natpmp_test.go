@@ -24,6 +24,7 @@ import (
 	"github.com/berthd/berth/internal/portmap"
 	"github.com/berthd/berth/natpmp"
 	"github.com/berthd/berth/pcp"
+	"github.com/berthd/berth/pcp/listener"
 )
 
 var ext = netip.MustParseAddr("203.0.113.2")
@@ -38,8 +39,8 @@ func serve(t *testing.T, gw string) *portmap.Service {
 		t.Fatal(err)
 	}
 	svc := portmap.New(portmap.Config{Backend: &fake.Backend{}, Policy: pol, Clock: clock.Real{}, External: ext})
-	srv, err := pcp.NewServer(pcp.ServerConfig{
-		Binds: []pcp.Bind{{Interface: "lo", Addr: netip.MustParseAddr(gw)}},
+	srv, err := listener.New(listener.Config{
+		Binds: []listener.Bind{{Interface: "lo", Addr: netip.MustParseAddr(gw)}},
 		LAN:   []netip.Prefix{lan}, Clock: clock.Real{},
 		PCP:    &pcp.Handler{Mapper: svc, Epoch: svc.Epoch},
 		NATPMP: &natpmp.Handler{Mapper: svc, Epoch: svc.Epoch},

@@ -1,4 +1,4 @@
-package pcp_test
+package listener_test
 
 import (
 	"net/netip"

@@ -1,4 +1,4 @@
-package pcp
+package listener
 
 import (
 	"context"
@@ -11,13 +11,14 @@ import (
 
 	"github.com/berthd/berth/internal/clock"
 	"github.com/berthd/berth/internal/clock/clocktest"
+	"github.com/berthd/berth/pcp"
 )
 
 // Announce winning the lock against a timer that already fired must not
 // leave two timer series (found in review).
 func TestAnnounceRestartRace(t *testing.T) {
 	clk := clocktest.NewFake(time.Unix(1000, 0))
-	s, err := NewServer(ServerConfig{Clock: clk, PCP: &Handler{}, Epoch: func() uint32 { return 1 },
+	s, err := New(Config{Clock: clk, PCP: &pcp.Handler{}, Epoch: func() uint32 { return 1 },
 		Binds: []Bind{{Addr: netip.MustParseAddr("127.0.0.100")}}, Port: 0,
 		AnnounceGroup4: netip.MustParseAddr("127.0.0.1"), AnnouncePorts: []uint16{9}})
 	if err != nil {
@@ -43,7 +44,7 @@ func TestAnnounceRestartRace(t *testing.T) {
 }
 
 func TestInLANRefusesNonHosts(t *testing.T) {
-	s := &Server{cfg: ServerConfig{LAN: []netip.Prefix{netip.MustParsePrefix("192.168.1.0/24"), netip.MustParsePrefix("fd00::/64")}},
+	s := &Server{cfg: Config{LAN: []netip.Prefix{netip.MustParsePrefix("192.168.1.0/24"), netip.MustParsePrefix("fd00::/64")}},
 		own: map[netip.Addr]bool{netip.MustParseAddr("192.168.1.1"): true}}
 	for _, tc := range []struct {
 		addr string
@@ -76,7 +77,7 @@ func (h *countHandler) Handle(context.Context, []byte, netip.AddrPort, time.Time
 // on Linux's weak host model) is dropped whatever its source.
 func TestWrongArrivalInterfaceDropped(t *testing.T) {
 	h := &countHandler{}
-	s, err := NewServer(ServerConfig{Clock: clock.Real{}, PCP: h, Workers: 1,
+	s, err := New(Config{Clock: clock.Real{}, PCP: h, Workers: 1,
 		Binds: []Bind{{Interface: "lo", Addr: netip.MustParseAddr("127.0.0.100")}},
 		LAN:   []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
 	if err != nil {
@@ -111,7 +112,7 @@ func TestWrongArrivalInterfaceDropped(t *testing.T) {
 // from one host does not crowd the others out before the rate limit sees
 // it. As root the size is forced past net.core.rmem_max.
 func TestLargeReceiveBuffer(t *testing.T) {
-	s, err := NewServer(ServerConfig{Clock: clocktest.NewFake(time.Unix(1000, 0)), PCP: &Handler{}, Epoch: func() uint32 { return 1 },
+	s, err := New(Config{Clock: clocktest.NewFake(time.Unix(1000, 0)), PCP: &pcp.Handler{}, Epoch: func() uint32 { return 1 },
 		Binds: []Bind{{Addr: netip.MustParseAddr("127.0.0.100")}}, Port: 0})
 	if err != nil {
 		t.Fatal(err)
@@ -145,7 +146,7 @@ func TestReaderArrivalInterface(t *testing.T) {
 	}
 	for _, addr := range []string{"127.0.0.100", "::1"} {
 		t.Run(addr, func(t *testing.T) {
-			s, err := NewServer(ServerConfig{Clock: clock.Real{}, PCP: &countHandler{}, Workers: 1,
+			s, err := New(Config{Clock: clock.Real{}, PCP: &countHandler{}, Workers: 1,
 				Binds: []Bind{{Interface: "lo", Addr: netip.MustParseAddr(addr)}}})
 			if err != nil {
 				// Only IPv6 may be missing (a kernel or container

@@ -1,6 +1,6 @@
 //go:build !linux
 
-package pcp
+package listener
 
 import (
 	"errors"

@@ -1,4 +1,4 @@
-package pcp_test
+package listener_test
 
 import (
 	"net"
@@ -10,6 +10,7 @@ import (
 	"github.com/berthd/berth/internal/clock/clocktest"
 	"github.com/berthd/berth/natpmp"
 	"github.com/berthd/berth/pcp"
+	"github.com/berthd/berth/pcp/listener"
 )
 
 // absent is an address no test host carries (TEST-NET-1, RFC 5737): a
@@ -49,8 +50,8 @@ func TestVirtualAddressAbsentBinds(t *testing.T) {
 		t.Fatalf("second socket bound to %v, want %s", got, absent)
 	}
 	bind := func(addr string, virtual bool) error {
-		s, err := pcp.NewServer(pcp.ServerConfig{Clock: clocktest.NewFake(t0), PCP: &pcp.Handler{},
-			Binds: []pcp.Bind{{Interface: "lo", Addr: netip.MustParseAddr(addr), Virtual: virtual}}})
+		s, err := listener.New(listener.Config{Clock: clocktest.NewFake(t0), PCP: &pcp.Handler{},
+			Binds: []listener.Bind{{Interface: "lo", Addr: netip.MustParseAddr(addr), Virtual: virtual}}})
 		if err == nil {
 			s.Close()
 		}
@@ -97,13 +98,13 @@ func TestVirtualAddressAnnounces(t *testing.T) {
 			if netip.MustParseAddr(tt.virtual).Is6() && !haveIPv6() {
 				t.Skip("no IPv6 here")
 			}
-			listener := newClient(t, "127.0.0.1")
-			lp := netip.MustParseAddrPort(listener.conn.LocalAddr().String()).Port()
+			watch := newClient(t, "127.0.0.1")
+			lp := netip.MustParseAddrPort(watch.conn.LocalAddr().String()).Port()
 			r := newRig(t, rigOpts{binds: []string{"127.0.0.100"}, virtual: []string{tt.virtual}, announcePort: lp})
 			r.srv.Announce() // the first of the series goes out at once
 			n := 0
 			for range 4 {
-				b, from := listener.read(300 * time.Millisecond)
+				b, from := watch.read(300 * time.Millisecond)
 				if b == nil {
 					break
 				}

@@ -1,4 +1,4 @@
-package pcp_test
+package listener_test
 
 import (
 	"net"
@@ -14,6 +14,7 @@ import (
 	"github.com/berthd/berth/internal/portmap"
 	"github.com/berthd/berth/natpmp"
 	"github.com/berthd/berth/pcp"
+	"github.com/berthd/berth/pcp/listener"
 )
 
 var (
@@ -27,7 +28,7 @@ type rig struct {
 	svc   *portmap.Service
 	be    *fake.Backend
 	clk   *clocktest.Fake
-	srv   *pcp.Server
+	srv   *listener.Server
 	addrs []netip.AddrPort
 }
 
@@ -72,7 +73,7 @@ func newRig(t *testing.T, o rigOpts) *rig {
 		extAddr = netip.Addr{}
 	}
 	r.svc = portmap.New(portmap.Config{Backend: r.be, Policy: pol, Clock: r.clk, External: extAddr})
-	cfg := pcp.ServerConfig{
+	cfg := listener.Config{
 		Port: 0, LAN: []netip.Prefix{lan}, Clock: r.clk, Burst: o.burst,
 		Epoch: r.svc.Epoch,
 		NATPMPAnnouncement: func(epoch uint32) []byte {
@@ -88,10 +89,10 @@ func newRig(t *testing.T, o rigOpts) *rig {
 		cfg.AnnouncePorts = []uint16{o.announcePort}
 	}
 	for _, b := range o.binds {
-		cfg.Binds = append(cfg.Binds, pcp.Bind{Interface: "lo", Addr: netip.MustParseAddr(b)})
+		cfg.Binds = append(cfg.Binds, listener.Bind{Interface: "lo", Addr: netip.MustParseAddr(b)})
 	}
 	for _, b := range o.virtual {
-		cfg.Binds = append(cfg.Binds, pcp.Bind{Interface: "lo", Addr: netip.MustParseAddr(b), Virtual: true})
+		cfg.Binds = append(cfg.Binds, listener.Bind{Interface: "lo", Addr: netip.MustParseAddr(b), Virtual: true})
 	}
 	if !o.noPCP {
 		cfg.PCP = &pcp.Handler{Mapper: r.svc, Epoch: r.svc.Epoch, AllowThirdParty: o.thirdParty}
@@ -99,7 +100,7 @@ func newRig(t *testing.T, o rigOpts) *rig {
 	if !o.noNATPMP {
 		cfg.NATPMP = &natpmp.Handler{Mapper: r.svc, Epoch: r.svc.Epoch}
 	}
-	r.srv, err = pcp.NewServer(cfg)
+	r.srv, err = listener.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,13 @@
-package pcp
+// Package listener serves UDP port 5351, the port NAT-PMP (RFC 6886) and
+// PCP (RFC 6887) share (RFC 6887 Appendix A): one socket per LAN address,
+// so every reply leaves from the address the request was sent to; the
+// arrival-interface and source checks; a per-client rate limit; a bounded
+// pool of readers; and the unsolicited announcements of both protocols.
+// It hands each packet to a natpmp.Handler or a pcp.Handler by version.
+//
+// It is apart from the pcp and natpmp codecs so that those depend only on
+// the standard library and other programs can import them.
+package listener
 
 import (
 	"context"
@@ -17,11 +26,12 @@ import (
 	"github.com/berthd/berth/internal/clock"
 	"github.com/berthd/berth/internal/netif"
 	"github.com/berthd/berth/internal/ratelimit"
+	"github.com/berthd/berth/pcp"
 )
 
-// PacketHandler answers one request. It returns the reply appended to
+// Handler answers one request. It returns the reply appended to
 // out, or nil to drop the packet. Handlers are called concurrently.
-type PacketHandler interface {
+type Handler interface {
 	Handle(ctx context.Context, req []byte, from netip.AddrPort, now time.Time, out []byte) []byte
 }
 
@@ -42,10 +52,10 @@ type Bind struct {
 	Virtual bool
 }
 
-// ServerConfig configures a Server. Clock is required.
-type ServerConfig struct {
+// Config configures a Server. Clock is required.
+type Config struct {
 	Binds []Bind
-	// Port is the port to bind; 0 means Port (5351). Tests bind other
+	// Port is the port to bind; 0 means pcp.Port (5351). Tests bind other
 	// ports on loopback.
 	Port uint16
 	// LAN are the source prefixes served; packets from elsewhere are
@@ -55,7 +65,7 @@ type ServerConfig struct {
 	// NATPMP answers version-0 packets (RFC 6887 Appendix A: both share
 	// port 5351). Any other version goes to PCP, whose answer is the
 	// version negotiation reply (RFC 6887 §9).
-	PCP, NATPMP PacketHandler
+	PCP, NATPMP Handler
 	Clock       clock.Clock
 	Logger      *slog.Logger // nil discards
 	// Workers reading each socket; default 64. No goroutine is started
@@ -86,6 +96,8 @@ type ServerConfig struct {
 	AnnouncePorts                  []uint16
 }
 
+var discard = slog.New(slog.DiscardHandler)
+
 // Stats are the Server's counters.
 type Stats struct {
 	Received, Answered, NotLAN, RateLimited, Dropped, WriteErrors uint64
@@ -95,7 +107,7 @@ type Stats struct {
 // socket per address, so every reply leaves from exactly the address and
 // port the request was sent to (COMPAT N1).
 type Server struct {
-	cfg     ServerConfig
+	cfg     Config
 	log     *slog.Logger
 	socks   []*sock
 	limiter *ratelimit.Limiter
@@ -141,7 +153,7 @@ type reader struct {
 
 func newReader() *reader {
 	return &reader{
-		buf: make([]byte, MaxLen+4),
+		buf: make([]byte, pcp.MaxLen+4),
 		oob: make([]byte, max(len(ipv4.NewControlMessage(ipv4.FlagInterface)), len(ipv6.NewControlMessage(ipv6.FlagInterface)))),
 		// Parse reuses a Dst of the right length.
 		cm4: ipv4.ControlMessage{Dst: make(net.IP, net.IPv4len)},
@@ -170,16 +182,16 @@ func (r *reader) read(k *sock) (pkt []byte, ifIndex int, from netip.AddrPort, er
 	return r.buf[:n], ifIndex, from, nil
 }
 
-// NewServer binds every address. On error nothing stays bound.
-func NewServer(c ServerConfig) (*Server, error) {
+// New binds every address. On error nothing stays bound.
+func New(c Config) (*Server, error) {
 	if c.Clock == nil {
-		panic("pcp: NewServer needs a Clock")
+		panic("listener: New needs a Clock")
 	}
 	if c.PCP == nil && c.NATPMP == nil {
-		return nil, errors.New("pcp: server without handlers")
+		return nil, errors.New("listener: server without handlers")
 	}
 	if c.Port == 0 {
-		c.Port = Port
+		c.Port = pcp.Port
 	}
 	if c.Workers <= 0 {
 		c.Workers = 64
@@ -197,13 +209,13 @@ func NewServer(c ServerConfig) (*Server, error) {
 		c.Timeout = 2 * time.Second
 	}
 	if !c.AnnounceGroup4.IsValid() {
-		c.AnnounceGroup4 = netip.AddrFrom4([4]byte{224, 0, 0, 1})
+		c.AnnounceGroup4 = pcp.AnnounceGroup4
 	}
 	if !c.AnnounceGroup6.IsValid() {
-		c.AnnounceGroup6 = netip.MustParseAddr("ff02::1")
+		c.AnnounceGroup6 = pcp.AnnounceGroup6
 	}
 	if len(c.AnnouncePorts) == 0 {
-		c.AnnouncePorts = []uint16{ClientPort, Port}
+		c.AnnouncePorts = []uint16{pcp.ClientPort, pcp.Port}
 	}
 	log := c.Logger
 	if log == nil {
@@ -216,7 +228,7 @@ func NewServer(c ServerConfig) (*Server, error) {
 		conn, err := listen(b, ap)
 		if err != nil {
 			s.closeSockets()
-			return nil, fmt.Errorf("pcp: listen %v: %w", ap, err)
+			return nil, fmt.Errorf("listener: listen %v: %w", ap, err)
 		}
 		if b.Virtual {
 			s.virtualIf[keyOf(b)] = true
@@ -226,7 +238,7 @@ func NewServer(c ServerConfig) (*Server, error) {
 		s.own[b.Addr.Unmap()] = true
 		if err := s.prepare(k); err != nil {
 			s.closeSockets()
-			return nil, fmt.Errorf("pcp: %v: %w", ap, err)
+			return nil, fmt.Errorf("listener: %v: %w", ap, err)
 		}
 	}
 	return s, nil
@@ -361,7 +373,7 @@ func (s *Server) Stats() Stats {
 func (s *Server) read(k *sock) {
 	defer s.wg.Done()
 	r := newReader()
-	out := make([]byte, 0, MaxLen)
+	out := make([]byte, 0, pcp.MaxLen)
 	for {
 		pkt, ifIndex, from, err := r.read(k)
 		if err != nil {
@@ -485,9 +497,9 @@ func (s *Server) sendAnnouncements() {
 	if s.cfg.NATPMPAnnouncement != nil {
 		pmp = s.cfg.NATPMPAnnouncement(epoch)
 	}
-	var pcp []byte
+	var pcpA []byte
 	if s.cfg.PCP != nil {
-		pcp = Announce(epoch).AppendTo(nil)
+		pcpA = pcp.Announce(epoch).AppendTo(nil)
 	}
 	for _, k := range s.socks {
 		if !k.bind.Virtual && s.virtualIf[keyOf(k.bind)] {
@@ -501,7 +513,7 @@ func (s *Server) sendAnnouncements() {
 				dst := netip.AddrPortFrom(s.cfg.AnnounceGroup4, port)
 				s.send(k, pmp, dst)
 				if i == 0 {
-					s.send(k, pcp, dst) // PCP clients listen on 5350 only
+					s.send(k, pcpA, dst) // PCP clients listen on 5350 only
 				}
 			}
 			continue
@@ -510,7 +522,7 @@ func (s *Server) sendAnnouncements() {
 		if group.IsLinkLocalMulticast() && k.bind.Interface != "" {
 			group = group.WithZone(k.bind.Interface)
 		}
-		s.send(k, pcp, netip.AddrPortFrom(group, s.cfg.AnnouncePorts[0]))
+		s.send(k, pcpA, netip.AddrPortFrom(group, s.cfg.AnnouncePorts[0]))
 	}
 }
 

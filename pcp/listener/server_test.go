@@ -1,4 +1,4 @@
-package pcp_test
+package listener_test
 
 import (
 	"net/netip"
@@ -61,15 +61,15 @@ func TestRateLimitPerClient(t *testing.T) {
 
 // COMPAT N10, C9: 10 announcements, 250 ms doubling, NAT-PMP and PCP.
 func TestAnnouncements(t *testing.T) {
-	listener := newClient(t, "127.0.0.1")
-	lp := netip.MustParseAddrPort(listener.conn.LocalAddr().String()).Port()
+	watch := newClient(t, "127.0.0.1")
+	lp := netip.MustParseAddrPort(watch.conn.LocalAddr().String()).Port()
 	r := newRig(t, rigOpts{announcePort: lp})
 	r.srv.Announce()
 	r.clk.Advance(2 * time.Minute) // the nine waits add up to 250ms·511 = 127.75 s
 	r.clk.Advance(time.Minute)
 	var pmp, pcpN int
 	for range 40 {
-		b, _ := listener.read(500 * time.Millisecond)
+		b, _ := watch.read(500 * time.Millisecond)
 		if b == nil {
 			break
 		}
