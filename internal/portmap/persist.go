@@ -97,13 +97,14 @@ func (s *Service) settle(ctx context.Context, seq store.Seq) error {
 // lease could not be stored (a client must not hold a port that a restart
 // would silently take away), or the backend refused it. It does nothing
 // when m has changed or gone meanwhile. installed, called with mu held,
-// says whether the backend may hold m; nil means it does.
-func (s *Service) undo(m mapping.Mapping, why string, installed func() bool) {
+// says whether the backend may hold m; nil means it does. It returns the
+// store sequence number of the lease's removal.
+func (s *Service) undo(m mapping.Mapping, why string, installed func() bool) store.Seq {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	cur, ok := s.table.Get(m.Key)
 	if s.closed || !ok || cur.Client != m.Client || cur.Internal != m.Internal {
-		return
+		return 0
 	}
 	if installed == nil || installed() {
 		ctx, cancel := context.WithTimeout(context.Background(), backendTimeout)
@@ -114,13 +115,14 @@ func (s *Service) undo(m mapping.Mapping, why string, installed func() bool) {
 		}
 	}
 	s.table.Delete(m.Key)
-	s.forget(cur)
+	seq := s.forget(cur)
 	s.gen++
 	if installed == nil {
 		// Added was published; a mapping the backend refused never was.
 		s.publish(Event{Kind: Removed, Mapping: cur})
 	}
 	s.log.Warn("mapping withdrawn: "+why, "key", m.Key, "client", m.Client)
+	return seq
 }
 
 // Restored is what Restore did with the stored leases.

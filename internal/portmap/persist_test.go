@@ -231,6 +231,8 @@ type failingStore struct {
 	puts []mapping.Key
 	dels []mapping.Key
 	last mapping.Mapping // of the last Put
+	// waited is the highest sequence number a Wait asked for.
+	waited store.Seq
 }
 
 func (f *failingStore) Put(m mapping.Mapping) store.Seq {
@@ -256,10 +258,37 @@ func (f *failingStore) Last() store.Seq {
 	return f.seq
 }
 
-func (f *failingStore) Wait(_ context.Context, _ store.Seq) error {
+func (f *failingStore) Wait(_ context.Context, seq store.Seq) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.waited = max(f.waited, seq)
 	return f.fail
+}
+
+// TestRefusedMappingLeavesTheStoreFirst: when the backend refuses a new
+// mapping, its lease is deleted from the store, and that deletion is on
+// disk before the client hears of the failure: a crash then cannot bring
+// back a mapping the client was told it does not have.
+func TestRefusedMappingLeavesTheStoreFirst(t *testing.T) {
+	fs := &failingStore{}
+	be := &fake.Backend{}
+	s := New(Config{Backend: be, Policy: testPolicy(t, nil), Clock: clocktest.NewFake(t0), External: ext, Store: fs})
+	defer s.Close()
+	be.Fail(errors.New("test: netlink refused the batch"))
+	if _, err := s.Map(ctx, pmp(hostA, mapping.UDP, 5000, 15000, time.Hour)); !errors.Is(err, mapping.ErrNetworkFailure) {
+		t.Fatalf("got %v, want ErrNetworkFailure", err)
+	}
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if len(fs.puts) != 1 || len(fs.dels) != 1 || fs.dels[0] != fs.puts[0] {
+		t.Fatalf("store got puts %v and deletes %v, want the lease put and deleted", fs.puts, fs.dels)
+	}
+	if fs.waited != fs.seq {
+		t.Fatalf("the answer waited for store sequence %d; the deletion is %d", fs.waited, fs.seq)
+	}
+	if s.Len() != 0 {
+		t.Fatalf("%d mappings left", s.Len())
+	}
 }
 
 func TestFullDiskFailsNewMappingsOnly(t *testing.T) {

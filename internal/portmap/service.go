@@ -293,7 +293,11 @@ func (s *Service) Map(ctx context.Context, r mapping.Request) (mapping.Mapping, 
 				}
 				// Not in the backend, unless a Sync queued since put it
 				// there from the table.
-				s.undo(res.m, "the backend refused it", func() bool { return s.syncs != res.syncs })
+				// The client hears of the failure only once the lease is
+				// gone from disk too: a restart must not bring back a
+				// mapping it was told it does not have. The request fails
+				// whatever the store says.
+				_ = s.settle(ctx, s.undo(res.m, "the backend refused it", func() bool { return s.syncs != res.syncs }))
 				if errors.Is(err, backend.ErrPortUnavailable) && !r.Exact && len(avoid) < maxPortRetries {
 					// Something else on the router holds the port: try another.
 					s.log.Warn("backend refused port, trying another", "key", res.m.Key, "err", err)
