@@ -74,6 +74,8 @@ type Config struct {
 	UPnP UPnP
 	// Store is where leases are kept across restarts.
 	Store Store
+	// NFT tunes the nft backend.
+	NFT NFT
 
 	// lines locates the file's fields for Errorf; flags names the
 	// top-level keys a command-line flag set ("lan" → "-lan").
@@ -113,6 +115,18 @@ type Store struct {
 	// KeepKernelState leaves the mappings in the kernel at a clean stop
 	// (the next start reconciles them with the store); default false.
 	KeepKernelState bool
+}
+
+// NFT is the [nft] table: what the nft backend does besides forwarding
+// mapped ports. Read at start only.
+type NFT struct {
+	// Hairpin lets LAN hosts reach a mapping through the external
+	// address; default true.
+	Hairpin bool
+	// PreserveSourcePort sends outbound UDP from a mapped internal
+	// address and port from the mapped external port, as consoles and
+	// peer-to-peer games expect; default true.
+	PreserveSourcePort bool
 }
 
 // UPnP is the [upnp] table.
@@ -216,6 +230,7 @@ func Default() *Config {
 		PCP:    PCP{Enabled: true},
 		UPnP:   UPnP{Enabled: true, Mode: "auto"},
 		Store:  Store{Enabled: true},
+		NFT:    NFT{Hairpin: true, PreserveSourcePort: true},
 	}
 }
 

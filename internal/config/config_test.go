@@ -413,6 +413,9 @@ func TestExample(t *testing.T) {
 	if c.WAN != "eth0" || len(c.LAN) != 1 || c.ExternalAddr != netip.MustParseAddr("203.0.113.2") {
 		t.Errorf("got wan %q lan %q external %s", c.WAN, c.LAN, c.ExternalAddr)
 	}
+	if c.NFT != (NFT{Hairpin: true, PreserveSourcePort: true}) {
+		t.Errorf("got nft %+v, want the example's hairpin and preservation on", c.NFT)
+	}
 	if want := []netip.Addr{netip.MustParseAddr("192.168.1.1")}; !reflect.DeepEqual(c.VirtualAddrs, want) {
 		t.Errorf("got virtual addresses %v, want %v", c.VirtualAddrs, want)
 	}
@@ -507,5 +510,25 @@ func TestUPnPTable(t *testing.T) {
 	var e *Error
 	if !errors.As(err, &e) || e.Line != 2 || e.Field != "upnp.mode" {
 		t.Fatalf("got %v, want u.toml:2: upnp.mode", err)
+	}
+}
+
+func TestNFTTable(t *testing.T) {
+	if c := Default(); c.NFT != (NFT{Hairpin: true, PreserveSourcePort: true}) {
+		t.Fatalf("default nft %+v, want hairpin and source-port preservation on", c.NFT)
+	}
+	c, err := Parse("n.toml", []byte("[nft]\nhairpin = false\n"))
+	if err != nil || c.NFT != (NFT{PreserveSourcePort: true}) {
+		t.Fatalf("got %+v, %v; want hairpin off, preservation on", c.NFT, err)
+	}
+	c, err = Parse("n.toml", []byte("[nft]\npreserve_source_port = false\n"))
+	if err != nil || c.NFT != (NFT{Hairpin: true}) {
+		t.Fatalf("got %+v, %v; want preservation off, hairpin on", c.NFT, err)
+	}
+	_, err = Parse("n.toml", []byte("[nft]\nhairpin = \"yes\"\nhairpinn = true\n"))
+	for _, want := range []string{"n.toml:2: nft.hairpin: want true or false", "n.toml:3: nft.hairpinn: unknown key"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("got %v, want %q", err, want)
+		}
 	}
 }

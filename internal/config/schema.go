@@ -106,6 +106,15 @@ func (d *decoder) config(c *Config, t *table) {
 	if st := t.sub("store"); st != nil {
 		d.store(&c.Store, st)
 	}
+	if nt := t.sub("nft"); nt != nil {
+		if b, _, ok := nt.boolean("hairpin"); ok {
+			c.NFT.Hairpin = b
+		}
+		if b, _, ok := nt.boolean("preserve_source_port"); ok {
+			c.NFT.PreserveSourcePort = b
+		}
+		nt.close()
+	}
 	c.Forwards = d.forwards(t.tables("forward"))
 	t.close()
 }

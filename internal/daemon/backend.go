@@ -25,7 +25,7 @@ func chooseBackend(cfg *config.Config, det netif.Detected, ext netip.Addr, clk c
 	open := o.OpenNft
 	if open == nil {
 		open = func(det netif.Detected, log *slog.Logger) (backend.Backend, error) {
-			return openNft(det, keepKernel(cfg), log)
+			return openNft(det, cfg, log)
 		}
 	}
 	switch cfg.Backend {
@@ -60,7 +60,7 @@ func chooseBackend(cfg *config.Config, det netif.Detected, ext netip.Addr, clk c
 }
 
 // openNft creates berth's nftables table.
-func openNft(det netif.Detected, adopt bool, log *slog.Logger) (backend.Backend, error) {
+func openNft(det netif.Detected, cfg *config.Config, log *slog.Logger) (backend.Backend, error) {
 	if os.Geteuid() != 0 {
 		return nil, errors.New("not running as root")
 	}
@@ -68,7 +68,8 @@ func openNft(det netif.Detected, adopt bool, log *slog.Logger) (backend.Backend,
 	if err != nil {
 		return nil, fmt.Errorf("netlink: %w", err)
 	}
-	n, err := nft.New(nft.Config{Conn: conn, PortID: port, WANInterface: det.WAN.Name, Hairpin: true, PreserveSourcePort: true, Logger: log, Adopt: adopt})
+	n, err := nft.New(nft.Config{Conn: conn, PortID: port, WANInterface: det.WAN.Name, Hairpin: cfg.NFT.Hairpin,
+		PreserveSourcePort: cfg.NFT.PreserveSourcePort, Logger: log, Adopt: keepKernel(cfg)})
 	if err != nil {
 		conn.CloseLasting()
 		return nil, fmt.Errorf("nf_tables: %w", err)
