@@ -196,6 +196,16 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	}
 	if up != nil {
 		defer up.close() // byebye, then no more requests
+		// Serving the WAN interface, the IGD's HTTP port is on the
+		// external address: a mapping of it would take UPnP away from
+		// every client. The port is known only now.
+		if more := up.wanPorts(det, ext); len(more) > 0 {
+			own = append(own, more...)
+			if pol, err = buildPolicy(cfg, det, ext, own, log); err != nil {
+				return err
+			}
+			svc.SetPolicy(ctx, pol)
+		}
 	}
 	log.Info("berthd serving",
 		"wan", det.WAN.Name, "external", ext, "lan", names(det.LAN), "lan_prefixes", det.LANPrefixes,

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -19,7 +20,9 @@ import (
 	"github.com/berthd/berth/igd/ssdp"
 	"github.com/berthd/berth/internal/clock"
 	"github.com/berthd/berth/internal/config"
+	"github.com/berthd/berth/internal/mapping"
 	"github.com/berthd/berth/internal/netif"
+	"github.com/berthd/berth/internal/policy"
 	"github.com/berthd/berth/internal/portmap"
 )
 
@@ -146,6 +149,19 @@ func startUPnP(ctx context.Context, cfg *config.Config, det netif.Detected, svc 
 		log.Info("serving UPnP IGD", "http", netip.AddrPortFrom(a, p), "mode", cfg.UPnP.Mode)
 	}
 	return u, nil
+}
+
+// wanPorts reserves the HTTP ports the IGD serves on the external address
+// or another address of the WAN interface.
+func (u *upnp) wanPorts(det netif.Detected, ext netip.Addr) []policy.Reserved {
+	var out []policy.Reserved
+	for a, p := range u.ports {
+		onWAN := a == ext || slices.ContainsFunc(det.WAN.Prefixes, func(w netip.Prefix) bool { return w.Addr() == a })
+		if onWAN {
+			out = append(out, policy.Reserved{Proto: mapping.TCP, Ports: mapping.PortRange{Lo: p, Hi: p}, Why: "berth"})
+		}
+	}
+	return out
 }
 
 // listen serves HTTP on a:port (port 0: any free port) and returns the

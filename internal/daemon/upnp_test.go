@@ -4,11 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -71,6 +73,18 @@ func TestUPnPDiscoveryAndControl(t *testing.T) {
 	loc, err := url.Parse(resp.Header.Get("Location"))
 	if err != nil || loc.Hostname() != "127.0.0.1" {
 		t.Fatalf("LOCATION %q: %v", resp.Header.Get("Location"), err)
+	}
+	// The WAN interface is served here, so the IGD's HTTP port is on the
+	// external address: policy keeps every mapping off it.
+	httpPort, err := strconv.Atoi(loc.Port())
+	if err != nil {
+		t.Fatal(err)
+	}
+	onHTTP := mapping.Request{Client: host, Proto: mapping.TCP, Internal: netip.AddrPortFrom(host, 8000),
+		Suggest: netip.AddrPortFrom(netip.Addr{}, uint16(httpPort)), Exact: true, Lifetime: time.Hour,
+		Origin: mapping.Origin{Kind: mapping.KindIGD}}
+	if _, err := svc.Map(ctx, onHTTP); !errors.Is(err, mapping.ErrNotAuthorized) {
+		t.Errorf("mapping the IGD's own HTTP port %d: got %v, want ErrNotAuthorized (reserved)", httpPort, err)
 	}
 	cs, err := internetgateway2.NewWANIPConnection2ClientsByURL(loc)
 	if err != nil || len(cs) != 1 {
