@@ -40,6 +40,9 @@ func run(args []string, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// The first signal starts a clean stop; from then on the signals have
+	// their default effect, so a second Ctrl-C ends a stop that hangs.
+	context.AfterFunc(ctx, stop)
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer func() { signal.Stop(hup); close(hup) }() // ends the goroutine below
