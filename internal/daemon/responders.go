@@ -64,9 +64,20 @@ func startPortControl(ctx context.Context, cfg *config.Config, det netif.Detecte
 		log.Info("NAT-PMP and PCP are switched off")
 		return nil, nil
 	}
-	vips, err := virtualAddrs(cfg, det)
+	sc, err := portControlConfig(cfg, det, svc, clk, port, log)
 	if err != nil {
 		return nil, err
+	}
+	return servePortControl(ctx, sc, svc)
+}
+
+// portControlConfig is the configuration of the NAT-PMP/PCP server: its
+// binds, and a handler and announcements for each protocol switched on.
+func portControlConfig(cfg *config.Config, det netif.Detected, svc *portmap.Service,
+	clk clock.Clock, port uint16, log *slog.Logger) (listener.Config, error) {
+	vips, err := virtualAddrs(cfg, det)
+	if err != nil {
+		return listener.Config{}, err
 	}
 	var binds []listener.Bind
 	for _, ifc := range det.LAN {
@@ -83,34 +94,45 @@ func startPortControl(ctx context.Context, cfg *config.Config, det netif.Detecte
 	for _, v := range vips {
 		binds = append(binds, listener.Bind{Interface: v.Interface, Addr: v.Addr, Virtual: true})
 	}
-	sc := listener.Config{
-		Binds: binds, Port: port, LAN: det.LANPrefixes, Clock: clk, Logger: log, Epoch: svc.Epoch,
-		NATPMPAnnouncement: func(epoch uint32) []byte {
-			a := svc.ExternalAddr()
-			if !a.IsValid() || !a.Is4() {
-				return nil
-			}
-			return natpmp.Announcement(epoch, a).AppendTo(nil)
-		},
-	}
+	// One epoch, the Service's, for both protocols and their
+	// announcements (COMPAT N8).
+	sc := listener.Config{Binds: binds, Port: port, LAN: det.LANPrefixes, Clock: clk, Logger: log, Epoch: svc.Epoch}
 	if cfg.PCP.Enabled {
 		sc.PCP = &pcp.Handler{Mapper: svc, Epoch: svc.Epoch, AllowThirdParty: cfg.PCP.AllowThirdParty, Logger: log}
 	}
 	if cfg.NATPMP.Enabled {
 		sc.NATPMP = &natpmp.Handler{Mapper: svc, Epoch: svc.Epoch, Logger: log}
+		// A host told by an announcement that a NAT-PMP gateway is here
+		// would ask it, and get UNSUPP_VERSION from PCP: only announce
+		// what is served.
+		sc.NATPMPAnnouncement = func(epoch uint32) []byte {
+			a := svc.ExternalAddr()
+			if !a.IsValid() || !a.Is4() {
+				return nil
+			}
+			return natpmp.Announcement(epoch, a).AppendTo(nil)
+		}
 	}
+	return sc, nil
+}
+
+// servePortControl starts the server, announces, and announces again
+// whenever the external address changes, until ctx ends.
+func servePortControl(ctx context.Context, sc listener.Config, svc *portmap.Service) (*listener.Server, error) {
 	srv, err := listener.New(sc)
 	if err != nil {
 		return nil, err
 	}
 	srv.Serve()
-	srv.Announce()
+	// Subscribed and the address read before the first announcement, so
+	// that a change from here on is announced again.
 	sub := svc.Subscribe(64)
+	last := svc.ExternalAddr()
+	srv.Announce()
 	go func() {
 		// Every event, not only ExternalChanged, is a chance to notice a
 		// new address: a burst of mapping events can push the change out
 		// of the buffer.
-		last := svc.ExternalAddr()
 		for range sub.C() {
 			if a := svc.ExternalAddr(); a != last {
 				last = a

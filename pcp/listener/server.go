@@ -87,7 +87,9 @@ type Config struct {
 	// Epoch is the shared NAT-PMP/PCP epoch, for announcements.
 	Epoch func() uint32
 	// NATPMPAnnouncement returns the NAT-PMP address announcement for an
-	// epoch, or nil when there is none to make (no external address).
+	// epoch, or nil when there is none to make (no external address). It
+	// is used only with a NATPMP handler, as PCP ANNOUNCE only with a PCP
+	// one: a host must not be told of a protocol that is not served.
 	NATPMPAnnouncement func(epoch uint32) []byte
 	// AnnounceGroup4/6 and AnnouncePorts say where announcements go;
 	// defaults 224.0.0.1, ff02::1 and ports 5350 and 5351 (5351 for
@@ -494,7 +496,7 @@ func (s *Server) sendAnnouncements() {
 		epoch = s.cfg.Epoch()
 	}
 	var pmp []byte
-	if s.cfg.NATPMPAnnouncement != nil {
+	if s.cfg.NATPMP != nil && s.cfg.NATPMPAnnouncement != nil {
 		pmp = s.cfg.NATPMPAnnouncement(epoch)
 	}
 	var pcpA []byte

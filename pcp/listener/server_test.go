@@ -93,3 +93,45 @@ func TestAnnouncements(t *testing.T) {
 		t.Fatal("announcement timer still pending after 10 sends")
 	}
 }
+
+// A protocol without a handler is not announced, whatever else is
+// configured: the rig always sets NATPMPAnnouncement.
+func TestAnnouncementsOnlyForServedProtocols(t *testing.T) {
+	for _, tt := range []struct {
+		name             string
+		o                rigOpts
+		wantPMP, wantPCP int
+	}{
+		{"no NAT-PMP", rigOpts{noNATPMP: true}, 0, 10},
+		{"no PCP", rigOpts{noPCP: true}, 10, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			watch := newClient(t, "127.0.0.1")
+			tt.o.announcePort = netip.MustParseAddrPort(watch.conn.LocalAddr().String()).Port()
+			r := newRig(t, tt.o)
+			r.srv.Announce()
+			r.clk.Advance(3 * time.Minute)
+			var pmp, pcpN int
+			for range 40 {
+				if pmp+pcpN == tt.wantPMP+tt.wantPCP {
+					break
+				}
+				b, _ := watch.read(2 * time.Second)
+				if b == nil {
+					break
+				}
+				if b[0] == 0 {
+					pmp++
+				} else {
+					pcpN++
+				}
+			}
+			if b, _ := watch.read(200 * time.Millisecond); b != nil { // beyond the series
+				t.Fatalf("extra announcement % x", b)
+			}
+			if pmp != tt.wantPMP || pcpN != tt.wantPCP {
+				t.Fatalf("got %d NAT-PMP and %d PCP announcements, want %d and %d", pmp, pcpN, tt.wantPMP, tt.wantPCP)
+			}
+		})
+	}
+}
