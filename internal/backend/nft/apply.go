@@ -171,7 +171,7 @@ func (n *Nft) Apply(ctx context.Context, cs []backend.Change) error {
 		ops = append(ops, n.snatOps(have, snatWanted)...)
 	}
 	n.scratch.ops = ops
-	if err := n.commit(ops); err != nil {
+	if err := n.commit(false, ops); err != nil {
 		return fmt.Errorf("nft: apply: %w", err)
 	}
 	for k, s := range overlay {
@@ -233,11 +233,8 @@ func (n *Nft) Sync(ctx context.Context, want []mapping.Mapping) error {
 	why := n.damaged()
 	if why != "" {
 		// Recreate the table with its maps empty, in the same batch as
-		// the elements.
+		// the elements (commit).
 		n.log.Warn("table damaged, recreating it", "table", n.table.Name, "why", why)
-		if err := n.queueCreate(); err != nil {
-			return fmt.Errorf("nft: sync: %w", err)
-		}
 		cur = map[mapping.Key]mapping.Mapping{}
 		snatHave = map[addr4]addr4{}
 	} else {
@@ -279,7 +276,7 @@ func (n *Nft) Sync(ctx context.Context, want []mapping.Mapping) error {
 		snatWanted = snatOfUsers(n.users)
 		ops = append(ops, n.snatOps(snatHave, snatWanted)...)
 	}
-	if err := n.commit(ops); err != nil {
+	if err := n.commit(why != "", ops); err != nil {
 		n.users, n.snatKernel = prevUsers, prevKernel
 		return fmt.Errorf("nft: sync: %w", err)
 	}
@@ -318,12 +315,32 @@ func (n *Nft) appendOp(ops []elemOp, del bool, m mapping.Mapping) []elemOp {
 	return append(ops, elemOp{del: del, set: set, elem: e})
 }
 
-// commit sends the queued messages and ops as one batch: runs of
-// consecutive ops on the same map in the same direction share a message of
-// at most maxElemsPerMsg elements, so the order of a delete and a re-add of
-// one element is kept. Netlink calls cannot be cancelled, so Apply and Sync
-// check their ctx before anything is queued.
-func (n *Nft) commit(ops []elemOp) error {
+// commit sends ops as one batch, after the messages that recreate the
+// table (queueCreate) when create is set: runs of consecutive ops on the
+// same map in the same direction share a message of at most maxElemsPerMsg
+// elements, so the order of a delete and a re-add of one element is kept.
+// Netlink calls cannot be cancelled, so Apply and Sync check their ctx
+// before commit queues anything.
+//
+// commit is the only place that queues a batch's messages. When it fails,
+// whether queuing or flushing, it renews the Conn, so nothing of the
+// failed batch goes out with a later one (renew.go).
+func (n *Nft) commit(create bool, ops []elemOp) error {
+	if err := n.send(create, ops); err != nil {
+		n.failed++
+		n.renew(err)
+		return err
+	}
+	return nil
+}
+
+// send queues and flushes the batch of commit.
+func (n *Nft) send(create bool, ops []elemOp) error {
+	if create {
+		if err := n.queueCreate(); err != nil {
+			return fmt.Errorf("recreate table: %w", err)
+		}
+	}
 	msgs := uint64(0)
 	for i := 0; i < len(ops); {
 		j := i + 1
@@ -342,7 +359,7 @@ func (n *Nft) commit(ops []elemOp) error {
 		}
 		n.scratch.elems = keep(elems) // the message holds their encoding
 		if err != nil {
-			return err
+			return fmt.Errorf("queue elements of %s: %w", ops[i].set.Name, err)
 		}
 		msgs++
 		i = j
@@ -352,7 +369,6 @@ func (n *Nft) commit(ops []elemOp) error {
 		flush = func() error { return n.mon.quiet(n.flush) }
 	}
 	if err := flush(); err != nil {
-		n.failed++
 		n.log.Debug("batch refused", "elements", len(ops), "err", err)
 		return fmt.Errorf("batch of %d element changes: %w", len(ops), err)
 	}

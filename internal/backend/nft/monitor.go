@@ -91,9 +91,10 @@ type monitor struct {
 	overruns atomic.Uint64 // receive buffer overruns, for tests
 	received atomic.Uint64 // messages read, for tests
 
-	// port is the netlink port id of berth's batches (Config.PortID);
-	// zero when unknown, and every change to the table is then checked.
-	port uint32
+	// port is the netlink port id of berth's batches (Config.PortID, or
+	// the Conn's that replaced it: follow); zero when unknown, and every
+	// change to the table is then checked.
+	port atomic.Uint32
 
 	mu   sync.Mutex // guards whys and more
 	whys []string   // changes not yet checked, at most maxReasons
@@ -143,8 +144,8 @@ func startMonitor(n *Nft) (*monitor, error) {
 		check: n.verify,
 		sig:   make(chan struct{}, 1),
 		done:  make(chan struct{}),
-		port:  n.cfg.PortID,
 	}
+	m.port.Store(n.cfg.PortID)
 	m.wg.Add(2)
 	go m.read()
 	go m.checker()
@@ -203,6 +204,35 @@ func ownFilter(port uint32) []bpf.RawInstruction {
 		panic("nft: ownFilter: " + err.Error()) // the program is fixed
 	}
 	return prog
+}
+
+// follow makes port the port id of berth's batches, after the backend
+// replaced its Conn (renew.go): the socket filter drops the notifications
+// of the new socket, and no longer those of the closed one, whose port id
+// another process's socket may get. Called with Nft.mu held.
+func (m *monitor) follow(port uint32) {
+	if m == nil {
+		return
+	}
+	old := m.port.Swap(port)
+	if old == port || m.stopped() {
+		return
+	}
+	if port != 0 {
+		err := m.nl.SetBPF(ownFilter(port))
+		if err == nil {
+			return
+		}
+		// Without a filter berth's own notifications reach the reader,
+		// which knows them by port: harmless, only slower.
+		m.log.Warn("nftables monitor cannot filter berth's own notifications", "err", err)
+	}
+	if old == 0 {
+		return // no filter attached
+	}
+	if err := m.nl.RemoveBPF(); err != nil {
+		m.log.Error("nftables monitor cannot remove its socket filter; changes by another process may go unnoticed", "err", err)
+	}
 }
 
 func (m *monitor) stopped() bool {
@@ -272,7 +302,7 @@ func (m *monitor) read() {
 		}
 		m.received.Add(uint64(len(msgs)))
 		for _, msg := range msgs {
-			if why := g.add(msg, m.port); why != "" {
+			if why := g.add(msg, m.port.Load()); why != "" {
 				m.signal(why)
 			}
 		}

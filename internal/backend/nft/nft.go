@@ -136,7 +136,12 @@ var ErrClosed = errors.New("nft backend is closed")
 type Config struct {
 	// Conn is the netlink transport, as Dial opens it. Required, and used
 	// by nothing else: Flush sends whatever is queued on it. The backend
-	// does not close it.
+	// does not close it, except after a failed batch: the backend then
+	// closes its socket (CloseLasting; closing it again is harmless),
+	// never sends on it again, and goes on with a Conn of its own in the
+	// same network namespace (Conn.NetNS), lasting as Dial opens it when
+	// PortID is set, otherwise one that opens a socket per batch (see
+	// renew.go); Close and Release close that one.
 	//
 	// The kernel refuses a batch larger than the socket's send buffer
 	// (EMSGSIZE; about 4,000 elements with the default 208 KiB), so a Sync
@@ -146,9 +151,10 @@ type Config struct {
 	// The kernel puts the committing socket's port id in every
 	// notification of a transaction, so the monitor knows berth's own
 	// batches by it and has the kernel drop their notifications before
-	// they reach it (monitor.go). Zero, for a Conn that is not lasting
-	// (it opens a socket per batch), has every change to the table
-	// checked against the kernel, berth's own included.
+	// they reach it (monitor.go), and follows the port id of the Conn
+	// that replaces Conn after a failed batch. Zero, for a Conn that is
+	// not lasting (it opens a socket per batch), has every change to the
+	// table checked against the kernel, berth's own included.
 	PortID uint32
 	// Table is the name of berth's table (family ip); DefaultTable when
 	// empty. A table of that name left by an earlier run is replaced
@@ -186,8 +192,10 @@ type Config struct {
 // and Close are serialised by an internal lock and are safe for concurrent
 // use, as is Lost.
 type Nft struct {
-	cfg    Config
-	log    *slog.Logger
+	cfg Config
+	log *slog.Logger
+	// conn is Config.Conn until a batch fails, then one the backend
+	// opened (renew); changed under mu.
 	conn   *nftables.Conn
 	table  *nftables.Table
 	dnat   *nftables.Set
@@ -212,6 +220,7 @@ type Nft struct {
 	batches   uint64
 	messages  uint64
 	failed    uint64
+	renewed   uint64
 	// users indexes the installed UDP mappings by Internal, and
 	// snatKernel is what snat_udp holds: Internal → External of the
 	// mapping chosen by snatWinner (PreserveSourcePort only).
@@ -531,14 +540,15 @@ type Stats struct {
 	Mappings int    // installed mappings
 	Batches  uint64 // batches committed by Apply and Sync
 	Messages uint64 // element messages in those batches
-	Failed   uint64 // batches the kernel refused
+	Failed   uint64 // batches that failed: refused by the kernel, or not sent
+	Renewed  uint64 // netlink connections replaced after a failed batch
 }
 
 // Stats returns a snapshot. It is safe for concurrent use.
 func (n *Nft) Stats() Stats {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return Stats{Mappings: len(n.installed), Batches: n.batches, Messages: n.messages, Failed: n.failed}
+	return Stats{Mappings: len(n.installed), Batches: n.batches, Messages: n.messages, Failed: n.failed, Renewed: n.renewed}
 }
 
 // Release stops watching for changes (Lost) and releases the backend's
@@ -546,7 +556,10 @@ func (n *Nft) Stats() Stats {
 // next run that adopts them (Config.Adopt). Close after Release does
 // nothing.
 func (n *Nft) Release() error {
-	_, unlock := n.shut()
+	first, unlock := n.shut()
+	if first {
+		n.closeConn()
+	}
 	unlock()
 	return nil
 }
@@ -580,6 +593,7 @@ func (n *Nft) Close() error {
 	if !first {
 		return nil
 	}
+	defer n.closeConn()
 	n.conn.DelTable(n.table)
 	if err := n.flush(); err != nil && !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("nft: close: table %s: %w", n.table.Name, err)

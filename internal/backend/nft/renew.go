@@ -1,0 +1,64 @@
+package nft
+
+import "github.com/google/nftables"
+
+// A failed batch must leave nothing on the Conn that a later batch could
+// send or trip over, and google/nftables v0.3.0 has no way to discard what
+// a Conn holds (conn.go, set.go):
+//
+//   - Messages are dropped only by Flush. One queued before an error in the
+//     same batch (a SetAddElements whose elements do not encode, returning
+//     an error after other messages were queued) stays queued and would go
+//     out in the next batch, together with that batch's own.
+//   - An encoding error the Conn records itself (Conn.err: the attributes of
+//     a message do not encode, and the call that queued it returns nil) is
+//     never cleared: every later Flush returns it and sends nothing.
+//   - Flush returns at the first ENOBUFS or EPERM without reading the
+//     acknowledgements of the batch's other messages. On a lasting socket
+//     they would be read as the answers to the next batch or query.
+//
+// A refused batch (the kernel's error in an acknowledgement) leaves a clean
+// Conn, but telling it apart from the cases above takes knowing v0.3.0's
+// internals, and a failed batch is rare. So after any error while a batch
+// is queued or flushed, commit renews the Conn: it opens a new one like the
+// old, closes the old one's socket and never flushes it again, so nothing
+// it holds is ever sent.
+
+// renew replaces n.conn after a failed batch (see above): with a lasting
+// Conn opened as Dial opens it when Config.PortID is set (the Conn is
+// lasting), and otherwise, or when that fails, with one that opens a
+// socket per batch. The monitor then knows berth's batches by the new
+// socket's port id. Called with n.mu held.
+func (n *Nft) renew(cause error) {
+	old := n.conn
+	var (
+		c    *nftables.Conn
+		port uint32
+		err  error
+	)
+	if n.cfg.PortID != 0 {
+		c, port, err = Dial(old.NetNS)
+		if err != nil {
+			n.log.Warn("cannot open a lasting netlink socket; using one socket per batch", "err", err)
+		}
+	}
+	if c == nil {
+		// Without AsLasting, New opens no socket and cannot fail.
+		c, _ = nftables.New(nftables.WithNetNSFd(old.NetNS), nftables.WithTestDial(old.TestDial))
+	}
+	// The old socket's unread acknowledgements go with it. Closing the
+	// caller's Conn (Config.Conn) again is harmless.
+	old.CloseLasting()
+	n.conn = c
+	n.mon.follow(port)
+	n.renewed++
+	n.log.Debug("netlink connection renewed after a failed batch", "cause", cause, "port", port)
+}
+
+// closeConn closes n.conn if the backend opened it (renew); Config.Conn
+// is the caller's.
+func (n *Nft) closeConn() {
+	if n.conn != n.cfg.Conn {
+		n.conn.CloseLasting()
+	}
+}
