@@ -102,13 +102,21 @@ func (n *Nft) stopFlusher() {
 // conntrack, not the maps):
 //
 //   - inbound flows, whose original tuple is addressed to the mapping's
-//     external address:port (from its remote host when it has one);
+//     external address:port (from its remote host when it has one) and
+//     whose reply comes from its internal address:port: the flows its
+//     DNAT made;
 //   - with PreserveSourcePort, outbound UDP flows from its internal
 //     address:port translated to its external address:port.
 //
 // The kernel lets no filter select those, so it dumps the table once per
-// call; the flusher calls it. A failure is logged, not returned: the
-// mapping is already gone.
+// call; the flusher calls it, in the background, possibly after the same
+// external port was mapped again. Matching the internal end too leaves the
+// flows of a new mapping to another internal address:port alone, while
+// those of the removed one go. A new mapping to the same internal
+// address:port cannot be told from the removed one: its flows are deleted
+// too, and the next packet of each makes a new conntrack entry that the
+// maps translate as before. A failure is logged, not returned: the mapping
+// is already gone.
 func (n *Nft) flushFlows(removed []mapping.Mapping) {
 	if len(removed) == 0 || n.ct == nil {
 		return
@@ -141,7 +149,8 @@ func flowOf(f conntrack.Flow, ms []mapping.Mapping) bool {
 			continue
 		}
 		if o.IP.DestinationAddress.Unmap() == m.External.Addr() && o.Proto.DestinationPort == m.External.Port() &&
-			(!m.Remote.IsValid() || o.IP.SourceAddress.Unmap() == m.Remote) {
+			(!m.Remote.IsValid() || o.IP.SourceAddress.Unmap() == m.Remote) &&
+			r.IP.SourceAddress.Unmap() == m.Internal.Addr() && r.Proto.SourcePort == m.Internal.Port() {
 			return true
 		}
 		if m.Proto == mapping.UDP && f.Status.SrcNAT() &&

@@ -63,9 +63,11 @@
 // masquerade at srcnat, which would otherwise bind the flow's source first.
 //
 // After a batch that deletes or replaces mappings, their conntrack entries
-// are deleted (inbound flows to the external address:port, and outbound
-// UDP flows translated to it), so that an established flow does not outlive
-// its mapping; a failure is logged only.
+// are deleted (inbound flows to the external address:port translated to
+// the internal one, and outbound UDP flows from the internal address:port
+// translated to the external one), so that an established flow does not
+// outlive its mapping and a new mapping of the same port to another
+// internal host keeps its flows; a failure is logged only.
 //
 // Every element of mappings and remote_mappings carries a counter, read
 // by Counters.

@@ -424,6 +424,12 @@ func TestFlowOf(t *testing.T) {
 		want bool
 	}{
 		{"inbound", flow(6, "198.51.100.1:4000", "203.0.113.2:8080", "192.168.1.10:80", "198.51.100.1:4000", conntrack.StatusDstNAT), []mapping.Mapping{web}, true},
+		// The port mapped again to another internal address:port: its
+		// flows are the new mapping's.
+		{"inbound, port mapped to another host", flow(6, "198.51.100.1:4000", "203.0.113.2:8080", "192.168.1.30:80", "198.51.100.1:4000", conntrack.StatusDstNAT), []mapping.Mapping{web}, false},
+		{"inbound, port mapped to another port", flow(6, "198.51.100.1:4000", "203.0.113.2:8080", "192.168.1.10:81", "198.51.100.1:4000", conntrack.StatusDstNAT), []mapping.Mapping{web}, false},
+		{"inbound, not translated", flow(6, "198.51.100.1:4000", "203.0.113.2:8080", "203.0.113.2:8080", "198.51.100.1:4000", 0), []mapping.Mapping{web}, false},
+		{"hairpin", flow(6, "192.168.1.20:4000", "203.0.113.2:8080", "192.168.1.10:80", "192.168.1.1:4000", conntrack.StatusDstNAT|conntrack.StatusSrcNAT), []mapping.Mapping{web}, true},
 		{"other port", flow(6, "198.51.100.1:4000", "203.0.113.2:8081", "192.168.1.10:80", "198.51.100.1:4000", conntrack.StatusDstNAT), []mapping.Mapping{web}, false},
 		{"other proto", flow(17, "198.51.100.1:4000", "203.0.113.2:8080", "192.168.1.10:80", "198.51.100.1:4000", conntrack.StatusDstNAT), []mapping.Mapping{web}, false},
 		{"remote", flow(6, "198.51.100.7:4000", "203.0.113.2:2222", "192.168.1.10:22", "198.51.100.7:4000", conntrack.StatusDstNAT), []mapping.Mapping{ssh}, true},
