@@ -459,14 +459,31 @@ func (n *Nft) read() (map[mapping.Key]mapping.Mapping, error) {
 	return out, nil
 }
 
-// Counter is the traffic a mapping's DNAT has matched: the first packet of
-// each flow (later packets follow conntrack, not the map).
+// Counter is what the kernel counted on a mapping's map element. It is not
+// the number of packets the mapping forwarded:
+//
+//   - A mapping open to any remote host (map mappings) counts the first
+//     packet of each flow its DNAT translates, from the WAN and, with
+//     Hairpin, from the LAN: later packets follow conntrack and never look
+//     the map up. Packets is the number of flows, Bytes the size of their
+//     first packets. A flow whose conntrack entry is gone (timed out, or
+//     flushed when a mapping was deleted) counts again at its next packet.
+//   - A mapping restricted to one remote host (map remote_mappings) counts
+//     every packet from that host to the external address:port, which the
+//     chain prefilter looks up in the map, and the first packet of each
+//     flow once more, in the DNAT lookup: Packets is packets plus flows.
+//
+// Packets dropped by remote-peer filters are not counted. A counter starts
+// at zero whenever its element is added: by the first Add of the Key, by an
+// Add that changes its Internal, and by a Sync that adds it or recreates
+// the table.
 type Counter struct {
 	Packets, Bytes uint64
 }
 
-// Counters returns the kernel's counter of every installed mapping, by
-// normalised Key (IPv4 addresses unmapped). The map is the caller's.
+// Counters returns the kernel's counter of every mapping in the maps, by
+// normalised Key (IPv4 addresses unmapped): flows, not packets, for most
+// mappings (see Counter). The map is the caller's.
 func (n *Nft) Counters(ctx context.Context) (map[mapping.Key]Counter, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()

@@ -298,3 +298,45 @@ func TestForwardingFilter(t *testing.T) {
 		}
 	}
 }
+
+// TestCountersCountFlows pins down what Counter says the counters count,
+// in TestForwarding's topology: a mapping open to any remote host counts
+// the flows, however many datagrams each carries; one restricted to a
+// remote host counts every datagram from it, and each flow once more.
+func TestCountersCountFlows(t *testing.T) {
+	ctx := context.Background()
+	n, _, wan, lan := topology(t, Config{WANInterface: "wan0"})
+	open := mk(mapping.UDP, "203.0.113.2:6001", "192.168.1.10:5001", "")
+	restricted := mk(mapping.UDP, "203.0.113.2:6002", "192.168.1.10:5001", "203.0.113.9")
+	if err := n.Apply(ctx, add(open, restricted)); err != nil {
+		t.Fatal(err)
+	}
+	if err := startPy(t, lan, udpEcho, "192.168.1.10", "5001").Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Two flows through open, one through restricted; every answered
+	// ask is at least one datagram that reached the lan host.
+	const asks = 3
+	convs := []*udpConv{
+		newUDPConv(t, wan, "203.0.113.9", "7001", "203.0.113.2", "6001"),
+		newUDPConv(t, wan, "203.0.113.9", "7003", "203.0.113.2", "6001"),
+		newUDPConv(t, wan, "203.0.113.9", "7002", "203.0.113.2", "6002"),
+	}
+	for range asks {
+		for _, c := range convs {
+			if got := c.ask(t, "10"); got == "none" {
+				t.Fatal("a datagram through a mapping was not answered")
+			}
+		}
+	}
+	cs, err := n.Counters(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := cs[open.Key]; c.Packets != 2 {
+		t.Errorf("counter of %s = %+v after 2 flows of at least %d datagrams each, want 2 packets (one per flow)", open.Key, c, asks)
+	}
+	if c := cs[restricted.Key]; c.Packets < asks+1 {
+		t.Errorf("counter of %s = %+v after 1 flow of at least %d datagrams, want at least %d packets", restricted.Key, c, asks, asks+1)
+	}
+}

@@ -70,7 +70,8 @@
 // internal host keeps its flows; a failure is logged only.
 //
 // Every element of mappings and remote_mappings carries a counter, read
-// by Counters.
+// by Counters. It counts flows (their first packets), not the packets
+// forwarded, except for remote_mappings (see Counter).
 //
 // Another process may remove what berth installed: `nft flush ruleset`,
 // `nft delete table ip berth`, `nft flush table ip berth`, a firewall
