@@ -145,15 +145,15 @@ func (h *Handler) serveMap(ctx context.Context, r Request, client netip.Addr, no
 		// is not checked (COMPAT C5: tailscale sends a new one every time).
 		// FILTER options go with the mapping and are not echoed, as nothing
 		// was installed.
-		// The reply names what was removed, as miniupnpd does
-		// (test/captures/miniupnpd-2.3.1.txt, pcp-map-delete).
-		gone, found := h.mappingOf(req)
+		// The reply carries the suggested external port and address as
+		// the request had them (§15.1, erratum 3621), not what was
+		// removed (miniupnpd 2.3.1 puts its external address there:
+		// test/captures/miniupnpd-2.3.1.txt, pcp-map-delete): so a
+		// retransmitted delete, which finds nothing, gets the same answer
+		// as the first copy (§8).
 		err := h.Mapper.Unmap(ctx, req)
 		if err != nil && !errors.Is(err, mapping.ErrNotFound) {
 			return fail(resultCode(err), "delete", err)
-		}
-		if found {
-			resp.ExternalPort, resp.ExternalAddr = gone.External.Port(), gone.External.Addr()
 		}
 		resp.Result, resp.Lifetime = Success, 0
 		return resp
@@ -221,16 +221,6 @@ func peersOf(fs []Filter) (peers *mapping.Peers, add, ok bool) {
 		ps = append(ps, mapping.Peer{Prefix: p, Port: f.RemotePort})
 	}
 	return mapping.NewPeers(ps...), add, true
-}
-
-// mappingOf finds the client's mapping that req (a delete) selects.
-func (h *Handler) mappingOf(req mapping.Request) (mapping.Mapping, bool) {
-	for _, m := range h.Mapper.List(mapping.Filter{Client: req.Client, Proto: req.Proto}) {
-		if m.Internal == req.Internal && m.Remote == req.Remote {
-			return m, true
-		}
-	}
-	return mapping.Mapping{}, false
 }
 
 func errorLifetime(c ResultCode) uint32 {

@@ -101,6 +101,17 @@ func TestSameAnswersAsMiniupnpd(t *testing.T) {
 				t.Fatalf("got % x (%v), want a 60-byte NOT_AUTHORIZED for port 22", ours, err)
 			}
 		},
+		// RFC 6887 §15.1 (erratum 3621): a delete's reply copies the
+		// suggested external address and port of the request (here
+		// ::ffff:0.0.0.0 and 6000), so that a retransmitted delete is
+		// answered alike (§8); miniupnpd puts its external address there.
+		"pcp-map-delete": func(t *testing.T, ours []byte) {
+			r, err := pcp.ParseResponse(ours)
+			if err != nil || len(ours) != 60 || r.Result != pcp.Success || r.Lifetime != 0 || r.Protocol != 17 ||
+				r.InternalPort != 5000 || r.ExternalPort != 6000 || r.ExternalAddr != netip.IPv4Unspecified() {
+				t.Fatalf("got % x (%v), want a 60-byte SUCCESS for UDP 5000, lifetime 0, copying 0.0.0.0:6000", ours, err)
+			}
+		},
 		// COMPAT N3: the same for NAT-PMP, 16 bytes, result 2.
 		"natpmp-map-tcp-privileged": func(t *testing.T, ours []byte) {
 			r, err := natpmp.ParseResponse(ours)
