@@ -2,11 +2,13 @@ package pcp
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"net/netip"
 	"path/filepath"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/berthd/berth/internal/golden"
 )
@@ -184,6 +186,50 @@ var responseGoldens = []struct {
 		},
 	},
 	{
+		file: "map_error_address_mismatch.txt",
+		want: Response{Op: OpMap, Result: AddressMismatch, Lifetime: goldenErrLifetime, Epoch: goldenEpoch,
+			Nonce: goldenNonce, Protocol: goldenTCP, InternalPort: 8080, ExternalPort: 8080,
+			ExternalAddr: netip.IPv4Unspecified()},
+		// The Handler's answer when the packet's source is not the
+		// client address the request names (§8.1): no Mapper is asked.
+		build: func(t *testing.T) Response {
+			h := &Handler{Epoch: func() uint32 { return goldenEpoch }}
+			from := netip.AddrPortFrom(netip.MustParseAddr("192.0.2.99"), ClientPort)
+			b := h.Handle(context.Background(), readGolden(t, "map_request_v4.txt"), from, time.Time{}, nil)
+			r, err := ParseResponse(b)
+			if err != nil {
+				t.Fatalf("Handle answered % x: %v", b, err)
+			}
+			return r
+		},
+	},
+	// Captured from miniupnpd 2.3.1 (test/captures/miniupnpd-2.3.1.txt):
+	// what a deployed server sends, decoded and rebuilt by our codec, and
+	// where berth answers alike, built as berth builds it.
+	{
+		file:  "miniupnpd-2.3.1-announce-response.txt",
+		want:  Response{Op: OpAnnounce, Epoch: miniupnpdEpoch},
+		build: func(*testing.T) Response { return Announce(miniupnpdEpoch) },
+	},
+	{
+		file: "miniupnpd-2.3.1-map-response.txt",
+		want: Response{Op: OpMap, Lifetime: 3600, Epoch: miniupnpdEpoch, Nonce: miniupnpdNonce, Protocol: goldenUDP,
+			InternalPort: 5000, ExternalPort: 6000, ExternalAddr: miniupnpdExternal},
+		build: func(*testing.T) Response {
+			r := miniupnpdMapRequest(3600).Answer(Success, 3600, miniupnpdEpoch)
+			r.ExternalPort, r.ExternalAddr = 6000, miniupnpdExternal
+			return r
+		},
+	},
+	{
+		// No build: berth's reply to a delete copies the suggested
+		// external address (::ffff:0.0.0.0 in this request) where
+		// miniupnpd puts its own (RFC 6887 §15.1, erratum 3621).
+		file: "miniupnpd-2.3.1-map-delete-response.txt",
+		want: Response{Op: OpMap, Lifetime: 0, Epoch: miniupnpdEpoch, Nonce: miniupnpdNonce, Protocol: goldenUDP,
+			InternalPort: 5000, ExternalPort: 6000, ExternalAddr: miniupnpdExternal},
+	},
+	{
 		file: "map_response_v6.txt",
 		want: Response{Op: OpMap, Lifetime: 7200, Epoch: goldenEpoch, Nonce: goldenNonce, Protocol: goldenUDP,
 			InternalPort: 51413, ExternalPort: 51413, ExternalAddr: goldenClient6},
@@ -193,6 +239,23 @@ var responseGoldens = []struct {
 			return r
 		},
 	},
+}
+
+// The miniupnpd 2.3.1 captures: the client, external address, nonce and
+// epoch of test/captures/miniupnpd.sh.
+var (
+	miniupnpdClient   = netip.MustParseAddr("192.168.77.10")
+	miniupnpdExternal = netip.MustParseAddr("11.22.33.2")
+	miniupnpdNonce    = [12]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}
+)
+
+const miniupnpdEpoch = 13
+
+// miniupnpdMapRequest is the MAP request of the captures (UDP 5000,
+// suggested port 6000) with the given lifetime.
+func miniupnpdMapRequest(life uint32) Request {
+	return Request{Op: OpMap, Lifetime: life, Client: miniupnpdClient, Nonce: miniupnpdNonce, Protocol: goldenUDP,
+		InternalPort: 5000, SuggestedPort: 6000, SuggestedAddr: netip.IPv4Unspecified()}
 }
 
 func parseGoldenRequest(t *testing.T, name string) Request {
@@ -233,17 +296,60 @@ func TestGoldenResponses(t *testing.T) {
 // TestGoldenSizes pins the reply sizes clients check (COMPAT C1, C2).
 func TestGoldenSizes(t *testing.T) {
 	for file, want := range map[string]int{
-		"announce_response.txt":        24,
-		"map_response_v4.txt":          60,
-		"map_error_not_authorized.txt": 60,
-		"map_error_unsupp_option.txt":  60,
-		"unsupp_version_response.txt":  24,
-		"map_response_v6.txt":          60,
-		"peer_response.txt":            80,
-		"map_response_filter.txt":      84,
+		"announce_response.txt":                   24,
+		"map_response_v4.txt":                     60,
+		"map_error_not_authorized.txt":            60,
+		"map_error_unsupp_option.txt":             60,
+		"unsupp_version_response.txt":             24,
+		"map_response_v6.txt":                     60,
+		"peer_response.txt":                       80,
+		"map_response_filter.txt":                 84,
+		"map_error_address_mismatch.txt":          60,
+		"miniupnpd-2.3.1-announce-response.txt":   24,
+		"miniupnpd-2.3.1-map-response.txt":        60,
+		"miniupnpd-2.3.1-map-delete-response.txt": 60,
 	} {
 		if got := len(readGolden(t, file)); got != want {
 			t.Errorf("%s: got %d octets, want %d", file, got, want)
 		}
+	}
+}
+
+// notCanonical are the request goldens whose re-encoding differs from the
+// file: an unknown optional option is dropped on parse (§7.3).
+var notCanonical = map[string]bool{"map_unknown_optional.txt": true}
+
+// badRequests are the goldens that parse in no direction: requests a
+// server answers with an error reply.
+var badRequests = map[string]bool{"map_unknown_mandatory.txt": true, "unsupp_version_request.txt": true}
+
+// TestGoldenRoundTrip checks parse → AppendTo → parse on every golden
+// that parses as a request or as a response, the captures included, so
+// that no vector is only a fuzz seed.
+func TestGoldenRoundTrip(t *testing.T) {
+	for _, name := range goldenFiles(t) {
+		t.Run(name, func(t *testing.T) {
+			b := readGolden(t, name)
+			parsed := false
+			if r, err := ParseRequest(b); err == nil {
+				parsed = true
+				enc := r.AppendTo(nil)
+				r2, err := ParseRequest(enc)
+				if err != nil || !reflect.DeepEqual(r2, r) || (!notCanonical[name] && !bytes.Equal(enc, b)) {
+					t.Errorf("request %x → %+v → %x → %+v, %v", b, r, enc, r2, err)
+				}
+			}
+			if r, err := ParseResponse(b); err == nil {
+				parsed = true
+				enc := r.AppendTo(nil)
+				r2, err := ParseResponse(enc)
+				if err != nil || !reflect.DeepEqual(r2, r) || !bytes.Equal(enc, b) {
+					t.Errorf("response %x → %+v → %x → %+v, %v", b, r, enc, r2, err)
+				}
+			}
+			if parsed == badRequests[name] {
+				t.Errorf("%x: parsed %v, want %v", b, parsed, !badRequests[name])
+			}
+		})
 	}
 }
