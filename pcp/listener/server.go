@@ -77,7 +77,9 @@ type Config struct {
 	// workers 12.5 per transaction and 13–14k/s).
 	Workers int
 	// Rate and Burst size the per-client token bucket (requests per
-	// second); defaults 50 and 100. Excess is dropped and counted.
+	// second); defaults 50 and 100. Excess is dropped, counted
+	// (Stats.RateLimited) and summed up in a Warn line at most once a
+	// minute, naming the source that sent the most.
 	Rate  float64
 	Burst int
 	// MaxClients bounds the rate limiter's table; default 4096.
@@ -113,6 +115,7 @@ type Server struct {
 	log     *slog.Logger
 	socks   []*sock
 	limiter *ratelimit.Limiter
+	drops   *dropReport
 	wg      sync.WaitGroup
 	closed  atomic.Bool
 
@@ -229,6 +232,7 @@ func New(c Config) (*Server, error) {
 	}
 	s := &Server{cfg: c, log: log.With("component", "pcp"), limiter: ratelimit.New(c.Rate, c.Burst, c.MaxClients),
 		lanIf: make(map[int]bool), own: make(map[netip.Addr]bool), virtualIf: make(map[virtualKey]bool)}
+	s.drops = newDropReport(c.Clock, s.log)
 	for _, b := range c.Binds {
 		ap := netip.AddrPortFrom(b.Addr, c.Port)
 		conn, err := listen(b, ap)
@@ -346,7 +350,8 @@ func (s *Server) Serve() {
 	}
 }
 
-// Close stops announcements and readers and closes the sockets.
+// Close stops announcements and readers and closes the sockets; a
+// pending rate-limit report is not logged.
 func (s *Server) Close() error {
 	if s.closed.Swap(true) {
 		return nil
@@ -359,6 +364,7 @@ func (s *Server) Close() error {
 	s.amu.Unlock()
 	s.closeSockets()
 	s.wg.Wait()
+	s.drops.close()
 	return nil
 }
 
@@ -415,6 +421,7 @@ func (s *Server) handle(pkt []byte, from netip.AddrPort, out []byte) []byte {
 	now := s.cfg.Clock.Now()
 	if !s.limiter.Allow(src, now) {
 		s.rateLimited.Add(1)
+		s.drops.add(src)
 		return nil
 	}
 	if len(pkt) < 2 {
