@@ -77,6 +77,10 @@ func BenchmarkRequestPath(b *testing.B) {
 				b.Fatalf("delete reply % x", reply)
 			}
 		}
+		// Two requests per op: per request as well.
+		n := float64(2 * b.N)
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/n, "ns/req")
+		b.ReportMetric(n/b.Elapsed().Seconds(), "req/s")
 	})
 	b.Run("address", func(b *testing.B) {
 		h, _ := benchHandler(b, 10_000)
