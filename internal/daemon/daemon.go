@@ -166,7 +166,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 			log.Error("removing mappings at stop", "err", err)
 		}
 		if ls.st != nil {
-			log.Info("stopped; mappings removed from the "+name+" backend, leases kept in the store")
+			log.Info("stopped; mappings removed from the " + name + " backend, leases kept in the store")
 		} else {
 			log.Info("stopped; mappings removed")
 		}
