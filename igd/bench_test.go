@@ -17,7 +17,7 @@ import (
 // BenchmarkAddPortMapping measures a refreshing AddPortMapping over HTTP
 // (keep-alive) with 10,000 other mappings in the table.
 func BenchmarkAddPortMapping(b *testing.B) {
-	h := newHarness(b, options{policy: func(c *policy.Config) { c.SecureMode = false }})
+	h := newHarness(b, options{policy: func(c *policy.Config) { c.Insecure = true }})
 	ctx := context.Background()
 	for i := range 10000 {
 		c := netip.AddrFrom4([4]byte{127, 1, byte(i >> 8), byte(i)})

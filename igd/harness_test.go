@@ -78,9 +78,8 @@ type options struct {
 func newHarness(t testing.TB, o options) *harness {
 	t.Helper()
 	pc := policy.Config{
-		LAN:        []netip.Prefix{lan},
-		SecureMode: true,
-		Router:     []netip.Addr{routerAddr},
+		LAN:    []netip.Prefix{lan},
+		Router: []netip.Addr{routerAddr},
 		Lifetime: map[mapping.Kind]policy.Lifetimes{
 			mapping.KindNATPMP: {Min: 120 * time.Second, Max: 24 * time.Hour},
 		},

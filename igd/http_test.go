@@ -163,7 +163,7 @@ func isTimeout(err error) bool {
 func TestRequestCorpus(t *testing.T) {
 	h := newHarness(t, options{policy: func(c *policy.Config) {
 		c.LAN = append(c.LAN, netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.168.0.0/16"))
-		c.SecureMode = false // the captures name hosts other than ours
+		c.Insecure = true // the captures name hosts other than ours
 	}})
 	files, err := filepath.Glob("soap/testdata/requests/*.txt")
 	if err != nil || len(files) == 0 {

@@ -24,8 +24,7 @@ func (nopBackend) Close() error                                  { return nil }
 // mappings of hosts in 10.0.0.0/16.
 func benchHandler(b *testing.B, n int) (*natpmp.Handler, *clocktest.Fake) {
 	b.Helper()
-	pol, err := policy.New(policy.Config{LAN: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}, SecureMode: true,
-		Lifetime: map[mapping.Kind]policy.Lifetimes{mapping.KindNATPMP: {Min: 120 * time.Second, Max: 24 * time.Hour}}})
+	pol, err := policy.New(policy.Config{LAN: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}, Lifetime: map[mapping.Kind]policy.Lifetimes{mapping.KindNATPMP: {Min: 120 * time.Second, Max: 24 * time.Hour}}})
 	if err != nil {
 		b.Fatal(err)
 	}

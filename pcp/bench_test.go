@@ -35,8 +35,7 @@ func benchHost(i int) netip.Addr {
 // Service → encode, with 10,000 mappings present: renewals (the common
 // case: Tailscale and Apple renew at half the lifetime) and new mappings.
 func BenchmarkRequestPath(b *testing.B) {
-	pol, err := policy.New(policy.Config{LAN: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}, SecureMode: true,
-		Lifetime: map[mapping.Kind]policy.Lifetimes{mapping.KindPCP: {Min: 120 * time.Second, Max: 24 * time.Hour}}})
+	pol, err := policy.New(policy.Config{LAN: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}, Lifetime: map[mapping.Kind]policy.Lifetimes{mapping.KindPCP: {Min: 120 * time.Second, Max: 24 * time.Hour}}})
 	if err != nil {
 		b.Fatal(err)
 	}

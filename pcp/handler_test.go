@@ -37,7 +37,7 @@ type unit struct {
 func newUnit(t *testing.T, secure, allowThirdParty bool) *unit {
 	t.Helper()
 	lan := netip.MustParsePrefix("192.168.1.0/24")
-	pol, err := policy.New(policy.Config{LAN: []netip.Prefix{lan}, SecureMode: secure,
+	pol, err := policy.New(policy.Config{LAN: []netip.Prefix{lan}, Insecure: !secure,
 		Lifetime: map[mapping.Kind]policy.Lifetimes{mapping.KindPCP: {Min: 120 * time.Second, Max: 24 * time.Hour}}})
 	if err != nil {
 		t.Fatal(err)

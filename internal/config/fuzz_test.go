@@ -106,7 +106,7 @@ func checkValid(t *testing.T, c *Config) {
 	}
 	// policy.New is the consumer: it must accept what config accepted.
 	if _, err := policy.New(policy.Config{
-		LAN: []netip.Prefix{netip.MustParsePrefix("192.168.1.0/24")}, Rules: p.Rules, SecureMode: p.SecureMode,
+		LAN: []netip.Prefix{netip.MustParsePrefix("192.168.1.0/24")}, Rules: p.Rules, Insecure: !p.SecureMode,
 		MaxPerClient: p.MaxPerClient, MaxTotal: p.MaxTotal, Lifetime: p.Lifetime, Reserved: p.Reserved,
 	}); err != nil {
 		t.Errorf("policy.New refused an accepted policy: %v", err)

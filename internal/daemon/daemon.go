@@ -315,7 +315,7 @@ func buildPolicy(cfg *config.Config, det netif.Detected, ext netip.Addr, own []p
 	pol, err := policy.New(policy.Config{
 		LAN:          det.LANPrefixes,
 		Rules:        cfg.Policy.Rules,
-		SecureMode:   cfg.Policy.SecureMode,
+		Insecure:     !cfg.Policy.SecureMode,
 		MaxPerClient: cfg.Policy.MaxPerClient,
 		MaxTotal:     cfg.Policy.MaxTotal,
 		Lifetime:     cfg.Policy.Lifetime,

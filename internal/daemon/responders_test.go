@@ -42,11 +42,10 @@ func newPortControlRig(t *testing.T, natpmpOn, pcpOn bool) *portControlRig {
 	lo := netif.Interface{Name: "lo", Index: 1, Prefixes: []netip.Prefix{netip.MustParsePrefix("127.0.0.100/8")}}
 	lan := netip.MustParsePrefix("127.0.0.0/8")
 	det := netif.Detected{WAN: lo, LAN: []netif.Interface{lo}, LANPrefixes: []netip.Prefix{lan}}
-	pol, err := policy.New(policy.Config{LAN: []netip.Prefix{lan}, SecureMode: true,
-		Lifetime: map[mapping.Kind]policy.Lifetimes{
-			mapping.KindNATPMP: {Min: 120 * time.Second, Max: 24 * time.Hour},
-			mapping.KindPCP:    {Min: 120 * time.Second, Max: 24 * time.Hour},
-		}})
+	pol, err := policy.New(policy.Config{LAN: []netip.Prefix{lan}, Lifetime: map[mapping.Kind]policy.Lifetimes{
+		mapping.KindNATPMP: {Min: 120 * time.Second, Max: 24 * time.Hour},
+		mapping.KindPCP:    {Min: 120 * time.Second, Max: 24 * time.Hour},
+	}})
 	if err != nil {
 		t.Fatal(err)
 	}

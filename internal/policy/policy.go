@@ -44,9 +44,10 @@ type Config struct {
 	// Rules are tried in order, first match wins. nil means
 	// DefaultRules(LAN); an empty non-nil slice denies everything.
 	Rules []Rule
-	// SecureMode lets a client map only to itself
-	// (Request.Internal.Addr() == Request.Client).
-	SecureMode bool
+	// Insecure turns secure mode off: a client may map ports to other
+	// hosts of the LAN, not only to itself (Request.Internal.Addr() ==
+	// Request.Client). The zero Config is secure.
+	Insecure bool
 	// MaxPerClient is the most mappings one client may hold; 0 = no limit.
 	MaxPerClient int
 	// MaxTotal is the most mappings the table may hold; 0 = no limit.
@@ -140,7 +141,7 @@ func New(c Config) (*Policy, error) {
 	}
 	p := &Policy{
 		lan:       make([]netip.Prefix, 0, len(c.LAN)),
-		secure:    c.SecureMode,
+		secure:    !c.Insecure,
 		maxClient: c.MaxPerClient,
 		maxTotal:  c.MaxTotal,
 		router:    make(map[netip.Addr]bool, len(c.Router)),

@@ -49,7 +49,7 @@ func with(r mapping.Request, f func(*mapping.Request)) mapping.Request {
 }
 
 func TestDecide(t *testing.T) {
-	base := Config{LAN: []netip.Prefix{lan4, lan6}}
+	base := Config{LAN: []netip.Prefix{lan4, lan6}, Insecure: true}
 	custom := func(rules string) func(*Config) {
 		return func(c *Config) { c.Rules = mustRules(t, rules) }
 	}
@@ -79,7 +79,7 @@ func TestDecide(t *testing.T) {
 		}
 	}
 	quota := func(c *Config) { c.MaxPerClient, c.MaxTotal = 2, 10 }
-	secure := func(c *Config) { c.SecureMode = true }
+	secure := func(c *Config) { c.Insecure = false }
 
 	ok := req("192.168.0.5", "192.168.0.5:5000", 0, false)
 	pmp := func(d time.Duration) mapping.Request {
@@ -296,7 +296,7 @@ func TestNewCopiesAndFills(t *testing.T) {
 		Desc:     regexp.MustCompile("^x"),
 	}}
 	lan := []netip.Prefix{lan4}
-	p, err := New(Config{LAN: lan, Rules: rules, SecureMode: true})
+	p, err := New(Config{LAN: lan, Rules: rules})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -394,5 +394,23 @@ func TestInternalMustBeAHost(t *testing.T) {
 		if d := p.Decide(r, Usage{}); d.Allow != tc.allow {
 			t.Errorf("internal %s: got allow=%v (%s), want %v", tc.internal, d.Allow, d.Rule, tc.allow)
 		}
+	}
+}
+
+// TestSecureByDefault: a Config that says nothing about secure mode gives
+// a policy under which a client maps ports only to itself.
+func TestSecureByDefault(t *testing.T) {
+	p, err := New(Config{LAN: []netip.Prefix{lan4}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !p.SecureMode() {
+		t.Error("SecureMode: got false for the zero Config, want true")
+	}
+	if d := p.Decide(req("192.168.0.5", "192.168.0.6:5000", 0, false), Usage{}); d.Allow || d.Rule != whySecureMode {
+		t.Errorf("mapping for another host: got allow=%v by %q, want denied by %q", d.Allow, d.Rule, whySecureMode)
+	}
+	if d := p.Decide(req("192.168.0.5", "192.168.0.5:5000", 0, false), Usage{}); !d.Allow {
+		t.Errorf("mapping for itself: denied by %q", d.Rule)
 	}
 }

@@ -64,7 +64,7 @@ func (g *gated) Apply(ctx context.Context, cs []backend.Change) error {
 
 func newGatedService(t *testing.T) (*Service, *gated) {
 	t.Helper()
-	pol, err := policy.New(policy.Config{LAN: []netip.Prefix{lan}, SecureMode: true, MaxPerClient: 100, MaxTotal: 1000})
+	pol, err := policy.New(policy.Config{LAN: []netip.Prefix{lan}, MaxPerClient: 100, MaxTotal: 1000})
 	if err != nil {
 		t.Fatal(err)
 	}

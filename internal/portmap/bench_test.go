@@ -40,9 +40,8 @@ func benchService(b *testing.B, n int) (*Service, *clocktest.Fake) {
 func benchServiceWith(b *testing.B, n int, be backend.Backend) (*Service, *clocktest.Fake) {
 	b.Helper()
 	pol, err := policy.New(policy.Config{
-		LAN:        []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")},
-		SecureMode: true,
-		Lifetime:   map[mapping.Kind]policy.Lifetimes{mapping.KindNATPMP: {Min: time.Minute, Max: 24 * time.Hour}},
+		LAN:      []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")},
+		Lifetime: map[mapping.Kind]policy.Lifetimes{mapping.KindNATPMP: {Min: time.Minute, Max: 24 * time.Hour}},
 	})
 	if err != nil {
 		b.Fatal(err)

@@ -29,8 +29,7 @@ type run struct {
 func testPolicy(t *testing.T, mod func(*policy.Config)) *policy.Policy {
 	t.Helper()
 	pc := policy.Config{
-		LAN:        []netip.Prefix{lan},
-		SecureMode: true,
+		LAN: []netip.Prefix{lan},
 		Lifetime: map[mapping.Kind]policy.Lifetimes{
 			mapping.KindNATPMP: {Min: 120 * time.Second, Max: 24 * time.Hour},
 			mapping.KindPCP:    {Min: 120 * time.Second, Max: 24 * time.Hour},
@@ -384,9 +383,8 @@ func BenchmarkRestart100k(b *testing.B) {
 	}
 	st.Close()
 	pol, err := policy.New(policy.Config{
-		LAN:        []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")},
-		SecureMode: true,
-		Lifetime:   map[mapping.Kind]policy.Lifetimes{mapping.KindPCP: {Min: time.Minute, Max: 24 * time.Hour}},
+		LAN:      []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")},
+		Lifetime: map[mapping.Kind]policy.Lifetimes{mapping.KindPCP: {Min: time.Minute, Max: 24 * time.Hour}},
 	})
 	if err != nil {
 		b.Fatal(err)

@@ -16,7 +16,7 @@ import (
 // leaves the rest: mappings it still allows, static forwards, and
 // mappings of a client now over a lowered quota.
 func TestSetPolicyWithdraws(t *testing.T) {
-	h := newHarness(t, func(c *policy.Config) { c.SecureMode = false })
+	h := newHarness(t, func(c *policy.Config) { c.Insecure = true })
 	keep := h.mustMap(t, igd(hostA, mapping.TCP, 8000, 8000, time.Hour))
 	keepB := h.mustMap(t, pmp(hostB, mapping.UDP, 9000, 9000, time.Hour))
 	denied := h.mustMap(t, igd(hostA, mapping.TCP, 8080, 8080, time.Hour))
@@ -34,7 +34,7 @@ func TestSetPolicyWithdraws(t *testing.T) {
 	before := len(h.be.Batches())
 
 	// The same policy again withdraws nothing and calls no backend.
-	same, err := policy.New(policy.Config{LAN: []netip.Prefix{lan}, Lifetime: lifetimes})
+	same, err := policy.New(policy.Config{LAN: []netip.Prefix{lan}, Insecure: true, Lifetime: lifetimes})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +46,7 @@ func TestSetPolicyWithdraws(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	strict, err := policy.New(policy.Config{LAN: []netip.Prefix{lan}, Rules: rules, SecureMode: true, MaxPerClient: 1, Lifetime: lifetimes})
+	strict, err := policy.New(policy.Config{LAN: []netip.Prefix{lan}, Rules: rules, MaxPerClient: 1, Lifetime: lifetimes})
 	if err != nil {
 		t.Fatal(err)
 	}

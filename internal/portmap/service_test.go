@@ -34,7 +34,6 @@ func newHarness(t *testing.T, mod func(*policy.Config)) *harness {
 	t.Helper()
 	pc := policy.Config{
 		LAN:          []netip.Prefix{lan},
-		SecureMode:   true,
 		MaxPerClient: 4,
 		MaxTotal:     6,
 		Lifetime: map[mapping.Kind]policy.Lifetimes{
@@ -296,7 +295,7 @@ func TestUnmap(t *testing.T) {
 }
 
 func TestUnmapForeignWithoutSecureMode(t *testing.T) {
-	h := newHarness(t, func(c *policy.Config) { c.SecureMode = false })
+	h := newHarness(t, func(c *policy.Config) { c.Insecure = true })
 	h.mustMap(t, igd(hostB, mapping.TCP, 8000, 8080, time.Hour))
 	if err := h.Unmap(ctx, igd(hostA, mapping.TCP, 8000, 8080, 0)); err != nil {
 		t.Fatalf("got %v, want success with secure mode off", err)
@@ -538,7 +537,7 @@ func TestEveryPortRefusedIsNoResources(t *testing.T) {
 // TestListByPort checks that List answers a filter on a few ports from
 // the port index exactly as a walk of the whole table would.
 func TestListByPort(t *testing.T) {
-	h := newHarness(t, func(c *policy.Config) { c.MaxPerClient, c.MaxTotal, c.SecureMode = 100, 100, false })
+	h := newHarness(t, func(c *policy.Config) { c.MaxPerClient, c.MaxTotal, c.Insecure = 100, 100, true })
 	hosts := []netip.Addr{hostA, hostB}
 	for i := range 40 {
 		r := igd(hosts[i%2], []mapping.Protocol{mapping.TCP, mapping.UDP}[i/2%2], uint16(6000+i), uint16(7000+i%13), time.Hour)

@@ -58,7 +58,7 @@ func newRig(t *testing.T, o rigOpts) *rig {
 	}
 	lan := netip.MustParsePrefix(o.lan)
 	pol, err := policy.New(policy.Config{
-		LAN: []netip.Prefix{lan}, SecureMode: !o.thirdParty, MaxPerClient: o.maxPerClient,
+		LAN: []netip.Prefix{lan}, Insecure: o.thirdParty, MaxPerClient: o.maxPerClient,
 		Lifetime: map[mapping.Kind]policy.Lifetimes{
 			mapping.KindNATPMP: {Min: 120 * time.Second, Max: 24 * time.Hour},
 			mapping.KindPCP:    {Min: 120 * time.Second, Max: 24 * time.Hour},

@@ -60,11 +60,10 @@ func loadCaptures(t *testing.T) []capture {
 // reason and berth's answer is checked instead.
 func TestSameAnswersAsMiniupnpd(t *testing.T) {
 	lan := netip.MustParsePrefix("192.168.77.0/24")
-	pol, err := policy.New(policy.Config{LAN: []netip.Prefix{lan}, SecureMode: true,
-		Lifetime: map[mapping.Kind]policy.Lifetimes{
-			mapping.KindNATPMP: {Min: 120 * time.Second, Max: 86400 * time.Second},
-			mapping.KindPCP:    {Min: 120 * time.Second, Max: 86400 * time.Second},
-		}})
+	pol, err := policy.New(policy.Config{LAN: []netip.Prefix{lan}, Lifetime: map[mapping.Kind]policy.Lifetimes{
+		mapping.KindNATPMP: {Min: 120 * time.Second, Max: 86400 * time.Second},
+		mapping.KindPCP:    {Min: 120 * time.Second, Max: 86400 * time.Second},
+	}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -33,8 +33,7 @@ var ext = netip.MustParseAddr("203.0.113.2")
 func serve(t *testing.T, gw string) *portmap.Service {
 	t.Helper()
 	lan := netip.MustParsePrefix("127.0.0.0/8")
-	pol, err := policy.New(policy.Config{LAN: []netip.Prefix{lan}, SecureMode: true,
-		Lifetime: map[mapping.Kind]policy.Lifetimes{mapping.KindNATPMP: {Min: 120 * time.Second, Max: 24 * time.Hour}}})
+	pol, err := policy.New(policy.Config{LAN: []netip.Prefix{lan}, Lifetime: map[mapping.Kind]policy.Lifetimes{mapping.KindNATPMP: {Min: 120 * time.Second, Max: 24 * time.Hour}}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,7 +24,7 @@ func serveIGD(t *testing.T, ext netip.Addr) (string, *portmap.Service) {
 	t.Helper()
 	lan := netip.MustParsePrefix("127.0.0.0/8")
 	router := netip.MustParseAddr("127.0.0.100")
-	pol, err := policy.New(policy.Config{LAN: []netip.Prefix{lan}, SecureMode: true, Router: []netip.Addr{router},
+	pol, err := policy.New(policy.Config{LAN: []netip.Prefix{lan}, Router: []netip.Addr{router},
 		Lifetime: map[mapping.Kind]policy.Lifetimes{mapping.KindIGD: {Max: 7 * 24 * time.Hour}}})
 	if err != nil {
 		t.Fatal(err)
