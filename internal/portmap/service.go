@@ -365,6 +365,12 @@ func (s *Service) mapLocked(ctx context.Context, r mapping.Request, avoid []uint
 		return mapped{}, fmt.Errorf("portmap: no external address: %w", mapping.ErrNetworkFailure)
 	}
 	usage := policy.Usage{Client: s.table.ClientCount(r.Client), Total: s.table.Len()}
+	if s.ext.IsValid() {
+		// Static forwards are the configuration's, not the LAN's: they do
+		// not use up the quota the policy gives clients. With an external
+		// address they are all in the table (SetStatic).
+		usage.Total -= len(s.static)
+	}
 	if _, ok := s.table.Existing(r, s.ext); ok {
 		usage.Client--
 		usage.Total--

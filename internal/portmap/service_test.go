@@ -222,6 +222,29 @@ func TestQuotas(t *testing.T) {
 	}
 }
 
+// TestStaticForwardsOutsideQuota: static forwards do not use up the
+// global quota that LAN clients share.
+func TestStaticForwardsOutsideQuota(t *testing.T) {
+	h := newHarness(t, nil) // 4 per client, 6 in all
+	if err := h.SetStatic(ctx, []Forward{
+		{Name: "web", Proto: mapping.TCP, External: 8081, Internal: netip.AddrPortFrom(hostB, 80)},
+		{Name: "dns", Proto: mapping.UDP, External: 5353, Internal: netip.AddrPortFrom(hostB, 53)},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 4 {
+		h.mustMap(t, pmp(hostA, mapping.UDP, uint16(5000+i), 0, time.Hour))
+	}
+	h.mustMap(t, pmp(hostB, mapping.UDP, 5000, 0, time.Hour))
+	h.mustMap(t, pmp(hostB, mapping.UDP, 5001, 0, time.Hour))
+	if _, err := h.Map(ctx, pmp(hostB, mapping.UDP, 5002, 0, time.Hour)); !errors.Is(err, mapping.ErrQuota) {
+		t.Fatalf("seventh dynamic mapping: got %v, want ErrQuota", err)
+	}
+	if h.Len() != 8 {
+		t.Fatalf("got %d mappings, want 6 dynamic and 2 static", h.Len())
+	}
+}
+
 func TestBackendFailureLeavesNoTrace(t *testing.T) {
 	h := newHarness(t, nil)
 	sub := h.Subscribe(8)
