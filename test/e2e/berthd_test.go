@@ -60,6 +60,12 @@ type berthd struct {
 // It returns "", or, when berthd exits first, its exit status and log. The
 // daemon is stopped with SIGTERM when the test ends (killed if that hangs)
 // and its log is printed if the test failed.
+//
+// Every scenario runs the nft backend, and every configuration says so
+// (backend = "nft"): with "auto", a berthd that cannot use nf_tables falls
+// back to the relay, which forwards most of the suite's traffic too and
+// would hide the fallback. startBerthd fails the test unless berthd says
+// it serves with nft and berth's table is in the router's kernel.
 func startBerthd(t *testing.T, topo *topology, bin, toml string) string {
 	t.Helper()
 	_, failed := launch(t, topo, bin, toml, t.TempDir())
@@ -113,6 +119,7 @@ func launch(t *testing.T, topo *topology, bin, toml, stateDir string) (*berthd, 
 		grew, serving := d.grew, containsMsg(d.msgs, "berthd serving")
 		d.mu.Unlock()
 		if serving {
+			d.requireNft(t, topo)
 			return d, ""
 		}
 		select {
@@ -122,6 +129,27 @@ func launch(t *testing.T, topo *topology, bin, toml, stateDir string) (*berthd, 
 		case <-timeout.C:
 			t.Fatalf("berthd did not log \"berthd serving\" within %v:\n%s", startWait, d.dump())
 		}
+	}
+}
+
+// requireNft fails the test unless berthd's "berthd serving" line names
+// the nft backend and the router's kernel holds berth's table.
+func (d *berthd) requireNft(t *testing.T, topo *topology) {
+	t.Helper()
+	var backend string
+	d.mu.Lock()
+	for _, l := range d.lines {
+		var v struct{ Msg, Backend string }
+		if json.Unmarshal([]byte(l), &v) == nil && v.Msg == "berthd serving" {
+			backend = v.Backend
+		}
+	}
+	d.mu.Unlock()
+	if backend != "nft" {
+		t.Fatalf("berthd serves with backend %q, want nft:\n%s", backend, d.dump())
+	}
+	if out, err := run(t, 10*time.Second, topo.router, "nft", "list", "table", "ip", "berth"); err != nil {
+		t.Fatalf("berthd serves, but berth's nft table is not in the router namespace: %v\n%s", err, out)
 	}
 }
 

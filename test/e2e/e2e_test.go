@@ -14,9 +14,12 @@ import (
 	gonatpmp "github.com/jackpal/go-nat-pmp"
 )
 
-// config is berthd's configuration for the suite: short NAT-PMP and PCP
-// leases, so expiry is seen within seconds, and a static forward.
+// config is berthd's configuration for the suite: the nft backend, named
+// (see startBerthd); short NAT-PMP and PCP leases, so expiry is seen
+// within seconds; and a static forward.
 const config = `
+backend = "nft"
+
 [policy.lifetime.natpmp]
 min = "2s"
 max = "20s"

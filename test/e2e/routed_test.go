@@ -21,6 +21,7 @@ var (
 )
 
 const routedConfig = `
+backend = "nft"
 lan_routed = ["10.77.5.0/24"]
 `
 
