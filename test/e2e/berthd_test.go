@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -181,6 +182,46 @@ func (d *berthd) waitMsg(msg string, within time.Duration) bool {
 			return false
 		case <-timeout.C:
 			return false
+		}
+	}
+}
+
+// waitExpired reports whether berthd logs, or has logged, within within
+// that the mapping of proto ("TCP", "UDP") on ext expired.
+func (d *berthd) waitExpired(proto string, ext netip.AddrPort, within time.Duration) bool {
+	want := map[string]int{"TCP": 6, "UDP": 17}[proto]
+	expired := func(l string) bool {
+		var v struct {
+			Msg string
+			Key struct {
+				Proto    int
+				External string
+			}
+		}
+		return json.Unmarshal([]byte(l), &v) == nil && v.Msg == "mapping expired" &&
+			v.Key.Proto == want && v.Key.External == ext.String()
+	}
+	timeout := time.NewTimer(within)
+	defer timeout.Stop()
+	for seen, last := 0, false; ; {
+		d.mu.Lock()
+		grew, lines := d.grew, d.lines[seen:]
+		seen = len(d.lines)
+		d.mu.Unlock()
+		for _, l := range lines {
+			if expired(l) {
+				return true
+			}
+		}
+		if last {
+			return false
+		}
+		select {
+		case <-grew:
+		case <-d.exit:
+			last = true // read what it logged before it exited
+		case <-timeout.C:
+			last = true
 		}
 	}
 }
