@@ -21,42 +21,75 @@ func nth(i int) mapping.Mapping {
 	}
 }
 
+// mixed is nth(i), UDP for even i: TCP and UDP alternating, as clients
+// send them.
+func mixed(i int) mapping.Mapping {
+	m := nth(i)
+	if i%2 == 0 {
+		m.Proto = mapping.UDP
+	}
+	return m
+}
+
+// berthdConfig is the table as berthd configures it
+// (internal/daemon/backend.go): hairpin and source-port preservation.
+var berthdConfig = Config{WANInterface: "wan0", Hairpin: true, PreserveSourcePort: true}
+
 // BenchmarkApplyAdd measures one Apply that adds one mapping (and one that
 // deletes it, to keep the count) with 1, 1,000 and 100,000 mappings
 // installed. The cost should be flat: a batch touches only its elements.
+//
+// berthd is the table as berthd configures it, with TCP and UDP mappings
+// installed and a UDP mapping added, which also adds its element to
+// snat_udp; bare is a table without hairpin and source-port preservation,
+// with TCP mappings only.
 func BenchmarkApplyAdd(b *testing.B) {
-	for _, present := range []int{1, 1000, 100000} {
-		b.Run(fmt.Sprintf("present=%d", present), func(b *testing.B) {
-			ctx := context.Background()
-			ns := newNetNS(b)
-			c, port := ns.lastingConn(b)
-			n, err := New(Config{Conn: c, PortID: port, Conntrack: ns.conntrack(b)})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer n.Close()
-			want := make([]mapping.Mapping, present)
-			for i := range want {
-				want[i] = nth(i)
-			}
-			if err := n.Sync(ctx, want); err != nil {
-				b.Fatalf("Sync of %d mappings: %v", present, err)
-			}
-			m := nth(present)
-			cs := []backend.Change{{Op: backend.Add, Mapping: m}}
-			ds := []backend.Change{{Op: backend.Delete, Mapping: m}}
-			b.ResetTimer()
-			for b.Loop() {
-				if err := n.Apply(ctx, cs); err != nil {
+	variants := []struct {
+		name      string
+		cfg       Config
+		installed func(i int) mapping.Mapping
+		proto     mapping.Protocol // of the mapping added
+	}{
+		{"berthd", berthdConfig, mixed, mapping.UDP},
+		{"bare", Config{}, nth, mapping.TCP},
+	}
+	for _, v := range variants {
+		for _, present := range []int{1, 1000, 100000} {
+			b.Run(fmt.Sprintf("%s/present=%d", v.name, present), func(b *testing.B) {
+				ctx := context.Background()
+				ns := newNetNS(b)
+				c := v.cfg
+				c.Conn, c.PortID = ns.lastingConn(b)
+				c.Conntrack = ns.conntrack(b)
+				n, err := New(c)
+				if err != nil {
 					b.Fatal(err)
 				}
-				b.StopTimer()
-				if err := n.Apply(ctx, ds); err != nil {
-					b.Fatal(err)
+				defer n.Close()
+				want := make([]mapping.Mapping, present)
+				for i := range want {
+					want[i] = v.installed(i)
 				}
-				b.StartTimer()
-			}
-		})
+				if err := n.Sync(ctx, want); err != nil {
+					b.Fatalf("Sync of %d mappings: %v", present, err)
+				}
+				m := nth(present)
+				m.Proto = v.proto
+				cs := []backend.Change{{Op: backend.Add, Mapping: m}}
+				ds := []backend.Change{{Op: backend.Delete, Mapping: m}}
+				b.ResetTimer()
+				for b.Loop() {
+					if err := n.Apply(ctx, cs); err != nil {
+						b.Fatal(err)
+					}
+					b.StopTimer()
+					if err := n.Apply(ctx, ds); err != nil {
+						b.Fatal(err)
+					}
+					b.StartTimer()
+				}
+			})
+		}
 	}
 }
 
@@ -102,18 +135,13 @@ func BenchmarkApplyBatch(b *testing.B) {
 	ctx := context.Background()
 	ns := newNetNS(b)
 	c, port := ns.lastingConn(b)
-	n, err := New(Config{Conn: c, PortID: port, Conntrack: ns.conntrack(b), WANInterface: "wan0", Hairpin: true, PreserveSourcePort: true})
+	cfg := berthdConfig
+	cfg.Conn, cfg.PortID, cfg.Conntrack = c, port, ns.conntrack(b)
+	n, err := New(cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer n.Close()
-	mixed := func(i int) mapping.Mapping {
-		m := nth(i)
-		if i%2 == 0 {
-			m.Proto = mapping.UDP
-		}
-		return m
-	}
 	want := make([]mapping.Mapping, present)
 	for i := range want {
 		want[i] = mixed(i)
