@@ -525,8 +525,9 @@ func genProcess(b []byte) (pid uint32, comm string, ok bool) {
 	return pid, comm, ok && ad.Err() == nil
 }
 
-// flush commits what is queued on the Conn.
-func (n *Nft) flush() error { return n.conn.Flush() }
+// flush commits what is queued on the Conn, waiting at most flushTimeout
+// for the kernel's answers.
+func (n *Nft) flush() error { return withDeadline(n.conn, flushTimeout, n.conn.Flush) }
 
 // Lost returns a channel that receives a short reason, such as "table ip
 // berth deleted by nft (pid 4242)" (several changes joined with "; "),

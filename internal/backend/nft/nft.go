@@ -476,12 +476,14 @@ func ctStatusDNAT() []expr.Any {
 // after the Nft.
 func Dial(netns int) (*nftables.Conn, uint32, error) {
 	var port uint32
+	var sock *netlink.Conn
 	opt := func(c *netlink.Conn) error {
 		if err := LargeBuffers(c); err != nil {
 			return err
 		}
 		var err error
 		port, err = portID(c)
+		sock = c
 		return err
 	}
 	opts := []nftables.ConnOption{nftables.AsLasting(), nftables.WithSockOptions(opt)}
@@ -492,6 +494,7 @@ func Dial(netns int) (*nftables.Conn, uint32, error) {
 	if err != nil {
 		return nil, 0, err
 	}
+	sockets.Store(c, sock)
 	return c, port, nil
 }
 

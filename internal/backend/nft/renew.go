@@ -1,6 +1,14 @@
 package nft
 
-import "github.com/google/nftables"
+import (
+	"sync"
+	"time"
+
+	"github.com/google/nftables"
+	"github.com/mdlayher/netlink"
+
+	"github.com/berthd/berth/internal/clock"
+)
 
 // A failed batch must leave nothing on the Conn that a later batch could
 // send or trip over, and google/nftables v0.3.0 has no way to discard what
@@ -49,6 +57,7 @@ func (n *Nft) renew(cause error) {
 	// The old socket's unread acknowledgements go with it. Closing the
 	// caller's Conn (Config.Conn) again is harmless.
 	old.CloseLasting()
+	sockets.Delete(old)
 	n.conn = c
 	n.mon.follow(port)
 	n.renewed++
@@ -61,4 +70,33 @@ func (n *Nft) closeConn() {
 	if n.conn != n.cfg.Conn {
 		n.conn.CloseLasting()
 	}
+}
+
+// flushTimeout bounds how long a batch waits for the kernel's answers.
+// v0.3.0's Flush reads one acknowledgement per message with no deadline,
+// and the kernel sends none for the messages after the one it aborts a
+// batch on (an allocation failure in nfnetlink's batch loop ends the
+// batch there): unbounded, Apply, and every request waiting for it,
+// would hang for good. At the deadline Flush fails and commit renews the
+// Conn, unread answers and all.
+const flushTimeout = 30 * time.Second
+
+// sockets holds the netlink socket of each Conn that Dial opened, which
+// nftables.Conn does not expose, for the deadline above.
+var sockets sync.Map // *nftables.Conn → *netlink.Conn
+
+// withDeadline runs flush with a read deadline timeout from now on c's
+// socket, when Dial opened c. A Conn without a lasting socket opens one
+// inside each Flush, out of reach.
+func withDeadline(c *nftables.Conn, timeout time.Duration, flush func() error) error {
+	v, ok := sockets.Load(c)
+	if !ok {
+		return flush()
+	}
+	sock := v.(*netlink.Conn)
+	if err := sock.SetReadDeadline(clock.Real{}.Now().Add(timeout)); err != nil {
+		return flush()
+	}
+	defer sock.SetReadDeadline(time.Time{})
+	return flush()
 }

@@ -2,11 +2,16 @@ package nft
 
 import (
 	"context"
+	"errors"
 	"net/netip"
+	"os"
 	"testing"
+	"time"
 
 	"github.com/google/nftables"
+	"github.com/mdlayher/netlink"
 
+	"github.com/berthd/berth/internal/backend"
 	"github.com/berthd/berth/internal/mapping"
 )
 
@@ -121,5 +126,43 @@ func testFailedBatch(t *testing.T, lasting bool) {
 	expectQuiet(t, n, "berth's batches after failed ones")
 	if c, r := n.mon.checks.Load(), n.mon.received.Load(); c != 0 || r != 0 {
 		t.Errorf("berth's own batches on the new Conn were checked %d times and read %d messages, want 0 and 0", c, r)
+	}
+}
+
+// TestFlushDeadline: the deadline flush sets on the lasting socket ends a
+// wait for answers that never come (the kernel's silence after a batch it
+// aborted), with an error that renews the Conn, and is gone afterwards.
+func TestFlushDeadline(t *testing.T) {
+	ns := newNetNS(t)
+	c, _ := ns.lastingConn(t)
+	v, ok := sockets.Load(c)
+	if !ok {
+		t.Fatal("Dial did not record the Conn's socket")
+	}
+	sock := v.(*netlink.Conn)
+	done := make(chan error, 1)
+	go func() {
+		// Nothing was sent, so no answer comes: only the deadline ends it.
+		done <- withDeadline(c, 100*time.Millisecond, func() error { _, err := sock.Receive(); return err })
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("got %v, want a deadline error", err)
+		}
+	case <-time.After(20 * time.Second): // a guard against hanging the suite, not a timing check
+		t.Fatal("a read on the socket outlived its deadline")
+	}
+	// The deadline is cleared: a batch on the same Conn, well past it,
+	// still goes through.
+	n, err := New(Config{Conn: c, Conntrack: ns.conntrack(t)})
+	if err != nil {
+		t.Fatalf("New on the Conn after the deadline: %v", err)
+	}
+	defer n.Close()
+	m := mapping.Mapping{Key: mapping.Key{Proto: mapping.UDP, External: netip.MustParseAddrPort("203.0.113.2:4000")},
+		Internal: netip.MustParseAddrPort("192.168.77.10:4000")}
+	if err := n.Apply(context.Background(), []backend.Change{{Op: backend.Add, Mapping: m}}); err != nil {
+		t.Fatalf("Apply after the deadline: %v", err)
 	}
 }
