@@ -52,20 +52,28 @@ func (s *Service) expire(id uint64) {
 	if len(gone) == 0 {
 		return
 	}
+	for _, m := range gone {
+		s.log.Info("mapping expired", "key", m.Key, "internal", m.Internal, "client", m.Client, "origin", m.Origin.Kind)
+	}
+	s.retire(context.Background(), gone, Expired)
+}
+
+// retire tells the store, the subscribers (an event of kind each) and the
+// backend, in one batch, that mappings already out of the table are gone.
+// Their leases are over whatever the backend says: if it fails to remove
+// them, a Sync makes it match the table again soon. Called with mu held.
+func (s *Service) retire(ctx context.Context, gone []mapping.Mapping, kind EventKind) {
 	s.gen++
 	batch := make([]backend.Change, len(gone))
 	for i, m := range gone {
 		batch[i] = backend.Change{Op: backend.Delete, Mapping: m}
-		s.forget(m) // not waited for: a restart drops an ended lease anyway
-		s.publish(Event{Kind: Expired, Mapping: m})
-		s.log.Info("mapping expired", "key", m.Key, "internal", m.Internal, "client", m.Client, "origin", m.Origin.Kind)
+		s.forget(m) // not waited for: a restart checks the lease again anyway
+		s.publish(Event{Kind: kind, Mapping: m})
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), backendTimeout)
+	ctx, cancel := context.WithTimeout(ctx, backendTimeout)
 	defer cancel()
 	if err := s.ap.apply(ctx, batch); err != nil {
-		// The leases are over whatever the backend says; make the backend
-		// match the table again soon.
-		s.log.Error("backend failed to remove expired mappings; will reconcile", "count", len(gone), "err", err)
+		s.log.Error("backend failed to remove mappings; will reconcile", "count", len(gone), "event", kind, "err", err)
 		s.scheduleSync()
 	}
 }

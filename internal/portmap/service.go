@@ -174,18 +174,10 @@ func (s *Service) SetPolicy(ctx context.Context, p *policy.Policy) []mapping.Map
 	if len(gone) == 0 {
 		return nil
 	}
-	batch := make([]backend.Change, len(gone))
-	for i, m := range gone {
-		batch[i] = backend.Change{Op: backend.Delete, Mapping: m}
+	for _, m := range gone {
 		s.table.Delete(m.Key)
-		s.forget(m)
-		s.publish(Event{Kind: Removed, Mapping: m})
 	}
-	s.gen++
-	if err := s.ap.apply(ctx, batch); err != nil {
-		s.log.Error("backend failed to remove withdrawn mappings; will reconcile", "count", len(gone), "err", err)
-		s.scheduleSync()
-	}
+	s.retire(ctx, gone, Removed)
 	return gone
 }
 
