@@ -86,6 +86,15 @@ const (
 	ssdpPort = 1900
 )
 
+// ownPort is a UDP port berth serves itself, and what on it.
+type ownPort struct {
+	port uint16
+	use  string
+}
+
+// ownPorts are never handed out, nor taken by a static forward.
+var ownPorts = []ownPort{{pcpPort, "NAT-PMP and PCP"}, {ssdpPort, "SSDP"}}
+
 // Run serves until ctx ends, then removes every mapping it installed.
 func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	log := o.Logger
@@ -295,10 +304,11 @@ func reload(ctx context.Context, svc *portmap.Service, det netif.Detected, ext n
 }
 
 func buildPolicy(cfg *config.Config, det netif.Detected, ext netip.Addr, own []policy.Reserved, log *slog.Logger) (*policy.Policy, error) {
-	reserved := append([]policy.Reserved{
-		{Proto: mapping.UDP, Ports: mapping.PortRange{Lo: pcpPort, Hi: pcpPort}, Why: "berth"},
-		{Proto: mapping.UDP, Ports: mapping.PortRange{Lo: ssdpPort, Hi: ssdpPort}, Why: "berth"},
-	}, cfg.Policy.Reserved...)
+	var reserved []policy.Reserved
+	for _, o := range ownPorts {
+		reserved = append(reserved, policy.Reserved{Proto: mapping.UDP, Ports: mapping.PortRange{Lo: o.port, Hi: o.port}, Why: "berth"})
+	}
+	reserved = append(reserved, cfg.Policy.Reserved...)
 	reserved = append(reserved, own...)
 	router := []netip.Addr{}
 	if ext.IsValid() {
@@ -339,13 +349,9 @@ func routerPorts(det netif.Detected, ext netip.Addr, log *slog.Logger) []policy.
 		log.Warn("cannot read the router's listening ports; not reserving them", "err", err)
 		return nil
 	}
-	wan := map[netip.Addr]bool{ext: true}
-	for _, p := range det.WAN.Prefixes {
-		wan[p.Addr()] = true
-	}
 	var out []policy.Reserved
 	for _, l := range ls {
-		if a := l.Addr.Addr(); a.IsUnspecified() || wan[a] {
+		if a := l.Addr.Addr(); a.IsUnspecified() || onWAN(det, ext, a) {
 			p := l.Addr.Port()
 			out = append(out, policy.Reserved{Proto: l.Proto, Ports: mapping.PortRange{Lo: p, Hi: p}, Why: "router listens"})
 		}
@@ -354,6 +360,12 @@ func routerPorts(det netif.Detected, ext netip.Addr, log *slog.Logger) []policy.
 		log.Info("reserved ports the router listens on", "count", len(out))
 	}
 	return out
+}
+
+// onWAN reports whether a is the external address or an address of the
+// WAN interface: where traffic for mappings arrives.
+func onWAN(det netif.Detected, ext, a netip.Addr) bool {
+	return a == ext || slices.ContainsFunc(det.WAN.Prefixes, func(p netip.Prefix) bool { return p.Addr() == a })
 }
 
 func isLocal(det netif.Detected, a netip.Addr) bool {

@@ -39,9 +39,10 @@ func forwards(cfg *config.Config, det netif.Detected, ext netip.Addr, backendNam
 	for i, f := range cfg.Forwards {
 		at := func(key string) string { return fmt.Sprintf("forward[%d].%s", i, key) }
 		in := f.Internal.Addr()
+		own := slices.IndexFunc(ownPorts, func(o ownPort) bool { return f.Proto == mapping.UDP && o.port == f.External })
 		switch {
-		case f.Proto == mapping.UDP && (f.External == pcpPort || f.External == ssdpPort):
-			errs = append(errs, cfg.Errorf(at("external_port"), "udp port %d is berth's own (%s)", f.External, ownPortUse(f.External)))
+		case own >= 0:
+			errs = append(errs, cfg.Errorf(at("external_port"), "udp port %d is berth's own (%s)", f.External, ownPorts[own].use))
 		case backendName == "nft" && ext.IsValid() && in.Is4() != ext.Is4():
 			errs = append(errs, cfg.Errorf(at("internal"), "the nft backend forwards the external address %s only to addresses of its family, not %s", ext, in))
 		case !slices.ContainsFunc(det.LANPrefixes, func(p netip.Prefix) bool { return p.Contains(in) }):
@@ -53,11 +54,4 @@ func forwards(cfg *config.Config, det netif.Detected, ext netip.Addr, backendNam
 		return nil, errors.Join(errs...)
 	}
 	return out, nil
-}
-
-func ownPortUse(p uint16) string {
-	if p == pcpPort {
-		return "NAT-PMP and PCP"
-	}
-	return "SSDP"
 }

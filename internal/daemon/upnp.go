@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -156,8 +155,7 @@ func startUPnP(ctx context.Context, cfg *config.Config, det netif.Detected, svc 
 func (u *upnp) wanPorts(det netif.Detected, ext netip.Addr) []policy.Reserved {
 	var out []policy.Reserved
 	for a, p := range u.ports {
-		onWAN := a == ext || slices.ContainsFunc(det.WAN.Prefixes, func(w netip.Prefix) bool { return w.Addr() == a })
-		if onWAN {
+		if onWAN(det, ext, a) {
 			out = append(out, policy.Reserved{Proto: mapping.TCP, Ports: mapping.PortRange{Lo: p, Hi: p}, Why: "berth"})
 		}
 	}
