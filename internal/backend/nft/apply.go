@@ -52,20 +52,17 @@ func (s *scratch) overlay(n int) map[key]overlayState {
 // done empties the buffers after a batch, so that what it built can be
 // collected.
 func (s *scratch) done() {
-	if len(s.keys) > scratchKeep {
-		s.keys = nil
-	}
-	clear(s.keys)
+	clear(s.keys) // overlay hands out keys only for up to scratchKeep changes
 	s.ops = keep(s.ops)
 }
 
-// keep clears b and returns it emptied, or nil when it is larger than
-// scratchKeep.
+// keep clears b, every element a batch used, and returns it emptied, or
+// nil when it is larger than scratchKeep.
 func keep[T any](b []T) []T {
 	if cap(b) > scratchKeep {
 		return nil
 	}
-	clear(b[:cap(b)])
+	clear(b)
 	return b[:0]
 }
 
@@ -105,6 +102,9 @@ func (n *Nft) Apply(ctx context.Context, cs []backend.Change) error {
 		return fmt.Errorf("nft: apply: %w", err)
 	}
 	ops := n.scratch.ops[:0]
+	// Before done (deferred above) clears it, also when the batch fails
+	// half-built: keep clears what ops holds, not its whole capacity.
+	defer func() { n.scratch.ops = ops }()
 	var removed []mapping.Mapping // deleted or replaced, for queueFlush
 	for _, c := range cs {
 		switch c.Op {
@@ -170,7 +170,6 @@ func (n *Nft) Apply(ctx context.Context, cs []backend.Change) error {
 		}
 		ops = append(ops, n.snatOps(have, snatWanted)...)
 	}
-	n.scratch.ops = ops
 	if err := n.commit(false, ops); err != nil {
 		return fmt.Errorf("nft: apply: %w", err)
 	}

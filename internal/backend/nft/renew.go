@@ -64,10 +64,12 @@ func (n *Nft) renew(cause error) {
 	n.log.Debug("netlink connection renewed after a failed batch", "cause", cause, "port", port)
 }
 
-// closeConn closes n.conn if the backend opened it (renew); Config.Conn
-// is the caller's.
+// closeConn closes n.conn if the backend opened it (renew), and forgets
+// its socket; Config.Conn is the caller's, who opened it with Dial and
+// closes it. The caller's Conn keeps its socket's entry for a next Nft on it.
 func (n *Nft) closeConn() {
 	if n.conn != n.cfg.Conn {
+		sockets.Delete(n.conn)
 		n.conn.CloseLasting()
 	}
 }
@@ -82,7 +84,9 @@ func (n *Nft) closeConn() {
 const flushTimeout = 30 * time.Second
 
 // sockets holds the netlink socket of each Conn that Dial opened, which
-// nftables.Conn does not expose, for the deadline above.
+// nftables.Conn does not expose, for the deadline above. The backend
+// drops the entries of the Conns it opens itself (renew); one for each
+// Dial of a caller (berthd: one) stays.
 var sockets sync.Map // *nftables.Conn → *netlink.Conn
 
 // withDeadline runs flush with a read deadline timeout from now on c's
