@@ -87,7 +87,7 @@ func topology(t *testing.T, c Config) (n *Nft, router, wan, lan *netNS) {
 	t.Helper()
 	for _, tool := range []string{"python3", "curl"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("forwarding test needs %s: %v", tool, err)
+			skipOrFail(t, "forwarding test needs %s: %v", tool, err)
 		}
 	}
 	n, router = newNft(t, c)
