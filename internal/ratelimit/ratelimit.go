@@ -23,12 +23,17 @@ type Limiter struct {
 	max     int
 	buckets map[netip.Addr]*list.Element
 	lru     list.List // of *bucket, most recently seen first
+	// denied counts refusals since the last Denials; lost is set when a
+	// bucket holding some left the full table.
+	denied uint64
+	lost   bool
 }
 
 type bucket struct {
 	key    netip.Addr
 	tokens float64
 	last   time.Time
+	denied uint64 // since the last Denials
 }
 
 // New returns a limiter refilling rate tokens per second up to burst, for
@@ -63,7 +68,9 @@ func (l *Limiter) AllowN(a netip.Addr, n int, now time.Time) bool {
 		if l.lru.Len() >= l.max {
 			old := l.lru.Back()
 			l.lru.Remove(old)
-			delete(l.buckets, old.Value.(*bucket).key)
+			ob := old.Value.(*bucket)
+			delete(l.buckets, ob.key)
+			l.lost = l.lost || ob.denied > 0
 		}
 		b = &bucket{key: key, tokens: l.burst, last: now}
 		l.buckets[key] = l.lru.PushFront(b)
@@ -73,10 +80,51 @@ func (l *Limiter) AllowN(a netip.Addr, n int, now time.Time) bool {
 		b.last = now
 	}
 	if b.tokens < float64(n) {
+		b.denied++
+		l.denied++
 		return false
 	}
 	b.tokens -= float64(n)
 	return true
+}
+
+// Denials is what a Limiter refused between two calls of Denials.
+type Denials struct {
+	Total   uint64     // requests refused
+	Sources int        // clients refused, of those still in the table
+	Capped  bool       // refused clients left the full table: Sources is a lower bound
+	Top     netip.Addr // the Key refused most (the lower one on a tie)
+	TopN    uint64     // and how often
+}
+
+// Denials returns what was refused since the last call and starts over.
+// It walks the table: call it now and then (berth: once a minute), not
+// per request.
+func (l *Limiter) Denials() Denials {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	d := Denials{Total: l.denied, Capped: l.lost}
+	for _, e := range l.buckets {
+		b := e.Value.(*bucket)
+		if b.denied == 0 {
+			continue
+		}
+		d.Sources++
+		if b.denied > d.TopN || (b.denied == d.TopN && b.key.Less(d.Top)) {
+			d.Top, d.TopN = b.key, b.denied
+		}
+		b.denied = 0
+	}
+	l.denied, l.lost = 0, false
+	return d
+}
+
+// Source names a Key for people: the address, or the /64 of an IPv6 one.
+func Source(k netip.Addr) string {
+	if k.Is6() && !k.Is4In6() {
+		return netip.PrefixFrom(k, 64).String()
+	}
+	return k.String()
 }
 
 // Len is the number of clients in the table.

@@ -2,8 +2,8 @@ package listener
 
 import (
 	"log/slog"
-	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/berthd/berth/internal/clock"
@@ -14,69 +14,58 @@ import (
 // rate-limited packets: a flood is seen in the log without flooding it.
 const dropReportInterval = time.Minute
 
-// maxDropSources bounds the sources counted between two lines; a flood of
-// spoofed sources beyond it is still counted in the total.
-const maxDropSources = 1024
-
-// dropReport gathers the packets the per-client rate limit dropped and
-// logs one Warn line a minute while there are any: how many since the last
-// line, from how many sources, and the source that sent the most. The
-// first drop after a quiet spell starts the minute; a minute without a
-// drop logs nothing.
+// dropReport logs one Warn line a minute while the per-client rate limit
+// drops packets: how many since the last line, from how many sources, and
+// the source that sent the most. The limiter counts them; the first drop
+// after a quiet spell starts the minute, and a minute without a drop logs
+// nothing.
 type dropReport struct {
 	clk clock.Clock
 	log *slog.Logger
+	lim *ratelimit.Limiter
 
-	mu      sync.Mutex
-	n       uint64                // dropped since the last line
-	sources map[netip.Addr]uint64 // by ratelimit.Key: an IPv6 /64 is one source
-	over    bool                  // sources was full: the counts are a lower bound
-	stop    func() bool           // the pending line's timer; nil when none
-	closed  bool
+	// armed is set while a line is due: a drop during a flood costs one
+	// atomic load. It changes only under mu.
+	armed  atomic.Bool
+	mu     sync.Mutex
+	stop   func() bool // the pending line's timer; nil when none
+	closed bool
 }
 
-func newDropReport(clk clock.Clock, log *slog.Logger) *dropReport {
-	return &dropReport{clk: clk, log: log, sources: make(map[netip.Addr]uint64)}
+func newDropReport(clk clock.Clock, log *slog.Logger, lim *ratelimit.Limiter) *dropReport {
+	return &dropReport{clk: clk, log: log, lim: lim}
 }
 
-// add counts one packet from src dropped by the rate limit.
-func (d *dropReport) add(src netip.Addr) {
-	key := ratelimit.Key(src)
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.closed {
+// dropped notes that the limit dropped a packet.
+func (d *dropReport) dropped() {
+	if d.armed.Load() {
 		return
 	}
-	d.n++
-	if _, ok := d.sources[key]; ok || len(d.sources) < maxDropSources {
-		d.sources[key]++
-	} else {
-		d.over = true
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed || d.armed.Load() {
+		return
 	}
-	if d.stop == nil {
-		d.stop = d.clk.AfterFunc(dropReportInterval, d.flush)
-	}
+	d.armed.Store(true)
+	d.stop = d.clk.AfterFunc(dropReportInterval, d.flush)
 }
 
-// flush logs what was gathered and starts over.
+// flush logs what the limiter refused since the last line.
 func (d *dropReport) flush() {
 	d.mu.Lock()
 	if d.closed {
 		d.mu.Unlock()
 		return
 	}
-	n, sources, over := d.n, d.sources, d.over
-	d.n, d.sources, d.over, d.stop = 0, make(map[netip.Addr]uint64), false, nil
+	d.stop = nil
+	d.armed.Store(false)
+	den := d.lim.Denials()
 	d.mu.Unlock()
-	var top netip.Addr
-	var most uint64
-	for a, c := range sources {
-		if c > most || (c == most && a.Less(top)) {
-			top, most = a, c
-		}
+	if den.Total == 0 {
+		return
 	}
-	d.log.Warn("requests dropped by the per-client rate limit", "dropped", n, "in", dropReportInterval,
-		"sources", len(sources), "sources_capped", over, "top", sourceString(top), "top_dropped", most)
+	d.log.Warn("requests dropped by the per-client rate limit", "dropped", den.Total, "in", dropReportInterval,
+		"sources", den.Sources, "sources_capped", den.Capped, "top", ratelimit.Source(den.Top), "top_dropped", den.TopN)
 }
 
 // close stops the pending line, if any; nothing is logged after it.
@@ -88,12 +77,4 @@ func (d *dropReport) close() {
 		d.stop()
 		d.stop = nil
 	}
-}
-
-// sourceString names a rate-limit key: the address, or for IPv6 its /64.
-func sourceString(k netip.Addr) string {
-	if k.Is6() && !k.Is4In6() {
-		return netip.PrefixFrom(k, 64).String()
-	}
-	return k.String()
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/berthd/berth/internal/clock/clocktest"
+	"github.com/berthd/berth/internal/ratelimit"
 )
 
 type lockedBuffer struct {
@@ -111,23 +112,27 @@ func TestRateLimitDropsLogged(t *testing.T) {
 	}
 }
 
-// A flood of spoofed sources is counted in full, but no more than
-// maxDropSources of them are remembered until the next line.
+// A flood of spoofed sources is counted in full; the sources named are
+// those the limiter's bounded table still holds, and the line says so.
 func TestRateLimitDropSourcesBounded(t *testing.T) {
 	clk := clocktest.NewFake(time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC))
 	var logs lockedBuffer
-	d := newDropReport(clk, slog.New(slog.NewTextHandler(&logs, nil)))
+	lim := ratelimit.New(1e-6, 1, 64)
+	d := newDropReport(clk, slog.New(slog.NewTextHandler(&logs, nil)), lim)
 	defer d.close()
-	n := maxDropSources + 100
+	n := 164
 	for i := range n {
-		d.add(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}))
-	}
-	if len(d.sources) != maxDropSources {
-		t.Fatalf("%d sources remembered, want %d", len(d.sources), maxDropSources)
+		a := netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)})
+		for range 2 { // the second is refused
+			if !lim.Allow(a, clk.Now()) {
+				d.dropped()
+			}
+		}
 	}
 	clk.Advance(dropReportInterval)
 	got := logs.lines()
-	if len(got) != 1 || !strings.Contains(got[0], "dropped=1124 ") || !strings.Contains(got[0], "sources_capped=true") {
-		t.Fatalf("got %q, want one line counting all %d drops and saying sources were capped", got, n)
+	if len(got) != 1 || !strings.Contains(got[0], "dropped=164 ") || !strings.Contains(got[0], "sources=64 ") ||
+		!strings.Contains(got[0], "sources_capped=true") {
+		t.Fatalf("got %q, want one line counting all %d drops, naming the 64 sources the table holds, capped", got, n)
 	}
 }

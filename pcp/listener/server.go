@@ -232,7 +232,7 @@ func New(c Config) (*Server, error) {
 	}
 	s := &Server{cfg: c, log: log.With("component", "pcp"), limiter: ratelimit.New(c.Rate, c.Burst, c.MaxClients),
 		lanIf: make(map[int]bool), own: make(map[netip.Addr]bool), virtualIf: make(map[virtualKey]bool)}
-	s.drops = newDropReport(c.Clock, s.log)
+	s.drops = newDropReport(c.Clock, s.log, s.limiter)
 	for _, b := range c.Binds {
 		ap := netip.AddrPortFrom(b.Addr, c.Port)
 		conn, err := listen(b, ap)
@@ -421,7 +421,7 @@ func (s *Server) handle(pkt []byte, from netip.AddrPort, out []byte) []byte {
 	now := s.cfg.Clock.Now()
 	if !s.limiter.Allow(src, now) {
 		s.rateLimited.Add(1)
-		s.drops.add(src)
+		s.drops.dropped()
 		return nil
 	}
 	if len(pkt) < 2 {
