@@ -62,8 +62,8 @@ type berthd struct {
 // daemon is stopped with SIGTERM when the test ends (killed if that hangs)
 // and its log is printed if the test failed.
 //
-// Every scenario runs the nft backend, and every configuration says so
-// (backend = "nft"): with "auto", a berthd that cannot use nf_tables falls
+// Every scenario runs the nft backend, and launch puts it first in every
+// configuration (backend = "nft"): with "auto", a berthd that cannot use nf_tables falls
 // back to the relay, which forwards most of the suite's traffic too and
 // would hide the fallback. startBerthd fails the test unless berthd says
 // it serves with nft and berth's table is in the router's kernel.
@@ -78,7 +78,7 @@ func startBerthd(t *testing.T, topo *topology, bin, toml string) string {
 func launch(t *testing.T, topo *topology, bin, toml, stateDir string) (*berthd, string) {
 	t.Helper()
 	conf := filepath.Join(t.TempDir(), "berth.toml")
-	if err := os.WriteFile(conf, []byte(toml), 0o644); err != nil {
+	if err := os.WriteFile(conf, []byte("backend = \"nft\"\n"+toml), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	d := &berthd{grew: make(chan struct{}), exit: make(chan struct{})}
@@ -167,49 +167,41 @@ func containsMsg(msgs []string, msg string) bool {
 // within: a line may reach the test after the packet berthd sent next to
 // it.
 func (d *berthd) waitMsg(msg string, within time.Duration) bool {
-	timeout := time.NewTimer(within)
-	defer timeout.Stop()
-	for {
-		d.mu.Lock()
-		grew, found := d.grew, containsMsg(d.msgs, msg)
-		d.mu.Unlock()
-		if found {
-			return true
-		}
-		select {
-		case <-grew:
-		case <-d.exit:
-			return false
-		case <-timeout.C:
-			return false
-		}
-	}
+	return d.waitLine(func(_, m string) bool { return m == msg }, within)
 }
 
 // waitExpired reports whether berthd logs, or has logged, within within
 // that the mapping of proto ("TCP", "UDP") on ext expired.
 func (d *berthd) waitExpired(proto string, ext netip.AddrPort, within time.Duration) bool {
 	want := map[string]int{"TCP": 6, "UDP": 17}[proto]
-	expired := func(l string) bool {
+	return d.waitLine(func(l, m string) bool {
+		if m != "mapping expired" {
+			return false
+		}
 		var v struct {
-			Msg string
 			Key struct {
 				Proto    int
 				External string
 			}
 		}
-		return json.Unmarshal([]byte(l), &v) == nil && v.Msg == "mapping expired" &&
-			v.Key.Proto == want && v.Key.External == ext.String()
-	}
+		return json.Unmarshal([]byte(l), &v) == nil && v.Key.Proto == want && v.Key.External == ext.String()
+	}, within)
+}
+
+// waitLine reports whether berthd logs, or has logged, within within a
+// line for which match (given the line and its "msg") is true. After
+// berthd exits or the time is up, it still reads what was logged until
+// then.
+func (d *berthd) waitLine(match func(line, msg string) bool, within time.Duration) bool {
 	timeout := time.NewTimer(within)
 	defer timeout.Stop()
 	for seen, last := 0, false; ; {
 		d.mu.Lock()
-		grew, lines := d.grew, d.lines[seen:]
+		grew, lines, msgs := d.grew, d.lines[seen:], d.msgs[seen:]
 		seen = len(d.lines)
 		d.mu.Unlock()
-		for _, l := range lines {
-			if expired(l) {
+		for i, l := range lines {
+			if match(l, msgs[i]) {
 				return true
 			}
 		}

@@ -18,7 +18,6 @@ import (
 // durableConfig lets one LAN host hold every mapping of the load, with
 // leases long enough that none ends during the test.
 const durableConfig = `
-backend = "nft"
 
 [policy]
 max_per_client = 5000

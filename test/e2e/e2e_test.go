@@ -19,7 +19,6 @@ import (
 // short as a client asks for, so expiry is seen within seconds; and a
 // static forward.
 const config = `
-backend = "nft"
 
 [policy.lifetime.natpmp]
 min = "2s"

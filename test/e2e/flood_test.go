@@ -85,7 +85,7 @@ func TestFloodFromOneClient(t *testing.T) {
 	topo := newTopology(t)
 	polite := "192.168.77.11"
 	mustRun(t, 10*time.Second, topo.lan, "ip", "addr", "add", polite+"/24", "dev", "lan0")
-	d, failed := launch(t, topo, bin, "backend = \"nft\"\n", t.TempDir())
+	d, failed := launch(t, topo, bin, "", t.TempDir())
 	if failed != "" {
 		t.Fatal(failed)
 	}

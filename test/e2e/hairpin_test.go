@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"net/netip"
-	"strings"
 	"testing"
 	"time"
 )
@@ -27,14 +26,7 @@ var lan2Host = netip.MustParseAddr("192.168.77.20")
 func addLANHost(t *testing.T, topo *topology) string {
 	t.Helper()
 	lan2 := topo.lan + "2"
-	if out, err := ipCmd("netns", "add", lan2); err != nil {
-		t.Fatalf("ip netns add %s: %v: %s", lan2, err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := ipCmd("netns", "del", lan2); err != nil {
-			t.Errorf("ip netns del %s: %v: %s", lan2, err, out)
-		}
-	})
+	addNetns(t, lan2)
 	r := topo.router
 	prefix := routerLAN.String() + "/24"
 	steps := [][]string{
@@ -55,11 +47,7 @@ func addLANHost(t *testing.T, topo *topology) string {
 		{"-n", lan2, "link", "set", "lan0", "up"},
 		{"-n", lan2, "route", "add", "default", "via", routerLAN.String()},
 	}
-	for _, s := range steps {
-		if out, err := ipCmd(s...); err != nil {
-			t.Fatalf("ip %s: %v: %s", strings.Join(s, " "), err, out)
-		}
-	}
+	ipSteps(t, steps)
 	// With br_netfilter loaded, bridged frames would pass the router's
 	// IPv4 hooks too and conntrack could fix up the mapped host's direct
 	// answer; the test is about the routed path alone. Without the module

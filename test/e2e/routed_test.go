@@ -21,7 +21,6 @@ var (
 )
 
 const routedConfig = `
-backend = "nft"
 lan_routed = ["10.77.5.0/24"]
 `
 
@@ -30,14 +29,7 @@ lan_routed = ["10.77.5.0/24"]
 func addFar(t *testing.T, topo *topology) string {
 	t.Helper()
 	far := topo.lan[:strings.LastIndexByte(topo.lan, '-')+1] + "far"
-	if out, err := ipCmd("netns", "add", far); err != nil {
-		t.Fatalf("ip netns add %s: %v: %s", far, err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := ipCmd("netns", "del", far); err != nil {
-			t.Errorf("ip netns del %s: %v: %s", far, err, out)
-		}
-	})
+	addNetns(t, far)
 	l, r := topo.lan, topo.router
 	steps := [][]string{
 		{"-n", far, "link", "set", "lo", "up"},
@@ -53,11 +45,7 @@ func addFar(t *testing.T, topo *topology) string {
 		{"-n", r, "route", "add", "10.77.6.0/24", "via", lanHost.String()},
 		{"netns", "exec", l, "sysctl", "-qw", "net.ipv4.ip_forward=1"},
 	}
-	for _, s := range steps {
-		if out, err := ipCmd(s...); err != nil {
-			t.Fatalf("ip %s: %v: %s", strings.Join(s, " "), err, out)
-		}
-	}
+	ipSteps(t, steps)
 	return far
 }
 

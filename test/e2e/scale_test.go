@@ -14,7 +14,6 @@ import (
 // none of TestThousandMappings' mappings can lapse while the others are
 // made and counted, however slow the machine.
 const scaleConfig = `
-backend = "nft"
 
 [policy.lifetime.natpmp]
 min = "1h"

@@ -84,19 +84,12 @@ func newTopology(t *testing.T) *topology {
 	// not collide.
 	prefix := fmt.Sprintf("berth-e2e%d-", os.Getpid())
 	topo := &topology{lan: prefix + "lan", router: prefix + "router", wan: prefix + "wan"}
-	for i, ns := range []string{topo.lan, topo.router, topo.wan} {
-		if out, err := ipCmd("netns", "add", ns); err != nil {
-			if i == 0 {
-				skipOrFail(t, "cannot create a network namespace: %v: %s", err, out)
-			}
-			t.Fatalf("ip netns add %s: %v: %s", ns, err, out)
-		}
-		t.Cleanup(func() {
-			if out, err := ipCmd("netns", "del", ns); err != nil {
-				t.Errorf("ip netns del %s: %v: %s", ns, err, out)
-			}
-		})
+	if out, err := ipCmd("netns", "add", topo.lan); err != nil {
+		skipOrFail(t, "cannot create a network namespace: %v: %s", err, out)
 	}
+	removeNetns(t, topo.lan)
+	addNetns(t, topo.router)
+	addNetns(t, topo.wan)
 	l, r, w := topo.lan, topo.router, topo.wan
 	steps := [][]string{
 		{"-n", l, "link", "set", "lo", "up"},
@@ -119,12 +112,37 @@ func newTopology(t *testing.T) *topology {
 		// LAN through the kernel.
 		{"netns", "exec", r, "sysctl", "-qw", "net.ipv4.ip_forward=1"},
 	}
+	ipSteps(t, steps)
+	return topo
+}
+
+// addNetns creates the network namespace ns, removed when the test ends.
+func addNetns(t *testing.T, ns string) {
+	t.Helper()
+	if out, err := ipCmd("netns", "add", ns); err != nil {
+		t.Fatalf("ip netns add %s: %v: %s", ns, err, out)
+	}
+	removeNetns(t, ns)
+}
+
+// removeNetns removes the namespace ns when the test ends.
+func removeNetns(t *testing.T, ns string) {
+	t.Cleanup(func() {
+		if out, err := ipCmd("netns", "del", ns); err != nil {
+			t.Errorf("ip netns del %s: %v: %s", ns, err, out)
+		}
+	})
+}
+
+// ipSteps runs ip(8) with each argument list in turn, failing the test at
+// the first that fails.
+func ipSteps(t *testing.T, steps [][]string) {
+	t.Helper()
 	for _, s := range steps {
 		if out, err := ipCmd(s...); err != nil {
 			t.Fatalf("ip %s: %v: %s", strings.Join(s, " "), err, out)
 		}
 	}
-	return topo
 }
 
 // ipCmd runs ip(8) with a time limit.

@@ -23,7 +23,6 @@ import (
 const vip = "192.168.77.254"
 
 const vipConfig = `
-backend = "nft"
 virtual_addresses = ["192.168.77.254"]
 `
 
