@@ -25,12 +25,13 @@ import (
 // snapshot of the table taken after every change queued before it, so
 // those are applied first and the snapshot then wins.
 //
-// Combining keeps Backend.Apply's rule that a batch never adds a Key
-// twice: the only tickets queued without waiting are new mappings, each
-// on a key the table did not hold; every other change (a delete, a
+// Combining keeps Backend.Apply's rule that a batch never adds or deletes
+// a Key twice: a run of tickets is cut before a ticket that touches a Key
+// the run already holds (runLen). Tickets queued without waiting are new
+// mappings, each on a key the table did not hold, and a client's
+// deletions, whose mappings have left the table; every other change (a
 // replacement, an expiry, a static forward, an address move, a Sync) is
-// queued with Service.mu held until its ticket is done, so nothing queues
-// behind it in the same batch.
+// queued with Service.mu held until its ticket is done.
 //
 // Lock order: Service.mu, then applier.mu. The applier's goroutine never
 // takes Service.mu, so a caller may wait for a ticket with Service.mu
@@ -171,13 +172,39 @@ func (a *applier) process(batch []*ticket) {
 			batch = batch[1:]
 			continue
 		}
-		n := 1
-		for n < len(batch) && !batch[n].sync {
-			n++
-		}
+		n := runLen(batch)
 		a.applyRun(ctx, batch[:n])
 		batch = batch[n:]
 	}
+}
+
+// runLen returns how many change tickets at the head of batch make one
+// backend batch: up to the next sync ticket, and before a ticket that
+// touches a Key an earlier one of the run touched (a deletion queued
+// behind the creation of the same mapping, and a new mapping of the port
+// behind that), so that the run holds each Key once but for a ticket's
+// own replacement.
+func runLen(batch []*ticket) int {
+	n := 1
+	if len(batch) < 2 || batch[1].sync {
+		return n
+	}
+	keys := make(map[mapping.Key]struct{}, 2*len(batch))
+	note := func(t *ticket) {
+		for _, c := range t.changes {
+			keys[c.Mapping.Key] = struct{}{}
+		}
+	}
+	note(batch[0])
+	for ; n < len(batch) && !batch[n].sync; n++ {
+		for _, c := range batch[n].changes {
+			if _, dup := keys[c.Mapping.Key]; dup {
+				return n
+			}
+		}
+		note(batch[n])
+	}
+	return n
 }
 
 // applyRun applies the change tickets run as one backend batch, or one by

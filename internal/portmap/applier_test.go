@@ -314,3 +314,164 @@ func TestCloseWaitsForBatch(t *testing.T) {
 		t.Error("an empty batch reached the backend")
 	}
 }
+
+// unmapAsync runs Unmap in a goroutine; the channel receives its outcome.
+func unmapAsync(s *Service, r mapping.Request) <-chan result {
+	ch := make(chan result, 1)
+	go func() { ch <- result{err: s.Unmap(ctx, r)} }()
+	return ch
+}
+
+// TestConcurrentUnmapsShareABatch checks that deletions from several
+// clients while a backend batch is in the kernel leave the table at once,
+// share the next batch, and are answered only after it.
+func TestConcurrentUnmapsShareABatch(t *testing.T) {
+	s, g := newGatedService(t)
+	sub := s.Subscribe(16)
+	var reqs []mapping.Request
+	for i := range 4 {
+		client := netip.AddrFrom4([4]byte{192, 168, 77, byte(20 + i)})
+		r := pmp(client, mapping.UDP, 7000, 7000+uint16(i), time.Hour)
+		if r := outcome(t, mapAsync(s, r)); r.err != nil {
+			t.Fatal(r.err)
+		}
+		reqs = append(reqs, pmp(client, mapping.UDP, 7000, 0, 0))
+	}
+	for range 4 {
+		<-sub.C() // Added
+	}
+	drainEntered(g)
+	before := len(g.Batches())
+	first, _ := queueBehind(t, s, g, 0)
+	var dels []<-chan result
+	for _, r := range reqs {
+		dels = append(dels, unmapAsync(s, r))
+	}
+	for i := 0; s.Len() != 1; i++ { // only the mapping in the backend is left
+		if i == int(waitFor/time.Millisecond) {
+			t.Fatalf("table still holds %v", s.List(mapping.Filter{}))
+		}
+		time.Sleep(time.Millisecond)
+	}
+	select {
+	case r := <-dels[0]:
+		t.Fatalf("Unmap answered (%v) before its backend batch ran", r.err)
+	default:
+	}
+	if len(sub.C()) != 0 {
+		t.Fatal("Removed published before the backend took the deletion")
+	}
+	g.open()
+	if r := outcome(t, first); r.err != nil {
+		t.Fatal(r.err)
+	}
+	for _, ch := range dels {
+		if r := outcome(t, ch); r.err != nil {
+			t.Fatalf("Unmap: %v", r.err)
+		}
+	}
+	batches := g.Batches()[before:]
+	if len(batches) != 2 || len(batches[1]) != 4 {
+		t.Fatalf("backend batches %v, want the new mapping's and one of the 4 deletions", batches)
+	}
+	if fmt.Sprint(g.State()) != fmt.Sprint(s.List(mapping.Filter{})) {
+		t.Errorf("backend holds %v, table %v", g.State(), s.List(mapping.Filter{}))
+	}
+	removed := 0
+	for len(sub.C()) > 0 {
+		if e := <-sub.C(); e.Kind == Removed {
+			removed++
+		}
+	}
+	if removed != 4 {
+		t.Fatalf("%d Removed events, want 4", removed)
+	}
+}
+
+// drainEntered forgets the Apply calls made so far.
+func drainEntered(g *gated) {
+	for len(g.entered) > 0 {
+		<-g.entered
+	}
+}
+
+// TestRefusedUnmapPutsBack checks that a deletion the backend refuses
+// leaves the mappings as they were, in the table and on disk, while a
+// new mapping of the same port queued behind it keeps the backend's rule
+// of one change per key and batch.
+func TestRefusedUnmapPutsBack(t *testing.T) {
+	s, g := newGatedService(t)
+	m := outcome(t, mapAsync(s, pmp(hostB, mapping.TCP, 7000, 7000, time.Hour)))
+	if m.err != nil {
+		t.Fatal(m.err)
+	}
+	drainEntered(g)
+	first, _ := queueBehind(t, s, g, 0)
+	del := unmapAsync(s, pmp(hostB, mapping.TCP, 7000, 0, 0))
+	// hostA's mapping is in flight; hostB's leaves the table.
+	for i := 0; s.Len() != 1; i++ {
+		if i == int(waitFor/time.Millisecond) {
+			t.Fatalf("table still holds %v", s.List(mapping.Filter{}))
+		}
+		time.Sleep(time.Millisecond)
+	}
+	g.Fail(nil, fake.ErrInjected)
+	g.open()
+	if r := outcome(t, first); r.err != nil {
+		t.Fatal(r.err)
+	}
+	if r := outcome(t, del); !errors.Is(r.err, mapping.ErrNetworkFailure) {
+		t.Fatalf("Unmap: got %v, want ErrNetworkFailure", r.err)
+	}
+	got, ok := s.table.Get(m.m.Key)
+	if !ok || got.Internal != m.m.Internal {
+		t.Fatalf("after a refused deletion the table holds %v, want %v back", s.List(mapping.Filter{}), m.m)
+	}
+	if fmt.Sprint(g.State()) != fmt.Sprint(s.List(mapping.Filter{})) {
+		t.Errorf("backend holds %v, table %v", g.State(), s.List(mapping.Filter{}))
+	}
+}
+
+// TestRunCutAtRepeatedKey checks that a new mapping, its deletion and a
+// new mapping of the same port, all queued behind one batch, reach the
+// backend in batches that hold the key once each.
+func TestRunCutAtRepeatedKey(t *testing.T) {
+	s, g := newGatedService(t)
+	first, _ := queueBehind(t, s, g, 0)
+	r := pmp(hostB, mapping.UDP, 7000, 7000, time.Hour)
+	made := mapAsync(s, r)
+	inTable(t, s, 2)
+	del := unmapAsync(s, pmp(hostB, mapping.UDP, 7000, 0, 0))
+	for i := 0; s.Len() != 1; i++ {
+		if i == int(waitFor/time.Millisecond) {
+			t.Fatalf("table still holds %v", s.List(mapping.Filter{}))
+		}
+		time.Sleep(time.Millisecond)
+	}
+	hostC := netip.MustParseAddr("192.168.77.12")
+	again := mapAsync(s, pmp(hostC, mapping.UDP, 7001, 7000, time.Hour))
+	inTable(t, s, 2)
+	drainEntered(g)
+	g.open()
+	for _, ch := range []<-chan result{first, made, del, again} {
+		if res := outcome(t, ch); res.err != nil {
+			t.Fatal(res.err)
+		}
+	}
+	// The fake refuses a batch that holds a key twice, and a refused
+	// batch would be applied again ticket by ticket: count the calls.
+	if calls, batches := len(g.entered), len(g.Batches()); calls != 3 || batches != 4 {
+		t.Fatalf("%d more Apply calls for %d batches, want 3 for 4: the 3 changes queued behind the first, one by one and none refused", calls, batches)
+	}
+	for _, b := range g.Batches() {
+		seen := map[mapping.Key]int{}
+		for _, c := range b {
+			if seen[c.Mapping.Key]++; seen[c.Mapping.Key] > 1 {
+				t.Fatalf("batch %v holds %v twice", b, c.Mapping.Key)
+			}
+		}
+	}
+	if fmt.Sprint(g.State()) != fmt.Sprint(s.List(mapping.Filter{})) {
+		t.Errorf("backend holds %v, table %v", g.State(), s.List(mapping.Filter{}))
+	}
+}

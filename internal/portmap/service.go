@@ -454,6 +454,13 @@ func (s *Service) mapLocked(ctx context.Context, r mapping.Request, avoid []uint
 }
 
 // Unmap deletes mappings r.Client owns; see mapping.Mapper.
+//
+// The mappings leave the table at once and their backend change is
+// queued without holding the lock, so that deletions from many clients
+// share a backend batch as new mappings do. The client hears once the
+// backend and the disk have both caught up; if the backend refuses, the
+// mappings are put back where nothing took their place meanwhile, and
+// the client is told of the failure with its mappings as they were.
 func (s *Service) Unmap(ctx context.Context, r mapping.Request) error {
 	if !r.Client.IsValid() {
 		return fmt.Errorf("portmap: no client address: %w", mapping.ErrInvalid)
@@ -462,21 +469,40 @@ func (s *Service) Unmap(ctx context.Context, r mapping.Request) error {
 		return fmt.Errorf("portmap: protocol %v: %w", r.Proto, mapping.ErrUnsupported)
 	}
 	s.mu.Lock()
-	seq, err := s.unmapLocked(ctx, r)
+	u, err := s.unmapLocked(ctx, r)
 	s.mu.Unlock()
 	if err != nil {
 		return err
 	}
+	<-u.t.done
+	if err := u.t.err; err != nil {
+		// The client is told its mappings are still there: their leases
+		// must be on disk again before it hears so.
+		_ = s.settle(ctx, s.restore(u))
+		return fmt.Errorf("portmap: backend: %w: %w", mapping.ErrNetworkFailure, err)
+	}
+	s.removed(ctx, u.victims, r)
 	// Gone from disk too before the client is told: a restart must not
 	// bring back a port the client closed.
-	return s.settle(ctx, seq)
+	return s.settle(ctx, u.seq)
 }
 
-// unmapLocked does Unmap's work with mu held and returns the store
-// sequence number to wait for.
-func (s *Service) unmapLocked(ctx context.Context, r mapping.Request) (store.Seq, error) {
+// unmapping is a deletion on its way to the backend.
+type unmapping struct {
+	victims []mapping.Mapping
+	t       *ticket
+	seq     store.Seq // the leases' removal
+	// unsure marks the victims that were still on their way into the
+	// backend: a refused deletion says nothing about whether it holds them.
+	unsure []bool
+	syncs  uint64 // Service.syncs when the mappings left the table
+}
+
+// unmapLocked does Unmap's work with mu held: it takes the mappings out
+// of the table and the store and queues their removal from the backend.
+func (s *Service) unmapLocked(ctx context.Context, r mapping.Request) (unmapping, error) {
 	if s.closed {
-		return 0, fmt.Errorf("portmap: closed: %w", mapping.ErrNetworkFailure)
+		return unmapping{}, fmt.Errorf("portmap: closed: %w", mapping.ErrNetworkFailure)
 	}
 	var victims []mapping.Mapping
 	switch {
@@ -484,13 +510,13 @@ func (s *Service) unmapLocked(ctx context.Context, r mapping.Request) (store.Seq
 		k := mapping.Key{Proto: r.Proto, External: netip.AddrPortFrom(s.ext, r.Suggest.Port()), Remote: r.Remote}
 		m, ok := s.table.Get(k)
 		if !ok {
-			return 0, fmt.Errorf("portmap: %v: %w", k, mapping.ErrNotFound)
+			return unmapping{}, fmt.Errorf("portmap: %v: %w", k, mapping.ErrNotFound)
 		}
 		if m.Origin.Kind == mapping.KindStatic {
-			return 0, fmt.Errorf("portmap: %v is a static forward: %w", k, mapping.ErrNotAuthorized)
+			return unmapping{}, fmt.Errorf("portmap: %v is a static forward: %w", k, mapping.ErrNotAuthorized)
 		}
 		if m.Client != r.Client && s.pol.SecureMode() {
-			return 0, fmt.Errorf("portmap: %v belongs to %v: %w", k, m.Client, mapping.ErrNotAuthorized)
+			return unmapping{}, fmt.Errorf("portmap: %v belongs to %v: %w", k, m.Client, mapping.ErrNotAuthorized)
 		}
 		victims = []mapping.Mapping{m}
 	case r.Internal.Port() != 0:
@@ -509,27 +535,84 @@ func (s *Service) unmapLocked(ctx context.Context, r mapping.Request) (store.Seq
 		}
 	}
 	if len(victims) == 0 {
-		return 0, fmt.Errorf("portmap: %v mappings of %v on %v: %w", r.Proto, r.Client, r.Internal, mapping.ErrNotFound)
+		return unmapping{}, fmt.Errorf("portmap: %v mappings of %v on %v: %w", r.Proto, r.Client, r.Internal, mapping.ErrNotFound)
 	}
-	batch := make([]backend.Change, len(victims))
+	if err := ctx.Err(); err != nil {
+		return unmapping{}, fmt.Errorf("portmap: %w: %w", mapping.ErrNetworkFailure, err)
+	}
+	u := unmapping{victims: victims, unsure: make([]bool, len(victims)), syncs: s.syncs}
+	t := &ticket{changes: make([]backend.Change, len(victims))}
 	for i, m := range victims {
-		batch[i] = backend.Change{Op: backend.Delete, Mapping: m}
+		t.changes[i] = backend.Change{Op: backend.Delete, Mapping: m}
+		u.unsure[i] = s.ap.pending(m.Key) != nil
+		s.table.Delete(m.Key)
+		u.seq = max(u.seq, s.forget(m))
 	}
-	if err := s.ap.apply(ctx, batch); err != nil {
-		return 0, fmt.Errorf("portmap: backend: %w: %w", mapping.ErrNetworkFailure, err)
-	}
-	var seq store.Seq
+	u.t = s.ap.submit(t)
+	s.gen++
+	return u, nil
+}
+
+// removed announces mappings Unmap took out of the backend.
+func (s *Service) removed(ctx context.Context, victims []mapping.Mapping, r mapping.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	info := s.log.Enabled(ctx, slog.LevelInfo) // with mu held: box nothing for a line that is off
 	for _, m := range victims {
-		s.table.Delete(m.Key)
-		seq = max(seq, s.forget(m))
 		s.publish(Event{Kind: Removed, Mapping: m})
 		if info {
 			s.log.Info("mapping deleted", "key", m.Key, "internal", m.Internal, "client", r.Client, "origin", r.Origin.Kind)
 		}
 	}
+}
+
+// restore puts back the mappings of a deletion the backend refused,
+// which it therefore still holds, unless their key or port was taken
+// meanwhile; when one could not be put back, or a Sync ran meanwhile, the
+// backend is then reconciled with the table. It returns
+// the store sequence number of the leases written again.
+func (s *Service) restore(u unmapping) store.Seq {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	back := make([]bool, len(u.victims))
+	lost := false
+	for i, m := range u.victims { // all checked before any is put back
+		back[i] = !s.closed && !u.unsure[i] && !s.taken(m)
+		lost = lost || !back[i]
+	}
+	var seq store.Seq
+	for i, m := range u.victims {
+		if back[i] {
+			s.table.Put(m)
+			seq = max(seq, s.persist(m, 0))
+		}
+	}
 	s.gen++
-	return seq, nil
+	s.schedule()
+	if s.syncs != u.syncs {
+		// A Sync queued meanwhile installed the table without them.
+		lost = true
+	}
+	if lost {
+		s.log.Warn("backend refused a deletion; will reconcile", "client", u.victims[0].Client, "mappings", len(u.victims))
+		s.scheduleSync()
+	}
+	return seq
+}
+
+// taken reports whether the table holds a mapping on m's external port,
+// or another of m's client for the same internal address, port and
+// remote host: m, once deleted, cannot come back. Called with mu held.
+func (s *Service) taken(m mapping.Mapping) bool {
+	if len(s.table.OnPort(m.Proto, m.External.Port())) > 0 {
+		return true
+	}
+	for _, o := range s.table.Internal(m.Client, m.Proto, m.Internal) {
+		if o.Remote == m.Remote {
+			return true
+		}
+	}
+	return false
 }
 
 // without returns rs minus port p.

@@ -62,6 +62,10 @@ func (b *Backend) Apply(ctx context.Context, cs []backend.Change) error {
 		ok bool
 	}
 	overlay := make(map[mapping.Key]slot, len(cs))
+	// Backend.Apply's rule: a batch adds a Key at most once and deletes
+	// it at most once.
+	type seen struct{ added, deleted bool }
+	once := make(map[mapping.Key]seen, len(cs))
 	present := func(k mapping.Key) bool {
 		if s, ok := overlay[k]; ok {
 			return s.ok
@@ -70,6 +74,12 @@ func (b *Backend) Apply(ctx context.Context, cs []backend.Change) error {
 		return ok
 	}
 	for _, c := range cs {
+		o := once[c.Mapping.Key]
+		if (c.Op == backend.Add && o.added) || (c.Op == backend.Delete && o.deleted) {
+			return fmt.Errorf("fake: batch %ss %v twice", c.Op, c.Mapping.Key)
+		}
+		o.added, o.deleted = o.added || c.Op == backend.Add, o.deleted || c.Op == backend.Delete
+		once[c.Mapping.Key] = o
 		switch c.Op {
 		case backend.Add:
 			// Like a kernel map, a key is added once: a replace must delete
