@@ -4,9 +4,12 @@ import (
 	"context"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/ti-mo/conntrack"
 
+	"github.com/berthd/berth/internal/clock"
+	"github.com/berthd/berth/internal/clock/clocktest"
 	"github.com/berthd/berth/internal/mapping"
 )
 
@@ -70,4 +73,70 @@ func TestFlushKeepsNewMappingsFlows(t *testing.T) {
 		}
 	}
 	t.Logf("%d flows left in %s", len(left), ns.name)
+}
+
+// TestFlushPaced: a flush after an idle spell runs at once; one queued
+// right after it waits minFlushGap (fake clock), so that a storm of
+// deletions does not keep a core dumping the conntrack table; and a stop
+// flushes what is queued without waiting.
+func TestFlushPaced(t *testing.T) {
+	ctx := context.Background()
+	clk := clocktest.NewFake(clock.Real{}.Now())
+	n, ns := newNft(t, Config{Clock: clk})
+	ct := n.ct
+	flowTo := func(m mapping.Mapping) conntrack.Flow {
+		f := conntrack.NewFlow(uint8(mapping.UDP), 0, netip.MustParseAddr("198.51.100.1"), m.External.Addr(), 4000, m.External.Port(), 600, 0)
+		f.TupleReply.IP.SourceAddress, f.TupleReply.Proto.SourcePort = m.Internal.Addr(), m.Internal.Port()
+		return f
+	}
+	present := func(f conntrack.Flow) bool {
+		fs, err := ct.Dump(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, g := range fs {
+			if g.TupleOrig == f.TupleOrig {
+				return true
+			}
+		}
+		return false
+	}
+	ms := []mapping.Mapping{webUDP, game, mk(mapping.UDP, "203.0.113.2:5000", "192.168.1.21:5000", "")}
+	if err := n.Apply(ctx, add(ms...)); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ms {
+		if err := ct.Create(flowTo(m)); err != nil {
+			skipOrFail(t, "cannot create a conntrack entry in %s: %v", ns.name, err)
+		}
+	}
+	if err := n.Apply(ctx, del(ms[0])); err != nil {
+		t.Fatal(err)
+	}
+	waitFlushed(t, n) // the first flush waits for no clock
+	if present(flowTo(ms[0])) {
+		t.Fatal("the first deleted mapping's flow outlived its flush")
+	}
+	if err := n.Apply(ctx, del(ms[1])); err != nil {
+		t.Fatal(err)
+	}
+	// Not a measurement: gives a flush that does not wait for the clock
+	// the time to run and fail the test.
+	time.Sleep(50 * time.Millisecond)
+	if n.flushIdle() || !present(flowTo(ms[1])) {
+		t.Fatal("a flush right after another did not wait for the clock")
+	}
+	clk.Advance(minFlushGap)
+	waitFlushed(t, n)
+	if present(flowTo(ms[1])) {
+		t.Fatal("the second deleted mapping's flow outlived its paced flush")
+	}
+	// A stop does not wait for the clock.
+	if err := n.Apply(ctx, del(ms[2])); err != nil {
+		t.Fatal(err)
+	}
+	n.stopFlusher()
+	if present(flowTo(ms[2])) {
+		t.Fatal("the flow of a mapping deleted before the stop outlived it")
+	}
 }

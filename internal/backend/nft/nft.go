@@ -108,6 +108,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berthd/berth/internal/backend"
+	"github.com/berthd/berth/internal/clock"
 	"github.com/berthd/berth/internal/mapping"
 )
 
@@ -184,6 +185,9 @@ type Config struct {
 	Conntrack *conntrack.Conn
 	// Logger receives one Debug record per batch. Nil discards.
 	Logger *slog.Logger
+	// Clock paces the conntrack flushes (see flusher); nil means the
+	// real one.
+	Clock clock.Clock
 	// Adopt keeps an intact table left by an earlier run (see Release)
 	// instead of replacing it: its mappings go on forwarding until the
 	// first Sync, which reconciles them with what is wanted. A damaged or
@@ -298,7 +302,11 @@ func New(c Config) (*Nft, error) {
 		}
 	}
 	if n.ct != nil {
-		n.startFlusher()
+		clk := c.Clock
+		if clk == nil {
+			clk = clock.Real{}
+		}
+		n.startFlusher(clk)
 	}
 	return n, nil
 }

@@ -436,10 +436,13 @@ func TestFlowOf(t *testing.T) {
 		{"other remote", flow(6, "198.51.100.8:4000", "203.0.113.2:2222", "203.0.113.2:2222", "198.51.100.8:4000", 0), []mapping.Mapping{ssh}, false},
 		{"outbound udp", flow(17, "192.168.1.20:3074", "198.51.100.1:9", "198.51.100.1:9", "203.0.113.2:3074", conntrack.StatusSrcNAT), []mapping.Mapping{web, game}, true},
 		{"outbound not translated", flow(17, "192.168.1.20:3074", "198.51.100.1:9", "198.51.100.1:9", "192.168.1.20:3074", 0), []mapping.Mapping{game}, false},
+		// Several removed mappings on one port, for different remote
+		// hosts: each one's flows are found.
+		{"second remote on a port", flow(6, "198.51.100.8:4000", "203.0.113.2:2222", "192.168.1.10:22", "198.51.100.8:4000", conntrack.StatusDstNAT), []mapping.Mapping{ssh, mk(mapping.TCP, "203.0.113.2:2222", "192.168.1.10:22", "198.51.100.8")}, true},
 		{"outbound other source", flow(17, "192.168.1.21:3074", "198.51.100.1:9", "198.51.100.1:9", "203.0.113.2:3074", conntrack.StatusSrcNAT), []mapping.Mapping{game}, false},
 	}
 	for _, tt := range tests {
-		if got := flowOf(tt.f, tt.ms); got != tt.want {
+		if got := indexFlows(tt.ms).flowOf(tt.f); got != tt.want {
 			t.Errorf("%s: flowOf = %v, want %v", tt.name, got, tt.want)
 		}
 	}
