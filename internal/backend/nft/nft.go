@@ -130,7 +130,11 @@ const (
 )
 
 // maxElemsPerMsg bounds the elements of one netlink message of a batch so
-// that no single message approaches the socket buffer size.
+// that no single message approaches the socket buffer size, and so that
+// its element list stays under the 64 KiB a netlink attribute's 16-bit
+// length can say: the netlink library wraps a longer one without an
+// error. 1,024 of the largest elements take about 61 KB
+// (TestFullMessagesFit fails with 2,048).
 const maxElemsPerMsg = 1024
 
 // ErrClosed is returned (wrapped) by Apply, Sync and Counters after Close.

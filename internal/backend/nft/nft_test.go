@@ -471,3 +471,34 @@ func TestBatchMessages(t *testing.T) {
 		t.Errorf("16 mappings took %d messages in %d batches, want 2 in 1", got, after.Batches-before.Batches)
 	}
 }
+
+// TestFullMessagesFit: a message holds up to maxElemsPerMsg elements, and
+// netlink attribute lengths are 16 bits, which the netlink library wraps
+// without an error. Batches of three full messages of the largest
+// elements (a mapping restricted to one remote host, and one with source
+// -port preservation and hairpin) must reach the kernel whole, as a Sync
+// of a large table does at start.
+func TestFullMessagesFit(t *testing.T) {
+	for _, remote := range []bool{false, true} {
+		t.Run(fmt.Sprintf("remote=%v", remote), func(t *testing.T) {
+			n, ns := newNft(t, Config{WANInterface: "wan0", PreserveSourcePort: true, Hairpin: true})
+			var ms []mapping.Mapping
+			for i := range 3 * maxElemsPerMsg {
+				r := ""
+				if remote {
+					r = fmt.Sprintf("198.51.%d.%d", 1+i/250, 1+i%250)
+				}
+				ms = append(ms, mk(mapping.UDP, fmt.Sprintf("203.0.113.2:%d", 1024+i), fmt.Sprintf("192.168.%d.%d:%d", 1+i/250, 1+i%250, 1024+i), r))
+			}
+			if err := n.Apply(context.Background(), add(ms...)); err != nil {
+				t.Fatalf("Apply of %d mappings: %v", len(ms), err)
+			}
+			got := ns.ruleset(t, DefaultTable)
+			for _, m := range []mapping.Mapping{ms[0], ms[maxElemsPerMsg-1], ms[len(ms)-1]} {
+				if !strings.Contains(got, m.Internal.Addr().String()+" . "+fmt.Sprint(m.Internal.Port())) {
+					t.Errorf("%v missing from the kernel's ruleset", m)
+				}
+			}
+		})
+	}
+}
