@@ -340,6 +340,7 @@ func (n *Nft) send(create bool, ops []elemOp) error {
 			return fmt.Errorf("recreate table: %w", err)
 		}
 	}
+	ops = bySet(ops)
 	msgs := uint64(0)
 	for i := 0; i < len(ops); {
 		j := i + 1
@@ -375,6 +376,42 @@ func (n *Nft) send(create bool, ops []elemOp) error {
 	n.messages += msgs
 	n.log.Debug("batch committed", "elements", len(ops), "messages", msgs)
 	return nil
+}
+
+// bySet returns ops with each set's operations together, the sets in the
+// order they first appear, each set's own operations in their order, so
+// that they share messages: a mapping's remote-peer filters put its
+// filtered and allowed elements between two mappings' elements, and a
+// batch of filtered mappings took three messages each (a restore of
+// 3,072 of them, 9,219 messages and 1.2 s). Only the order between sets
+// changes, which the kernel's transaction does not see: it commits them
+// all at once.
+func bySet(ops []elemOp) []elemOp {
+	var buf [8]*nftables.Set // a batch touches at most 5 sets
+	sets := buf[:0]
+	grouped := true
+	for i, o := range ops {
+		if i > 0 && o.set == ops[i-1].set {
+			continue
+		}
+		if slices.Contains(sets, o.set) {
+			grouped = false
+			continue
+		}
+		sets = append(sets, o.set)
+	}
+	if grouped {
+		return ops
+	}
+	out := make([]elemOp, 0, len(ops))
+	for _, set := range sets {
+		for _, o := range ops {
+			if o.set == set {
+				out = append(out, o)
+			}
+		}
+	}
+	return out
 }
 
 // damaged says what is wrong with berth's table in the kernel ("" when

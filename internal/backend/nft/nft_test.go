@@ -470,6 +470,25 @@ func TestBatchMessages(t *testing.T) {
 	if got := after.Messages - before.Messages; got != 2 || after.Batches != before.Batches+1 {
 		t.Errorf("16 mappings took %d messages in %d batches, want 2 in 1", got, after.Batches-before.Batches)
 	}
+	// With remote-peer filters (PCP FILTER), each mapping also has
+	// elements in the sets filtered and allowed: one message for each of
+	// the three, not three per mapping. (snat_udp does not change: the
+	// internal ends are the first batch's, whose external ports are lower
+	// and win.)
+	var fs []mapping.Mapping
+	for i, m := range ms {
+		m.External = netip.AddrPortFrom(m.External.Addr(), uint16(5000+i))
+		m.Peers = mapping.NewPeers(peer(fmt.Sprintf("198.51.100.%d/32", 1+i), 0), peer(fmt.Sprintf("10.0.%d.0/24", i), 443))
+		fs = append(fs, m)
+	}
+	before = n.Stats()
+	if err := n.Apply(context.Background(), add(fs...)); err != nil {
+		t.Fatal(err)
+	}
+	after = n.Stats()
+	if got := after.Messages - before.Messages; got != 3 {
+		t.Errorf("16 filtered mappings took %d messages, want 3", got)
+	}
 }
 
 // TestFullMessagesFit: a message holds up to maxElemsPerMsg elements, and
