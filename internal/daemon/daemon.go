@@ -213,7 +213,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 			if pol, err = buildPolicy(cfg, det, ext, own, log); err != nil {
 				return err
 			}
-			svc.SetPolicy(ctx, pol)
+			svc.SetPolicy(pol)
 		}
 	}
 	log.Info("berthd serving",
@@ -298,7 +298,7 @@ func reload(ctx context.Context, svc *portmap.Service, det netif.Detected, ext n
 		log.Error("reload: static forwards not applied; keeping the running configuration", "err", err)
 		return
 	}
-	gone := svc.SetPolicy(ctx, pol)
+	gone := svc.SetPolicy(pol)
 	log.Info("reloaded", "config", orDefault(cfg.File), "rules", len(pol.Rules()), "static_forwards", len(cfg.Forwards),
 		"withdrawn", len(gone))
 }

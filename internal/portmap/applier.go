@@ -28,10 +28,11 @@ import (
 // Combining keeps Backend.Apply's rule that a batch never adds or deletes
 // a Key twice: a run of tickets is cut before a ticket that touches a Key
 // the run already holds (runLen). Tickets queued without waiting are new
-// mappings, each on a key the table did not hold, and a client's
-// deletions, whose mappings have left the table; every other change (a
-// replacement, an expiry, a static forward, an address move, a Sync) is
-// queued with Service.mu held until its ticket is done.
+// mappings, each on a key the table did not hold, and deletions of
+// mappings that have left the table (a client's, an expiry's, a reloaded
+// policy's); every other change (a replacement, a static forward, an
+// address move, a Sync) is queued with Service.mu held until its ticket
+// is done.
 //
 // Lock order: Service.mu, then applier.mu. The applier's goroutine never
 // takes Service.mu, so a caller may wait for a ticket with Service.mu

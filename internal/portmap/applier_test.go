@@ -475,3 +475,46 @@ func TestRunCutAtRepeatedKey(t *testing.T) {
 		t.Errorf("backend holds %v, table %v", g.State(), s.List(mapping.Filter{}))
 	}
 }
+
+// TestExpiryHoldsNoRequest checks that while an expiry's batch is in the
+// backend, the Service answers a renewal (which needs no backend call),
+// and that the expiry ends with the backend matching the table.
+func TestExpiryHoldsNoRequest(t *testing.T) {
+	s, g := newGatedService(t)
+	clk := s.clk.(*clocktest.Fake)
+	if r := outcome(t, mapAsync(s, pmp(hostA, mapping.UDP, 5000, 5000, 30*time.Minute))); r.err != nil {
+		t.Fatal(r.err)
+	}
+	renew := pmp(hostB, mapping.UDP, 6000, 6000, 2*time.Hour)
+	if r := outcome(t, mapAsync(s, renew)); r.err != nil {
+		t.Fatal(r.err)
+	}
+	drainEntered(g)
+	g.close()
+	expired := make(chan struct{})
+	go func() {
+		clk.Advance(time.Hour)
+		close(expired)
+	}()
+	entered(t, g) // the expiry's batch is held in the backend
+	if r := outcome(t, mapAsync(s, renew)); r.err != nil {
+		t.Fatalf("renewal during the expiry: %v", r.err)
+	}
+	if s.Len() != 1 {
+		t.Fatalf("table holds %v, want hostB's mapping only", s.List(mapping.Filter{}))
+	}
+	select {
+	case <-expired:
+		t.Fatal("the expiry returned before its backend batch ran")
+	default:
+	}
+	g.open()
+	select {
+	case <-expired:
+	case <-time.After(waitFor):
+		t.Fatal("the expiry did not return")
+	}
+	if fmt.Sprint(g.State()) != fmt.Sprint(s.List(mapping.Filter{})) {
+		t.Errorf("backend holds %v, table %v", g.State(), s.List(mapping.Filter{}))
+	}
+}

@@ -41,39 +41,54 @@ func (s *Service) schedule() {
 // one; a stale one does nothing, the armed one will run.
 func (s *Service) expire(id uint64) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	wait := s.expireLocked(id)
+	s.mu.Unlock()
+	wait()
+}
+
+// expireLocked is expire's work with mu held; it returns the wait for the
+// backend (retire).
+func (s *Service) expireLocked(id uint64) func() {
 	if s.closed || id != s.timerID {
-		return
+		return func() {}
 	}
 	s.stop = nil
 	now := s.clk.Now()
 	gone := s.table.Expire(now)
 	s.schedule()
 	if len(gone) == 0 {
-		return
+		return func() {}
 	}
 	for _, m := range gone {
 		s.log.Info("mapping expired", "key", m.Key, "internal", m.Internal, "client", m.Client, "origin", m.Origin.Kind)
 	}
-	s.retire(context.Background(), gone, Expired)
+	return s.retire(gone, Expired)
 }
 
 // retire tells the store, the subscribers (an event of kind each) and the
 // backend, in one batch, that mappings already out of the table are gone.
 // Their leases are over whatever the backend says: if it fails to remove
-// them, a Sync makes it match the table again soon. Called with mu held.
-func (s *Service) retire(ctx context.Context, gone []mapping.Mapping, kind EventKind) {
+// them, a Sync makes it match the table again soon. Called with mu held,
+// it queues the backend's change and returns the wait for it, to be
+// called without mu: an expiry of thousands of leases holds no request up
+// while the kernel removes them, and shares its batch with the requests'.
+func (s *Service) retire(gone []mapping.Mapping, kind EventKind) (wait func()) {
 	s.gen++
-	batch := make([]backend.Change, len(gone))
+	t := &ticket{changes: make([]backend.Change, len(gone))}
 	for i, m := range gone {
-		batch[i] = backend.Change{Op: backend.Delete, Mapping: m}
+		t.changes[i] = backend.Change{Op: backend.Delete, Mapping: m}
 		s.forget(m) // not waited for: a restart checks the lease again anyway
 		s.publish(Event{Kind: kind, Mapping: m})
 	}
-	ctx, cancel := context.WithTimeout(ctx, backendTimeout)
-	defer cancel()
-	if err := s.ap.apply(ctx, batch); err != nil {
-		s.log.Error("backend failed to remove mappings; will reconcile", "count", len(gone), "event", kind, "err", err)
+	s.ap.submit(t)
+	return func() {
+		<-t.done
+		if t.err == nil {
+			return
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.log.Error("backend failed to remove mappings; will reconcile", "count", len(gone), "event", kind, "err", t.err)
 		s.scheduleSync()
 	}
 }

@@ -38,7 +38,7 @@ func TestSetPolicyWithdraws(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if gone := h.SetPolicy(ctx, same); len(gone) != 0 || len(h.be.Batches()) != before {
+	if gone := h.SetPolicy(same); len(gone) != 0 || len(h.be.Batches()) != before {
 		t.Fatalf("an unchanged policy withdrew %v with %d batches", gone, len(h.be.Batches())-before)
 	}
 
@@ -50,7 +50,7 @@ func TestSetPolicyWithdraws(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gone := h.SetPolicy(ctx, strict)
+	gone := h.SetPolicy(strict)
 	keys := func(ms []mapping.Mapping) []mapping.Key {
 		out := make([]mapping.Key, len(ms))
 		for i, m := range ms {

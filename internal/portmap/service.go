@@ -151,12 +151,20 @@ func (s *Service) ExternalAddr() netip.Addr {
 // (SetStatic). The new policy is in force whatever the backend says; if
 // it fails to remove a withdrawn mapping, a Sync follows, as after an
 // expiry.
-func (s *Service) SetPolicy(ctx context.Context, p *policy.Policy) []mapping.Mapping {
+func (s *Service) SetPolicy(p *policy.Policy) []mapping.Mapping {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	gone, wait := s.setPolicyLocked(p)
+	s.mu.Unlock()
+	wait()
+	return gone
+}
+
+// setPolicyLocked is SetPolicy's work with mu held; it returns the
+// mappings withdrawn and the wait for the backend (retire).
+func (s *Service) setPolicyLocked(p *policy.Policy) ([]mapping.Mapping, func()) {
 	s.pol = p
 	if s.closed {
-		return nil
+		return nil, func() {}
 	}
 	var gone []mapping.Mapping
 	for m := range s.table.All() {
@@ -172,13 +180,12 @@ func (s *Service) SetPolicy(ctx context.Context, p *policy.Policy) []mapping.Map
 		}
 	}
 	if len(gone) == 0 {
-		return nil
+		return nil, func() {}
 	}
 	for _, m := range gone {
 		s.table.Delete(m.Key)
 	}
-	s.retire(ctx, gone, Removed)
-	return gone
+	return gone, s.retire(gone, Removed)
 }
 
 // Len is the number of live mappings.
