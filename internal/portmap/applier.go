@@ -184,26 +184,27 @@ func (a *applier) process(batch []*ticket) {
 // touches a Key an earlier one of the run touched (a deletion queued
 // behind the creation of the same mapping, and a new mapping of the port
 // behind that), so that the run holds each Key once but for a ticket's
-// own replacement.
+// own replacement. New mappings' tickets are on keys the table did not
+// hold, so a run of those alone, the usual batch, is taken whole without
+// looking at its keys.
 func runLen(batch []*ticket) int {
 	n := 1
-	if len(batch) < 2 || batch[1].sync {
+	for n < len(batch) && !batch[n].sync {
+		n++
+	}
+	if !slices.ContainsFunc(batch[:n], func(t *ticket) bool { return t.track == (mapping.Key{}) }) {
 		return n
 	}
-	keys := make(map[mapping.Key]struct{}, 2*len(batch))
-	note := func(t *ticket) {
+	keys := make(map[mapping.Key]struct{}, 2*n)
+	for i, t := range batch[:n] {
+		for _, c := range t.changes {
+			if _, dup := keys[c.Mapping.Key]; dup {
+				return i
+			}
+		}
 		for _, c := range t.changes {
 			keys[c.Mapping.Key] = struct{}{}
 		}
-	}
-	note(batch[0])
-	for ; n < len(batch) && !batch[n].sync; n++ {
-		for _, c := range batch[n].changes {
-			if _, dup := keys[c.Mapping.Key]; dup {
-				return n
-			}
-		}
-		note(batch[n])
 	}
 	return n
 }

@@ -124,6 +124,18 @@ func inTable(t *testing.T, s *Service, n int) {
 	}
 }
 
+// leftInTable waits until the Service's table holds n mappings, no more:
+// deletions have taken theirs out and queued their backend changes.
+func leftInTable(t *testing.T, s *Service, n int) {
+	t.Helper()
+	for i := 0; s.Len() != n; i++ {
+		if i == int(waitFor/time.Millisecond) {
+			t.Fatalf("table holds %v, want %d mappings", s.List(mapping.Filter{}), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // queueBehind holds one new mapping of hostA in the backend (the gate
 // shut) and queues n more of hostB behind it; they are in the table when
 // it returns.
@@ -347,12 +359,7 @@ func TestConcurrentUnmapsShareABatch(t *testing.T) {
 	for _, r := range reqs {
 		dels = append(dels, unmapAsync(s, r))
 	}
-	for i := 0; s.Len() != 1; i++ { // only the mapping in the backend is left
-		if i == int(waitFor/time.Millisecond) {
-			t.Fatalf("table still holds %v", s.List(mapping.Filter{}))
-		}
-		time.Sleep(time.Millisecond)
-	}
+	leftInTable(t, s, 1)
 	select {
 	case r := <-dels[0]:
 		t.Fatalf("Unmap answered (%v) before its backend batch ran", r.err)
@@ -409,12 +416,7 @@ func TestRefusedUnmapPutsBack(t *testing.T) {
 	first, _ := queueBehind(t, s, g, 0)
 	del := unmapAsync(s, pmp(hostB, mapping.TCP, 7000, 0, 0))
 	// hostA's mapping is in flight; hostB's leaves the table.
-	for i := 0; s.Len() != 1; i++ {
-		if i == int(waitFor/time.Millisecond) {
-			t.Fatalf("table still holds %v", s.List(mapping.Filter{}))
-		}
-		time.Sleep(time.Millisecond)
-	}
+	leftInTable(t, s, 1)
 	g.Fail(nil, fake.ErrInjected)
 	g.open()
 	if r := outcome(t, first); r.err != nil {
@@ -442,12 +444,7 @@ func TestRunCutAtRepeatedKey(t *testing.T) {
 	made := mapAsync(s, r)
 	inTable(t, s, 2)
 	del := unmapAsync(s, pmp(hostB, mapping.UDP, 7000, 0, 0))
-	for i := 0; s.Len() != 1; i++ {
-		if i == int(waitFor/time.Millisecond) {
-			t.Fatalf("table still holds %v", s.List(mapping.Filter{}))
-		}
-		time.Sleep(time.Millisecond)
-	}
+	leftInTable(t, s, 1)
 	hostC := netip.MustParseAddr("192.168.77.12")
 	again := mapAsync(s, pmp(hostC, mapping.UDP, 7001, 7000, time.Hour))
 	inTable(t, s, 2)

@@ -120,11 +120,15 @@ func TestFlushPaced(t *testing.T) {
 	if err := n.Apply(ctx, del(ms[1])); err != nil {
 		t.Fatal(err)
 	}
-	// Not a measurement: gives a flush that does not wait for the clock
-	// the time to run and fail the test.
-	time.Sleep(50 * time.Millisecond)
+	// The flusher arms a timer on the clock instead of flushing.
+	for i := 0; clk.Pending() == 0; i++ {
+		if i == 500 || n.flushIdle() {
+			t.Fatal("a flush right after another did not wait for the clock")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	if n.flushIdle() || !present(flowTo(ms[1])) {
-		t.Fatal("a flush right after another did not wait for the clock")
+		t.Fatal("the second deleted mapping's flow was flushed before the clock moved")
 	}
 	clk.Advance(minFlushGap)
 	waitFlushed(t, n)
