@@ -190,16 +190,16 @@ func TestOpenErrors(t *testing.T) {
 func TestOutcomes(t *testing.T) {
 	s := &Store{changed: make(chan struct{})}
 	errA := errors.New("a")
-	s.finish(1, 3, errA)
-	s.finish(4, 5, errA) // merges
-	s.finish(6, 6, nil)
+	s.finish(3, errA)
+	s.finish(5, errA) // merges
+	s.finish(6, nil)
 	if len(s.failures) != 1 || s.failures[0] != (failure{1, 5, errA}) {
 		t.Fatalf("failures %v, want one range 1..5", s.failures)
 	}
 	next := Seq(7)
 	for range maxFailures {
-		s.finish(next, next, errA)
-		s.finish(next+1, next+1, nil)
+		s.finish(next, errA)
+		s.finish(next+1, nil)
 		next += 2
 	}
 	for _, tt := range []struct {

@@ -1,7 +1,8 @@
 // Package store is berth's durable lease store: every mapping acknowledged
-// to a client (UPnP IGD, NAT-PMP RFC 6886, PCP RFC 6887) is on disk before
-// the reply leaves, and a restart gets the mappings and the NAT-PMP/PCP
-// epoch (RFC 6886 §3.6, RFC 6887 §8.5) back.
+// to a client (UPnP IGD, NAT-PMP RFC 6886, PCP RFC 6887) is in the journal
+// before the reply leaves (on disk, or for NAT-PMP and PCP leases written
+// and synced soon after: see PutLazy), and a restart gets the mappings and
+// the NAT-PMP/PCP epoch (RFC 6886 §3.6, RFC 6887 §8.5) back.
 //
 // The store is a journal: one file, "leases.journal", of CRC-framed
 // records (see format.go) that are only ever appended to, plus a live set
@@ -38,6 +39,17 @@
 // change whose Wait failed stays in the store's live set (see Store), so
 // the caller undoes it with another change.
 //
+// PutLazy and DeleteLazy are for leases whose clients learn of lost state
+// from the NAT-PMP/PCP epoch: WaitWritten returns once such a change is
+// written to the journal, where a crash of berthd does not lose it, and
+// its sync follows within syncDelay (at once when a Put, a Delete or a
+// Wait asks for one). While lazy changes may be unsynced, the file
+// "leases.open" holds the machine's boot ID; Open finds it only when the
+// store was not closed, and when the machine restarted since, the lazy
+// changes of the last moments may be lost: Open then reports Lost, and
+// the epoch restarts, so that clients map again (RFC 6886 §3.6, RFC 6887
+// §8.5).
+//
 // The store never reads the clock: expiry times are the caller's, and
 // expired mappings are returned by Open for the caller to drop.
 package store
@@ -51,9 +63,11 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/berthd/berth/internal/clock"
 	"github.com/berthd/berth/internal/mapping"
 )
 
@@ -62,7 +76,18 @@ const (
 	journalName = "leases.journal"
 	tempName    = "leases.journal.tmp"     // a compaction in progress
 	damagedName = "leases.journal.damaged" // the last damaged journal, kept for inspection
+	openName    = "leases.open"            // the boot ID, while lazy changes may be unsynced
 )
+
+// syncDelay bounds how long a lazy change waits for its sync when nothing
+// asks for one sooner: what a power cut may lose of them. Under a stream
+// of NAT-PMP or PCP requests it makes one sync of many batches, where a
+// sync per batch cost as much CPU as the requests (BENCHMARKS.md).
+const syncDelay = 10 * time.Millisecond
+
+// bootIDFile is where Linux tells the boot ID, which changes at every
+// boot; a variable for the tests.
+var bootIDFile = "/proc/sys/kernel/random/boot_id"
 
 // Options configure a Store.
 type Options struct {
@@ -76,6 +101,16 @@ type Options struct {
 	// NoSync skips every fsync (tests, benchmarks). The default, false,
 	// makes Wait mean "on stable storage".
 	NoSync bool
+	// Strict makes PutLazy and DeleteLazy the same as Put and Delete, and
+	// WaitWritten the same as Wait: every change is synced at once.
+	// Changes are lazy only when the store knows the machine's boot ID.
+	Strict bool
+	// BootID identifies the machine's current boot; "" reads it from
+	// /proc/sys/kernel/random/boot_id. Tests set it to play a reboot.
+	BootID string
+	// Clock runs the delayed syncs of lazy changes; nil is the system
+	// clock.
+	Clock clock.Clock
 	// CompactRatio and CompactMin: the journal is compacted when it holds
 	// more than CompactRatio times as many records as there are live
 	// ones, and more than CompactMin records. Zero means the defaults, 4
@@ -98,8 +133,12 @@ type Loaded struct {
 	// "leases.journal: offset 1234: bad checksum; skipped 57 bytes". It is
 	// empty when the file was clean.
 	Damage []string
-	// Lost is true when any record could not be read.
+	// Lost is true when any record could not be read, or when Unclean.
 	Lost bool
+	// Unclean is true when the store was not closed before the machine
+	// restarted: lazy changes of its last moments may not have reached
+	// the disk.
+	Unclean bool
 }
 
 // Seq numbers the changes given to a Store, from 1, in the order they
@@ -137,16 +176,24 @@ type Store struct {
 	dir    string
 	path   string // the journal
 	tmp    string // compaction temp file
+	open   string // openName's path
 	log    *slog.Logger
 	noSync bool
 	ratio  int
 	minRec int
+	clk    clock.Clock
+	boot   string // the boot ID; "" when unknown
+	lazy   bool   // lazy changes are allowed (and openName written)
 
 	mu       sync.Mutex
 	pending  []byte // encoded records not yet taken by the writer
 	issued   Seq    // the last Seq handed out
 	queued   Seq    // the last Seq whose record was queued (issued, except after Close)
-	done     Seq    // every change up to done has an outcome
+	written  Seq    // every change up to written is written, or has an outcome
+	done     Seq    // every change up to done has an outcome: synced or failed
+	strict   Seq    // changes up to strict are to be synced at once
+	armed    bool   // a delayed sync is due (stopSync cancels it)
+	stopSync func() bool
 	failures []failure
 	forgot   Seq // outcomes up to forgot were dropped from failures
 	closed   bool
@@ -183,10 +230,13 @@ func open(o Options, sys fsys) (*Store, Loaded, error) {
 		dir:     o.Dir,
 		path:    filepath.Join(o.Dir, journalName),
 		tmp:     filepath.Join(o.Dir, tempName),
+		open:    filepath.Join(o.Dir, openName),
 		log:     log.With("component", "store"),
 		noSync:  o.NoSync,
 		ratio:   o.CompactRatio,
 		minRec:  o.CompactMin,
+		clk:     o.Clock,
+		boot:    o.BootID,
 		changed: make(chan struct{}),
 		kick:    make(chan struct{}, 1),
 		exited:  make(chan struct{}),
@@ -197,6 +247,14 @@ func open(o Options, sys fsys) (*Store, Loaded, error) {
 	}
 	if s.minRec <= 0 {
 		s.minRec = 4096
+	}
+	if s.clk == nil {
+		s.clk = clock.Real{}
+	}
+	if s.boot == "" {
+		if b, err := os.ReadFile(bootIDFile); err == nil {
+			s.boot = strings.TrimSpace(string(b))
+		}
 	}
 	if err := sys.MkdirAll(o.Dir, 0o700); err != nil {
 		return nil, Loaded{}, fmt.Errorf("store: open: %w", err)
@@ -236,15 +294,31 @@ func (s *Store) load(sys fsys, o Options) (*Store, Loaded, error) {
 	end := 0
 	if exists {
 		ld.Damage, end = s.w.load(journalName, data)
-		ld.Lost = len(ld.Damage) > 0
 	}
+	// openName is there when the last run did not close the store. It
+	// wrote every change, so what it wrote is in the page cache, unless
+	// the machine restarted since (another boot ID).
+	mark, err := sys.ReadFile(s.open)
+	unclosed := err == nil
+	switch {
+	case unclosed:
+		ld.Unclean = s.boot == "" || strings.TrimSpace(string(mark)) != s.boot
+	case !errors.Is(err, fs.ErrNotExist):
+		unclosed, ld.Unclean = true, true // unreadable: assume the worst
+		s.log.Warn("cannot read the store's open marker; assuming the machine stopped", "err", err)
+	}
+	ld.Lost = len(ld.Damage) > 0 || ld.Unclean
 	if ld.Lost {
 		// The epoch restarts when state is lost; a crash before the
 		// caller records the new one must not bring back the old.
 		s.w.epoch = ""
+	}
+	if len(ld.Damage) > 0 {
 		s.saveDamaged(data)
 	}
-	if !exists || ld.Lost || s.w.shouldCompact(0, s.ratio, s.minRec) {
+	// After a run that did not close the store, the compaction makes what
+	// it wrote durable.
+	if !exists || ld.Lost || unclosed || s.w.shouldCompact(0, s.ratio, s.minRec) {
 		if err := s.compact(); err != nil {
 			return nil, Loaded{}, fmt.Errorf("store: open: %w", err)
 		}
@@ -255,6 +329,7 @@ func (s *Store) load(sys fsys, o Options) (*Store, Loaded, error) {
 		}
 		s.w.f, s.w.size, s.w.alloc = f, int64(end), int64(len(data))
 	}
+	s.mark(o, unclosed)
 	ld.Mappings = s.w.mappings()
 	if s.w.epoch != "" {
 		r, _, _ := DecodeRecord([]byte(s.w.epoch))
@@ -262,6 +337,46 @@ func (s *Store) load(sys fsys, o Options) (*Store, Loaded, error) {
 	}
 	go s.run()
 	return s, ld, nil
+}
+
+// mark writes openName, durably, when lazy changes are allowed, and
+// removes one left by an earlier run (unclosed) otherwise. A failure to
+// write it makes every change strict.
+func (s *Store) mark(o Options, unclosed bool) {
+	if !o.Strict && !s.noSync && s.boot != "" {
+		err := s.writeOpen()
+		if err == nil {
+			s.lazy = true
+			return
+		}
+		s.log.Warn("cannot write the store's open marker; every change is synced at once", "file", s.open, "err", err)
+	} else if !unclosed {
+		return
+	}
+	if err := s.fs.Remove(s.open); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		s.log.Warn("cannot remove the store's open marker; the next start will restart the epoch", "file", s.open, "err", err)
+	} else if !s.noSync {
+		s.fs.SyncDir(s.dir) // best effort: a marker that comes back only restarts the epoch
+	}
+}
+
+// writeOpen writes openName with the boot ID and makes it durable.
+func (s *Store) writeOpen() error {
+	f, err := s.fs.OpenFile(s.open, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write([]byte(s.boot + "\n"))
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = s.fs.SyncDir(s.dir)
+	}
+	return err
 }
 
 // saveDamaged keeps a copy of a damaged journal for inspection. It is
@@ -292,7 +407,21 @@ func (s *Store) Put(m mapping.Mapping) Seq {
 		return s.discardLocked()
 	}
 	s.pending = appendPut(s.pending, m)
-	return s.queueLocked()
+	return s.queueLocked(true)
+}
+
+// PutLazy is Put for a lease whose client learns of lost state from the
+// NAT-PMP/PCP epoch: its sync may wait up to syncDelay (see WaitWritten).
+// With Options.Strict, or when the store does not know the boot ID, it
+// is Put.
+func (s *Store) PutLazy(m mapping.Mapping) Seq {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return s.discardLocked()
+	}
+	s.pending = appendPut(s.pending, m)
+	return s.queueLocked(!s.lazy)
 }
 
 // Delete records that the mapping with key k is gone. Like Put, it never
@@ -304,7 +433,18 @@ func (s *Store) Delete(k mapping.Key) Seq {
 		return s.discardLocked()
 	}
 	s.pending = appendDelete(s.pending, k)
-	return s.queueLocked()
+	return s.queueLocked(true)
+}
+
+// DeleteLazy is Delete for a lease PutLazy would record.
+func (s *Store) DeleteLazy(k mapping.Key) Seq {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return s.discardLocked()
+	}
+	s.pending = appendDelete(s.pending, k)
+	return s.queueLocked(!s.lazy)
 }
 
 // SetEpochBase records the wall time the NAT-PMP/PCP epoch started. Like
@@ -316,7 +456,7 @@ func (s *Store) SetEpochBase(t time.Time) Seq {
 		return s.discardLocked()
 	}
 	s.pending = appendEpoch(s.pending, t)
-	return s.queueLocked()
+	return s.queueLocked(true)
 }
 
 // Last returns the sequence number of the last change recorded: Wait for
@@ -327,14 +467,28 @@ func (s *Store) Last() Seq {
 	return s.issued
 }
 
-func (s *Store) queueLocked() Seq {
+// queueLocked numbers the change just queued; a strict one is synced at
+// once.
+func (s *Store) queueLocked(strict bool) Seq {
 	s.issued++
 	s.queued = s.issued
+	if strict {
+		s.strict = s.issued
+	}
+	s.kickLocked()
+	return s.issued
+}
+
+// kickLocked wakes the writer, unless closed (the writer then drains and
+// syncs everything anyway).
+func (s *Store) kickLocked() {
+	if s.closed {
+		return
+	}
 	select {
 	case s.kick <- struct{}{}:
 	default: // the writer is already due to look
 	}
-	return s.issued
 }
 
 func (s *Store) discardLocked() Seq {
@@ -345,8 +499,22 @@ func (s *Store) discardLocked() Seq {
 // Wait returns when every change up to seq is durable (written and, unless
 // NoSync, fsynced), with nil; or with the write error of the batch that
 // held seq (wrapping the system error, such as syscall.ENOSPC, EROFS or
-// EIO); or with ctx.Err(). Wait(ctx, 0) returns nil at once.
+// EIO); or with ctx.Err(). Wait(ctx, 0) returns nil at once. A lazy
+// change waited for is synced at once.
 func (s *Store) Wait(ctx context.Context, seq Seq) error {
+	return s.wait(ctx, seq, false)
+}
+
+// WaitWritten is Wait for lazy changes: it returns nil once every change
+// up to seq is written to the journal (in the page cache: a crash of
+// berthd does not lose it, a power cut might), without waiting for the
+// sync, and the error of a write that failed. Without lazy changes
+// (Options.Strict, no boot ID) it is Wait.
+func (s *Store) WaitWritten(ctx context.Context, seq Seq) error {
+	return s.wait(ctx, seq, true)
+}
+
+func (s *Store) wait(ctx context.Context, seq Seq, written bool) error {
 	if seq == 0 {
 		return nil
 	}
@@ -363,6 +531,13 @@ func (s *Store) Wait(ctx context.Context, seq Seq) error {
 		case seq > s.queued:
 			s.mu.Unlock()
 			return ErrClosed
+		case written && s.lazy && seq <= s.written:
+			s.mu.Unlock()
+			return nil
+		}
+		if !(written && s.lazy) && s.strict < seq {
+			s.strict = seq
+			s.kickLocked()
 		}
 		ch := s.changed
 		s.mu.Unlock()
@@ -394,11 +569,12 @@ func (s *Store) outcomeLocked(seq Seq) error {
 	return nil
 }
 
-// finish records the outcome of the batch of changes lo..hi and wakes
+// finish records the outcome of the changes after done up to hi and wakes
 // the waiters.
-func (s *Store) finish(lo, hi Seq, err error) {
+func (s *Store) finish(hi Seq, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	lo := s.done + 1
 	if err != nil {
 		n := len(s.failures)
 		if n > 0 && s.failures[n-1].hi+1 == lo && s.failures[n-1].err.Error() == err.Error() {
@@ -412,6 +588,22 @@ func (s *Store) finish(lo, hi Seq, err error) {
 		}
 	}
 	s.done = hi
+	s.written = max(s.written, hi)
+	s.wakeLocked()
+}
+
+// markWritten records that the changes up to hi are written, not synced,
+// and wakes WaitWritten's callers, if any can be.
+func (s *Store) markWritten(hi Seq) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.written = hi
+	if s.lazy {
+		s.wakeLocked()
+	}
+}
+
+func (s *Store) wakeLocked() {
 	close(s.changed)
 	s.changed = make(chan struct{})
 }
@@ -425,6 +617,9 @@ func (s *Store) Close() error {
 	if !s.closed {
 		s.closed = true
 		close(s.kick)
+		if s.stopSync != nil {
+			s.stopSync()
+		}
 	}
 	s.mu.Unlock()
 	<-s.exited

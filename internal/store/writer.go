@@ -160,8 +160,8 @@ func makeSortKey(k string) sortKey {
 }
 
 // run is the writer goroutine: it takes everything queued, writes it with
-// one write and one fdatasync, and reports the outcome to the waiters, until
-// Close.
+// one write and one fdatasync (later for lazy changes alone), and reports
+// the outcome to the waiters, until Close.
 func (s *Store) run() {
 	defer close(s.exited)
 	var err error
@@ -180,7 +180,12 @@ func (s *Store) run() {
 	}
 	if err != nil || s.w.rewrite || len(s.w.retry) > 0 {
 		// A last try to leave the file as the store's state says.
-		err = s.commit(nil)
+		var synced bool
+		if synced, err = s.commit(nil); err == nil && !synced {
+			if err = s.w.f.Datasync(); err != nil {
+				err = fmt.Errorf("store: sync: %w", err)
+			}
+		}
 	} else if s.w.tidyAtClose() {
 		// The next start reads every record of the journal: leave it
 		// with the live ones only (a clean restart with 100,000 leases
@@ -197,11 +202,20 @@ func (s *Store) run() {
 			err = fmt.Errorf("store: close: %w", cerr)
 		}
 	}
+	if err == nil && s.lazy {
+		// Every change is synced: the next start need not doubt them.
+		if rerr := s.fs.Remove(s.open); rerr != nil {
+			s.log.Warn("cannot remove the store's open marker; the next start after a reboot will restart the epoch", "err", rerr)
+		} else if derr := s.fs.SyncDir(s.dir); derr != nil {
+			s.log.Warn("cannot sync the store's directory", "err", derr)
+		}
+	}
 	s.closeErr = err
 }
 
-// drain commits what is queued, if anything, and returns whether it did
-// and the batch's error.
+// drain commits what is queued, if anything, or syncs the lazy changes
+// written when their sync is due, and returns whether it did and the
+// error.
 func (s *Store) drain() (bool, error) {
 	// Callers that are runnable put their records before the batch is
 	// taken and share its sync: with 16 × GOMAXPROCS waiting clients this
@@ -210,35 +224,96 @@ func (s *Store) drain() (bool, error) {
 	runtime.Gosched()
 	s.mu.Lock()
 	if len(s.pending) == 0 {
+		due := s.syncDueLocked()
 		s.mu.Unlock()
-		return false, nil
+		if !due {
+			return false, nil
+		}
+		return true, s.syncWritten()
 	}
 	batch := s.pending
 	s.pending = s.w.spare[:0]
-	lo, hi := s.done+1, s.queued
+	hi := s.queued
 	s.mu.Unlock()
 
-	err := s.commit(batch)
+	synced, err := s.commit(batch)
 	s.w.spare = nil
 	if cap(batch) <= maxSpare {
 		s.w.spare = batch[:0]
 	}
-	s.finish(lo, hi, err)
+	switch {
+	case synced:
+		s.finish(hi, err)
+	case err != nil:
+		// The lazy changes written before have an outcome of their own.
+		s.syncWritten()
+		s.finish(hi, err)
+	default:
+		s.markWritten(hi)
+		s.mu.Lock()
+		due := s.syncDueLocked()
+		if !due && !s.armed {
+			s.armed = true
+			s.stopSync = s.clk.AfterFunc(syncDelay, s.syncLater)
+		}
+		s.mu.Unlock()
+		if due {
+			err = s.syncWritten()
+		}
+	}
 	return true, err
 }
 
-// commit applies a batch to the live set and makes it durable: appended
-// to the journal, or in a compacted journal.
-func (s *Store) commit(batch []byte) error {
+// syncDueLocked reports whether changes written are to be synced now: a
+// strict change or a Wait asks for it, or the store is closing.
+func (s *Store) syncDueLocked() bool {
+	return s.written > s.done && (s.strict > s.done || s.closed)
+}
+
+// syncLater runs syncDelay after lazy changes were written and had their
+// sync put off: it makes the writer sync what is written by now.
+func (s *Store) syncLater() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.armed = false
+	s.strict = max(s.strict, s.written)
+	s.kickLocked()
+}
+
+// syncWritten syncs the changes written and not synced, and reports
+// their outcome. Called by the writer goroutine.
+func (s *Store) syncWritten() error {
+	s.mu.Lock()
+	hi, done := s.written, s.done
+	s.mu.Unlock()
+	if hi <= done {
+		return nil
+	}
+	err := s.w.f.Datasync()
+	if err != nil {
+		// After a failed fsync the kernel may have dropped the dirty
+		// pages; trust only a fresh file.
+		err = fmt.Errorf("store: sync: %w", err)
+		s.w.rewrite = true
+	}
+	s.finish(hi, err)
+	return err
+}
+
+// commit applies a batch to the live set and writes it: appended to the
+// journal, or in a compacted journal. synced says whether the outcome
+// covers the changes written before too (a compaction, which syncs, or
+// NoSync); otherwise a successful append is still to be synced.
+func (s *Store) commit(batch []byte) (synced bool, err error) {
 	w := &s.w
 	n := w.applyBatch(batch)
 	if w.rewrite {
-		return s.compact()
+		return s.compactAll()
 	}
 	if w.shouldCompact(n, s.ratio, s.minRec) {
-		err := s.compact()
+		synced, err := s.compactAll()
 		if err == nil || w.rewrite {
-			return err
+			return synced, err
 		}
 		// The journal is intact; appending needs less room than a
 		// snapshot and may still work. Try compacting again only after
@@ -253,21 +328,10 @@ func (s *Store) commit(batch []byte) error {
 		buf, n = w.retry, w.retryN
 	}
 	if len(buf) == 0 {
-		return nil
+		return s.noSync, nil
 	}
 	w.reserve(int64(len(buf)))
-	_, err := w.f.WriteAt(buf, w.size)
-	if err != nil {
-		err = fmt.Errorf("store: append: %w", err)
-	} else if !s.noSync {
-		if err = w.f.Datasync(); err != nil {
-			// After a failed fsync the kernel may have dropped the dirty
-			// pages; trust only a fresh file.
-			err = fmt.Errorf("store: sync: %w", err)
-			w.rewrite = true
-		}
-	}
-	if err == nil {
+	if _, err = w.f.WriteAt(buf, w.size); err == nil {
 		w.size += int64(len(buf))
 		w.alloc = max(w.alloc, w.size)
 		w.records += n
@@ -275,8 +339,9 @@ func (s *Store) commit(batch []byte) error {
 		if cap(w.retry) > maxSpare {
 			w.retry = nil
 		}
-		return nil
+		return s.noSync, nil
 	}
+	err = fmt.Errorf("store: append: %w", err)
 	if terr := w.f.Truncate(w.size); terr != nil {
 		w.rewrite = true // a torn tail may be left: never append after it
 	} else {
@@ -290,7 +355,16 @@ func (s *Store) commit(batch []byte) error {
 		w.rewrite = true
 		w.retry, w.retryN = nil, 0
 	}
-	return err
+	return false, err
+}
+
+// compactAll compacts the journal for commit. Once the rename is done,
+// the outcome covers every change written before: they are in the new
+// file, or, when the rename may not last, in doubt with it.
+func (s *Store) compactAll() (bool, error) {
+	old := s.w.f
+	err := s.compact()
+	return err == nil || s.w.f != old, err
 }
 
 // growJournal is the step by which the journal's zeroed space grows: an
