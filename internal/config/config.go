@@ -115,6 +115,10 @@ type Store struct {
 	// KeepKernelState leaves the mappings in the kernel at a clean stop
 	// (the next start reconciles them with the store); default false.
 	KeepKernelState bool
+	// SyncEveryAnswer makes NAT-PMP and PCP answers wait for the lease's
+	// disk sync, as UPnP answers do; by default they wait until it is
+	// written (see store.Store.PutLazy); default false.
+	SyncEveryAnswer bool
 }
 
 // NFT is the [nft] table: what the nft backend does besides forwarding

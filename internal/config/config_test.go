@@ -480,8 +480,8 @@ func TestStoreTable(t *testing.T) {
 	if !c.Store.Enabled || c.Store.Dir != "" || c.Store.KeepKernelState {
 		t.Fatalf("default store %+v, want enabled in the default directory, kernel state removed", c.Store)
 	}
-	c, err := Parse("s.toml", []byte("[store]\nenabled = false\ndir = \"/srv/berth\"\nkeep_kernel_state = true\n"))
-	if err != nil || c.Store != (Store{Dir: "/srv/berth", KeepKernelState: true}) {
+	c, err := Parse("s.toml", []byte("[store]\nenabled = false\ndir = \"/srv/berth\"\nkeep_kernel_state = true\nsync_every_answer = true\n"))
+	if err != nil || c.Store != (Store{Dir: "/srv/berth", KeepKernelState: true, SyncEveryAnswer: true}) {
 		t.Fatalf("got %+v, %v", c.Store, err)
 	}
 	_, err = Parse("s.toml", []byte("[store]\ndir = \"state\"\n"))

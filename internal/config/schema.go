@@ -134,6 +134,9 @@ func (d *decoder) store(s *Store, t *table) {
 	if b, _, ok := t.boolean("keep_kernel_state"); ok {
 		s.KeepKernelState = b
 	}
+	if b, _, ok := t.boolean("sync_every_answer"); ok {
+		s.SyncEveryAnswer = b
+	}
 	t.close()
 }
 

@@ -45,12 +45,16 @@ func openLeases(cfg *config.Config, log *slog.Logger) (*leases, error) {
 	if dir == "" {
 		return nil, errors.New("daemon: lease store: no directory: set store.dir, or -state-dir none to keep no leases")
 	}
-	st, loaded, err := store.Open(store.Options{Dir: dir, Logger: log})
+	st, loaded, err := store.Open(store.Options{Dir: dir, Logger: log, Strict: cfg.Store.SyncEveryAnswer})
 	if err != nil {
 		return nil, fmt.Errorf("daemon: lease store in %s: %w (set store.dir, or -state-dir none to keep no leases)", dir, err)
 	}
 	for _, d := range loaded.Damage {
 		log.Error("lease store damaged; recovered what was readable", "dir", dir, "damage", d)
+	}
+	if loaded.Unclean {
+		log.Warn("the machine stopped while berthd ran: NAT-PMP/PCP leases of its last moments may not have reached the disk; "+
+			"a new epoch tells those clients to map again", "dir", dir)
 	}
 	log.Info("lease store opened", "dir", dir, "leases", len(loaded.Mappings), "state_lost", loaded.Lost)
 	return &leases{st: st, dir: dir, loaded: loaded}, nil

@@ -77,7 +77,7 @@ func (s *Service) retire(gone []mapping.Mapping, kind EventKind) (wait func()) {
 	t := &ticket{changes: make([]backend.Change, len(gone))}
 	for i, m := range gone {
 		t.changes[i] = backend.Change{Op: backend.Delete, Mapping: m}
-		s.forget(m) // not waited for: a restart checks the lease again anyway
+		s.forget(m, false) // not waited for: a restart checks the lease again anyway
 		s.publish(Event{Kind: kind, Mapping: m})
 	}
 	s.ap.submit(t)

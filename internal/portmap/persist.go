@@ -17,11 +17,27 @@ import (
 // The Service calls Put and Delete with its lock held, in the order the
 // changes happen, and waits for durability after releasing it, so that
 // concurrent requests share one disk sync.
+//
+// NAT-PMP and PCP leases go in with PutLazy and DeleteLazy, and their
+// clients are answered once the change is written (WaitWritten), before
+// it is synced: their clients learn of lost state from the epoch, which
+// restarts when the machine stopped before the sync (store.Loaded.Unclean).
+// A disk sync per batch of requests cost as much CPU as the requests
+// themselves (BENCHMARKS.md).
 type Store interface {
 	Put(m mapping.Mapping) store.Seq
 	Delete(k mapping.Key) store.Seq
+	PutLazy(m mapping.Mapping) store.Seq
+	DeleteLazy(k mapping.Key) store.Seq
 	Wait(ctx context.Context, seq store.Seq) error
+	WaitWritten(ctx context.Context, seq store.Seq) error
 	Last() store.Seq
+}
+
+// lazy reports whether leases of kind k are stored lazily (see Store):
+// their clients learn of lost state from the NAT-PMP/PCP epoch.
+func lazy(k mapping.Kind) bool {
+	return k == mapping.KindNATPMP || k == mapping.KindPCP
 }
 
 // durable reports whether m belongs in the store: every lease a client
@@ -52,6 +68,9 @@ func (s *Service) persist(m mapping.Mapping, slack time.Duration) store.Seq {
 		m.Expires = m.Expires.Add(min(max(slack, 0), storeSlack))
 	}
 	s.table.SetStoredUntil(m.Key, m.Expires)
+	if lazy(m.Origin.Kind) {
+		return s.store.PutLazy(m)
+	}
 	return s.store.Put(m)
 }
 
@@ -72,22 +91,31 @@ func (s *Service) persistRenewal(p lease.Plan, life time.Duration) store.Seq {
 	return s.persist(m, life)
 }
 
-// forget removes m from the store. Called with mu held.
-func (s *Service) forget(m mapping.Mapping) store.Seq {
+// forget removes m from the store, lazily for a NAT-PMP or PCP lease unless
+// now. Called with mu held.
+func (s *Service) forget(m mapping.Mapping, now bool) store.Seq {
 	if s.store == nil || !durable(m) {
 		return 0
+	}
+	if !now && lazy(m.Origin.Kind) {
+		return s.store.DeleteLazy(m.Key)
 	}
 	return s.store.Delete(m.Key)
 }
 
-// settle waits until the changes up to seq are on disk. A failure is
-// ErrNetworkFailure: the protocols' answer for "the gateway could not do
-// it now" (UPnP 501, NAT-PMP 3, PCP NETWORK_FAILURE).
-func (s *Service) settle(ctx context.Context, seq store.Seq) error {
+// settle waits until the changes up to seq are on disk, or only written
+// for a request of kind k that lazy says is stored lazily (KindNone: on
+// disk). A failure is ErrNetworkFailure: the protocols' answer for "the
+// gateway could not do it now" (UPnP 501, NAT-PMP 3, PCP NETWORK_FAILURE).
+func (s *Service) settle(ctx context.Context, seq store.Seq, k mapping.Kind) error {
 	if seq == 0 {
 		return nil
 	}
-	if err := s.store.Wait(ctx, seq); err != nil {
+	wait := s.store.Wait
+	if lazy(k) {
+		wait = s.store.WaitWritten
+	}
+	if err := wait(ctx, seq); err != nil {
 		return fmt.Errorf("portmap: lease store: %w: %w", mapping.ErrNetworkFailure, err)
 	}
 	return nil
@@ -115,7 +143,8 @@ func (s *Service) undo(m mapping.Mapping, why string, installed func() bool) sto
 		}
 	}
 	s.table.Delete(m.Key)
-	seq := s.forget(cur)
+	// On disk before the client hears of the failure, whatever the kind.
+	seq := s.forget(cur, true)
 	s.gen++
 	if installed == nil {
 		// Added was published; a mapping the backend refused never was.
@@ -148,7 +177,7 @@ func (s *Service) Restore(ctx context.Context, ms []mapping.Mapping) (Restored, 
 	for _, m := range ms {
 		if !m.Permanent() && !m.Expires.After(now) {
 			r.Expired++
-			s.forget(m)
+			s.forget(m, false)
 			continue
 		}
 		old, orig := m.Key, m.Expires
@@ -158,13 +187,13 @@ func (s *Service) Restore(ctx context.Context, ms []mapping.Mapping) (Restored, 
 		m, why := s.admit(m, now)
 		if why != "" {
 			r.Refused++
-			s.forget(mapping.Mapping{Key: old, Origin: m.Origin})
+			s.forget(mapping.Mapping{Key: old, Origin: m.Origin}, false)
 			s.log.Info("stored lease not restored", "key", old, "client", m.Client, "why", why)
 			continue
 		}
 		s.table.Put(m)
 		if old != m.Key || m.Expires != orig {
-			s.forget(mapping.Mapping{Key: old, Origin: m.Origin})
+			s.forget(mapping.Mapping{Key: old, Origin: m.Origin}, false)
 			s.persist(m, 0)
 
 		} else {

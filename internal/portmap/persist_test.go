@@ -230,8 +230,32 @@ type failingStore struct {
 	puts []mapping.Key
 	dels []mapping.Key
 	last mapping.Mapping // of the last Put
-	// waited is the highest sequence number a Wait asked for.
-	waited store.Seq
+	// waited is the highest sequence number a Wait asked for; written
+	// the highest a WaitWritten asked for.
+	waited, written store.Seq
+	lazy            int // changes made with PutLazy and DeleteLazy
+}
+
+func (f *failingStore) PutLazy(m mapping.Mapping) store.Seq {
+	f.mu.Lock()
+	f.lazy++
+	f.mu.Unlock()
+	return f.Put(m)
+}
+
+func (f *failingStore) DeleteLazy(k mapping.Key) store.Seq {
+	f.mu.Lock()
+	f.lazy++
+	f.mu.Unlock()
+	return f.Delete(k)
+}
+
+// WaitWritten fails as Wait does: as a write to a full disk.
+func (f *failingStore) WaitWritten(_ context.Context, seq store.Seq) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.written = max(f.written, seq)
+	return f.fail
 }
 
 func (f *failingStore) Put(m mapping.Mapping) store.Seq {
@@ -287,6 +311,52 @@ func TestRefusedMappingLeavesTheStoreFirst(t *testing.T) {
 	}
 	if s.Len() != 0 {
 		t.Fatalf("%d mappings left", s.Len())
+	}
+}
+
+// TestLazyLeases: a NAT-PMP or PCP client hears of its new or deleted
+// mapping once the lease is written (WaitWritten): its epoch tells it of
+// state lost in a power cut. A UPnP client, which has no epoch, hears once
+// the lease is synced (Wait).
+func TestLazyLeases(t *testing.T) {
+	pcp := func(r mapping.Request) mapping.Request { r.Origin.Kind = mapping.KindPCP; return r }
+	for _, tt := range []struct {
+		name string
+		r    mapping.Request
+		lazy bool
+	}{
+		{"NAT-PMP", pmp(hostA, mapping.UDP, 5000, 15000, time.Hour), true},
+		{"PCP", pcp(pmp(hostA, mapping.UDP, 5000, 15000, time.Hour)), true},
+		{"UPnP", igd(hostA, mapping.UDP, 5000, 15000, time.Hour), false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			fs := &failingStore{}
+			s := New(Config{Backend: &fake.Backend{}, Policy: testPolicy(t, nil), Clock: clocktest.NewFake(t0), External: ext, Store: fs})
+			defer s.Close()
+			check := func(what string) {
+				t.Helper()
+				fs.mu.Lock()
+				defer fs.mu.Unlock()
+				want := map[bool][2]store.Seq{true: {0, fs.seq}, false: {fs.seq, 0}}[tt.lazy]
+				if got := [2]store.Seq{fs.waited, fs.written}; got != want || (fs.lazy > 0) != tt.lazy {
+					t.Errorf("%s: waited for sync up to %d, for the write up to %d, %d lazy changes; want %d, %d, lazy %v",
+						what, got[0], got[1], fs.lazy, want[0], want[1], tt.lazy)
+				}
+			}
+			if _, err := s.Map(ctx, tt.r); err != nil {
+				t.Fatal(err)
+			}
+			check("map")
+			del := tt.r
+			del.Lifetime = 0
+			if err := s.Unmap(ctx, del); err != nil {
+				t.Fatal(err)
+			}
+			check("unmap")
+			if len(fs.puts) != 1 || len(fs.dels) != 1 {
+				t.Errorf("store got puts %v and deletes %v, want one of each", fs.puts, fs.dels)
+			}
+		})
 	}
 }
 

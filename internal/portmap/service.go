@@ -296,7 +296,7 @@ func (s *Service) Map(ctx context.Context, r mapping.Request) (mapping.Mapping, 
 				// gone from disk too: a restart must not bring back a
 				// mapping it was told it does not have. The request fails
 				// whatever the store says.
-				_ = s.settle(ctx, s.undo(res.m, "the backend refused it", func() bool { return s.syncs != res.syncs }))
+				_ = s.settle(ctx, s.undo(res.m, "the backend refused it", func() bool { return s.syncs != res.syncs }), mapping.KindNone)
 				if errors.Is(err, backend.ErrPortUnavailable) && !r.Exact && len(avoid) < maxPortRetries {
 					// Something else on the router holds the port: try another.
 					s.log.Warn("backend refused port, trying another", "key", res.m.Key, "err", err)
@@ -309,9 +309,10 @@ func (s *Service) Map(ctx context.Context, r mapping.Request) (mapping.Mapping, 
 				s.confirm(res.m)
 			}
 		}
-		// The lease is on disk before the client hears of it; requests
-		// that arrive meanwhile share the same disk sync.
-		if err := s.settle(ctx, res.seq); err != nil {
+		// The lease is on disk (written, for NAT-PMP and PCP) before the
+		// client hears of it; requests that arrive meanwhile share the
+		// same disk sync.
+		if err := s.settle(ctx, res.seq, r.Origin.Kind); err != nil {
 			if res.fresh {
 				s.undo(res.m, "its lease could not be stored", nil)
 			}
@@ -448,7 +449,7 @@ func (s *Service) mapLocked(ctx context.Context, r mapping.Request, avoid []uint
 		s.gen++
 		s.schedule()
 		if plan.Old.Key != plan.Mapping.Key {
-			s.forget(plan.Old)
+			s.forget(plan.Old, false)
 		}
 		s.publish(Event{Kind: Removed, Mapping: plan.Old})
 		seq := s.persist(plan.Mapping, d.Lifetime)
@@ -485,13 +486,13 @@ func (s *Service) Unmap(ctx context.Context, r mapping.Request) error {
 	if err := u.t.err; err != nil {
 		// The client is told its mappings are still there: their leases
 		// must be on disk again before it hears so.
-		_ = s.settle(ctx, s.restore(u))
+		_ = s.settle(ctx, s.restore(u), mapping.KindNone)
 		return fmt.Errorf("portmap: backend: %w: %w", mapping.ErrNetworkFailure, err)
 	}
 	s.removed(ctx, u.victims, r)
-	// Gone from disk too before the client is told: a restart must not
-	// bring back a port the client closed.
-	return s.settle(ctx, u.seq)
+	// Gone from disk too (written, for NAT-PMP and PCP) before the client
+	// is told: a restart must not bring back a port the client closed.
+	return s.settle(ctx, u.seq, r.Origin.Kind)
 }
 
 // unmapping is a deletion on its way to the backend.
@@ -553,7 +554,7 @@ func (s *Service) unmapLocked(ctx context.Context, r mapping.Request) (unmapping
 		t.changes[i] = backend.Change{Op: backend.Delete, Mapping: m}
 		u.unsure[i] = s.ap.pending(m.Key) != nil
 		s.table.Delete(m.Key)
-		u.seq = max(u.seq, s.forget(m))
+		u.seq = max(u.seq, s.forget(m, false))
 	}
 	u.t = s.ap.submit(t)
 	s.gen++

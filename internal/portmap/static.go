@@ -106,7 +106,7 @@ func (s *Service) installStatic(ctx context.Context, fs []Forward) error {
 	}
 	for _, m := range removed {
 		s.table.Delete(m.Key)
-		s.forget(m)
+		s.forget(m, false)
 		s.publish(Event{Kind: Removed, Mapping: m})
 		if m.Origin.Kind != mapping.KindStatic {
 			s.log.Warn("mapping withdrawn for a static forward", "key", m.Key, "client", m.Client, "origin", m.Origin.Kind)
@@ -156,7 +156,7 @@ func (s *Service) SetExternalAddr(ctx context.Context, a netip.Addr) error {
 			s.table.Put(n)
 			// Not waited for: a restart moves stored leases to the
 			// address of the day anyway.
-			s.forget(batch[i].Mapping)
+			s.forget(batch[i].Mapping, false)
 			s.persist(n, 0)
 		}
 		s.gen++
