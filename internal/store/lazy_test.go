@@ -161,7 +161,9 @@ func TestUncleanStop(t *testing.T) {
 
 // TestLazyChangeSurvivesFailedSync: a lazy change answered before its
 // sync failed is still in the live set, and the compaction that follows
-// the failure writes it.
+// the failure writes it. Until then a crash, even in the same boot, makes
+// the next Open doubt the store: the failed sync may have dropped it from
+// the page cache.
 func TestLazyChangeSurvivesFailedSync(t *testing.T) {
 	dir := t.TempDir()
 	s, _, sys, clk := lazyStore(t, dir, "boot-1")
@@ -175,6 +177,9 @@ func TestLazyChangeSurvivesFailedSync(t *testing.T) {
 		t.Fatalf("Wait after the failed sync = %v, want EIO", err)
 	}
 	sys.set(func(f *faultFS) { f.syncErr = nil })
+	if _, ld, _, _ := lazyStore(t, crashCopy(t, dir), "boot-1"); !ld.Unclean || !ld.Lost {
+		t.Errorf("crash after a failed sync: unclean %v, lost %v; want both", ld.Unclean, ld.Lost)
+	}
 	renames := sys.get().renames
 	wait(t, s, s.PutLazy(b))
 	if sys.get().renames != renames+1 {

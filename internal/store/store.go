@@ -344,7 +344,7 @@ func (s *Store) load(sys fsys, o Options) (*Store, Loaded, error) {
 // write it makes every change strict.
 func (s *Store) mark(o Options, unclosed bool) {
 	if !o.Strict && !s.noSync && s.boot != "" {
-		err := s.writeOpen()
+		err := s.writeOpen(s.boot)
 		if err == nil {
 			s.lazy = true
 			return
@@ -360,13 +360,14 @@ func (s *Store) mark(o Options, unclosed bool) {
 	}
 }
 
-// writeOpen writes openName with the boot ID and makes it durable.
-func (s *Store) writeOpen() error {
+// writeOpen writes openName with id, the boot ID or what makes the next
+// Open doubt the lazy changes, and makes it durable.
+func (s *Store) writeOpen(id string) error {
 	f, err := s.fs.OpenFile(s.open, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return err
 	}
-	_, err = f.Write([]byte(s.boot + "\n"))
+	_, err = f.Write([]byte(id + "\n"))
 	if err == nil {
 		err = f.Sync()
 	}

@@ -295,6 +295,14 @@ func (s *Store) syncWritten() error {
 		// pages; trust only a fresh file.
 		err = fmt.Errorf("store: sync: %w", err)
 		s.w.rewrite = true
+		if s.lazy {
+			// Lazy changes answered may be gone from the page cache too:
+			// until a clean Close, the next start doubts them, even in
+			// this boot.
+			if merr := s.writeOpen("sync failed"); merr != nil {
+				s.log.Warn("cannot mark the store in doubt", "file", s.open, "err", merr)
+			}
+		}
 	}
 	s.finish(hi, err)
 	return err
