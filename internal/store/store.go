@@ -401,51 +401,39 @@ func (s *Store) saveDamaged(data []byte) {
 // Put records m under m.Key, replacing any earlier record for that key.
 // It never blocks on I/O and never fails: the outcome is Wait's. After
 // Close it does nothing, and Wait for its Seq returns ErrClosed.
-func (s *Store) Put(m mapping.Mapping) Seq {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return s.discardLocked()
-	}
-	s.pending = appendPut(s.pending, m)
-	return s.queueLocked(true)
-}
+func (s *Store) Put(m mapping.Mapping) Seq { return s.put(m, false) }
 
 // PutLazy is Put for a lease whose client learns of lost state from the
 // NAT-PMP/PCP epoch: its sync may wait up to syncDelay (see WaitWritten).
 // With Options.Strict, or when the store does not know the boot ID, it
 // is Put.
-func (s *Store) PutLazy(m mapping.Mapping) Seq {
+func (s *Store) PutLazy(m mapping.Mapping) Seq { return s.put(m, true) }
+
+// Delete records that the mapping with key k is gone. Like Put, it never
+// blocks on I/O and never fails.
+func (s *Store) Delete(k mapping.Key) Seq { return s.del(k, false) }
+
+// DeleteLazy is Delete for a lease PutLazy would record.
+func (s *Store) DeleteLazy(k mapping.Key) Seq { return s.del(k, true) }
+
+func (s *Store) put(m mapping.Mapping, lazy bool) Seq {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return s.discardLocked()
 	}
 	s.pending = appendPut(s.pending, m)
-	return s.queueLocked(!s.lazy)
+	return s.queueLocked(!lazy || !s.lazy)
 }
 
-// Delete records that the mapping with key k is gone. Like Put, it never
-// blocks on I/O and never fails.
-func (s *Store) Delete(k mapping.Key) Seq {
+func (s *Store) del(k mapping.Key, lazy bool) Seq {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return s.discardLocked()
 	}
 	s.pending = appendDelete(s.pending, k)
-	return s.queueLocked(true)
-}
-
-// DeleteLazy is Delete for a lease PutLazy would record.
-func (s *Store) DeleteLazy(k mapping.Key) Seq {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return s.discardLocked()
-	}
-	s.pending = appendDelete(s.pending, k)
-	return s.queueLocked(!s.lazy)
+	return s.queueLocked(!lazy || !s.lazy)
 }
 
 // SetEpochBase records the wall time the NAT-PMP/PCP epoch started. Like
