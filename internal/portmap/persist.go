@@ -18,10 +18,13 @@ import (
 // changes happen, and waits for durability after releasing it, so that
 // concurrent requests share one disk sync.
 //
-// NAT-PMP and PCP leases go in with PutLazy and DeleteLazy, and their
-// clients are answered once the change is written (WaitWritten), before
-// it is synced: their clients learn of lost state from the epoch, which
+// New and renewed NAT-PMP and PCP leases go in with PutLazy, and their
+// clients are answered once the lease is written (WaitWritten), before it
+// is synced: their clients learn of lost state from the epoch, which
 // restarts when the machine stopped before the sync (store.Loaded.Unclean).
+// A deletion a client asked for is synced before the answer, whatever the
+// protocol: a new epoch makes clients map again, never delete again.
+// Deletions nobody waits for (expiry, a static forward) are lazy.
 // A disk sync per batch of requests cost as much CPU as the requests
 // themselves (BENCHMARKS.md).
 type Store interface {

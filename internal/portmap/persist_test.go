@@ -314,48 +314,64 @@ func TestRefusedMappingLeavesTheStoreFirst(t *testing.T) {
 	}
 }
 
-// TestLazyLeases: a NAT-PMP or PCP client hears of its new or deleted
-// mapping once the lease is written (WaitWritten): its epoch tells it of
-// state lost in a power cut. A UPnP client, which has no epoch, hears once
-// the lease is synced (Wait).
+// TestLazyLeases: a NAT-PMP or PCP client hears of its new mapping once
+// the lease is written (WaitWritten): its epoch tells it of state lost in
+// a power cut. A UPnP client, which has no epoch, hears once the lease is
+// synced (Wait), and so does every client of a deletion or a replacement:
+// a new epoch makes clients map again, never delete again.
 func TestLazyLeases(t *testing.T) {
-	pcp := func(r mapping.Request) mapping.Request { r.Origin.Kind = mapping.KindPCP; return r }
+	pcp := pmp(hostA, mapping.UDP, 5000, 15000, time.Hour)
+	pcp.Origin.Kind = mapping.KindPCP
+	filtered := pcp
+	filtered.Peers = peerSet("192.0.2.1/32")
 	for _, tt := range []struct {
-		name string
-		r    mapping.Request
-		lazy bool
+		name    string
+		r       mapping.Request
+		lazy    bool
+		replace bool
 	}{
-		{"NAT-PMP", pmp(hostA, mapping.UDP, 5000, 15000, time.Hour), true},
-		{"PCP", pcp(pmp(hostA, mapping.UDP, 5000, 15000, time.Hour)), true},
-		{"UPnP", igd(hostA, mapping.UDP, 5000, 15000, time.Hour), false},
+		{"NAT-PMP", pmp(hostA, mapping.UDP, 5000, 15000, time.Hour), true, false},
+		{"PCP", pcp, true, true},
+		{"UPnP", igd(hostA, mapping.UDP, 5000, 15000, time.Hour), false, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			fs := &failingStore{}
 			s := New(Config{Backend: &fake.Backend{}, Policy: testPolicy(t, nil), Clock: clocktest.NewFake(t0), External: ext, Store: fs})
 			defer s.Close()
-			check := func(what string) {
+			// step checks that do waited only for the write when
+			// lazyWait, for the sync otherwise, and made lazy changes only
+			// when lazy.
+			step := func(what string, lazyWait, lazy bool, do func() error) {
 				t.Helper()
 				fs.mu.Lock()
+				fs.waited, fs.written, fs.lazy = 0, 0, 0
+				fs.mu.Unlock()
+				if err := do(); err != nil {
+					t.Fatalf("%s: %v", what, err)
+				}
+				fs.mu.Lock()
 				defer fs.mu.Unlock()
-				want := map[bool][2]store.Seq{true: {0, fs.seq}, false: {fs.seq, 0}}[tt.lazy]
-				if got := [2]store.Seq{fs.waited, fs.written}; got != want || (fs.lazy > 0) != tt.lazy {
-					t.Errorf("%s: waited for sync up to %d, for the write up to %d, %d lazy changes; want %d, %d, lazy %v",
-						what, got[0], got[1], fs.lazy, want[0], want[1], tt.lazy)
+				want := [2]store.Seq{fs.seq, 0}
+				if lazyWait {
+					want = [2]store.Seq{0, fs.seq}
+				}
+				if got := [2]store.Seq{fs.waited, fs.written}; got != want || (fs.lazy > 0) != lazy {
+					t.Errorf("%s: waited for the sync up to %d, for the write up to %d, %d lazy changes; want %d and %d, lazy changes %v",
+						what, got[0], got[1], fs.lazy, want[0], want[1], lazy)
 				}
 			}
-			if _, err := s.Map(ctx, tt.r); err != nil {
-				t.Fatal(err)
+			mapReq := func(r mapping.Request) func() error {
+				return func() error { _, err := s.Map(ctx, r); return err }
 			}
-			check("map")
+			step("map", tt.lazy, tt.lazy, mapReq(tt.r))
+			if tt.replace {
+				// The new lease is written lazily, and the answer waits for
+				// its sync all the same.
+				step("new filters", false, true, mapReq(filtered))
+			}
 			del := tt.r
 			del.Lifetime = 0
-			if err := s.Unmap(ctx, del); err != nil {
-				t.Fatal(err)
-			}
-			check("unmap")
-			if len(fs.puts) != 1 || len(fs.dels) != 1 {
-				t.Errorf("store got puts %v and deletes %v, want one of each", fs.puts, fs.dels)
-			}
+			step("unmap", false, false, func() error { return s.Unmap(ctx, del) })
 		})
 	}
 }

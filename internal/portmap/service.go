@@ -312,7 +312,11 @@ func (s *Service) Map(ctx context.Context, r mapping.Request) (mapping.Mapping, 
 		// The lease is on disk (written, for NAT-PMP and PCP) before the
 		// client hears of it; requests that arrive meanwhile share the
 		// same disk sync.
-		if err := s.settle(ctx, res.seq, r.Origin.Kind); err != nil {
+		kind := r.Origin.Kind
+		if res.sync {
+			kind = mapping.KindNone
+		}
+		if err := s.settle(ctx, res.seq, kind); err != nil {
 			if res.fresh {
 				s.undo(res.m, "its lease could not be stored", nil)
 			}
@@ -356,6 +360,9 @@ type mapped struct {
 	// the new mapping's, or the one a renewal of it must wait for.
 	wait  *ticket
 	syncs uint64 // Service.syncs when the mapping entered the table
+	// sync makes the answer wait for the disk sync whatever the kind (a
+	// replacement).
+	sync bool
 }
 
 // mapLocked does Map's work with mu held. avoid are ports the backend
@@ -449,7 +456,7 @@ func (s *Service) mapLocked(ctx context.Context, r mapping.Request, avoid []uint
 		s.gen++
 		s.schedule()
 		if plan.Old.Key != plan.Mapping.Key {
-			s.forget(plan.Old, false)
+			s.forget(plan.Old, true)
 		}
 		s.publish(Event{Kind: Removed, Mapping: plan.Old})
 		seq := s.persist(plan.Mapping, d.Lifetime)
@@ -457,7 +464,8 @@ func (s *Service) mapLocked(ctx context.Context, r mapping.Request, avoid []uint
 		s.log.Info("mapping created", "key", plan.Mapping.Key, "internal", plan.Mapping.Internal,
 			"client", r.Client, "lifetime", d.Lifetime, "rule", d.Rule, "origin", r.Origin.Kind,
 			"replaced", true, "peers", plan.Mapping.Peers.String())
-		return mapped{m: plan.Mapping, seq: seq, fresh: true}, nil
+		// Synced before the answer: the old mapping must not come back.
+		return mapped{m: plan.Mapping, seq: seq, fresh: true, sync: true}, nil
 	}
 }
 
@@ -490,9 +498,10 @@ func (s *Service) Unmap(ctx context.Context, r mapping.Request) error {
 		return fmt.Errorf("portmap: backend: %w: %w", mapping.ErrNetworkFailure, err)
 	}
 	s.removed(ctx, u.victims, r)
-	// Gone from disk too (written, for NAT-PMP and PCP) before the client
-	// is told: a restart must not bring back a port the client closed.
-	return s.settle(ctx, u.seq, r.Origin.Kind)
+	// Gone from disk too before the client is told: a restart must not
+	// bring back a port the client closed. Not lazily, even for NAT-PMP
+	// and PCP: a new epoch makes clients map again, never delete again.
+	return s.settle(ctx, u.seq, mapping.KindNone)
 }
 
 // unmapping is a deletion on its way to the backend.
@@ -554,7 +563,7 @@ func (s *Service) unmapLocked(ctx context.Context, r mapping.Request) (unmapping
 		t.changes[i] = backend.Change{Op: backend.Delete, Mapping: m}
 		u.unsure[i] = s.ap.pending(m.Key) != nil
 		s.table.Delete(m.Key)
-		u.seq = max(u.seq, s.forget(m, false))
+		u.seq = max(u.seq, s.forget(m, true))
 	}
 	u.t = s.ap.submit(t)
 	s.gen++

@@ -183,7 +183,11 @@ type Store struct {
 	minRec int
 	clk    clock.Clock
 	boot   string // the boot ID; "" when unknown
-	lazy   bool   // lazy changes are allowed (and openName written)
+	// lazy says lazy changes are allowed: openName holds the boot ID, and
+	// openF, openName kept open, is how the writer puts the store in
+	// doubt. The writer may clear lazy, with mu held.
+	lazy  bool
+	openF file
 
 	mu       sync.Mutex
 	pending  []byte // encoded records not yet taken by the writer
@@ -344,9 +348,9 @@ func (s *Store) load(sys fsys, o Options) (*Store, Loaded, error) {
 // write it makes every change strict.
 func (s *Store) mark(o Options, unclosed bool) {
 	if !o.Strict && !s.noSync && s.boot != "" {
-		err := s.writeOpen(s.boot)
+		f, err := s.writeOpen()
 		if err == nil {
-			s.lazy = true
+			s.lazy, s.openF = true, f
 			return
 		}
 		s.log.Warn("cannot write the store's open marker; every change is synced at once", "file", s.open, "err", err)
@@ -360,24 +364,50 @@ func (s *Store) mark(o Options, unclosed bool) {
 	}
 }
 
-// writeOpen writes openName with id, the boot ID or what makes the next
-// Open doubt the lazy changes, and makes it durable.
-func (s *Store) writeOpen(id string) error {
+// writeOpen writes openName with the boot ID, makes it durable, and
+// returns it open.
+func (s *Store) writeOpen() (file, error) {
 	f, err := s.fs.OpenFile(s.open, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	_, err = f.Write([]byte(id + "\n"))
+	_, err = f.Write([]byte(s.boot + "\n"))
 	if err == nil {
 		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
 	}
 	if err == nil {
 		err = s.fs.SyncDir(s.dir)
 	}
-	return err
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// inDoubt is what openName says after a failed sync: no boot ID.
+const inDoubt = "sync failed"
+
+// doubt makes the next Open doubt the lazy changes, even in this boot,
+// after a failed sync: the kernel may have dropped their pages. It
+// overwrites the boot ID in openName, through the file kept open for it
+// (no new file descriptor needed); if even that fails, lazy changes
+// stop, as the marker can no longer speak for them. Called by the writer.
+func (s *Store) doubt() {
+	if s.openF == nil {
+		return
+	}
+	line := []byte(inDoubt + strings.Repeat(" ", max(len(s.boot)-len(inDoubt), 0)) + "\n")
+	_, err := s.openF.WriteAt(line, 0)
+	if err == nil {
+		err = s.openF.Sync()
+	}
+	if err != nil {
+		s.log.Error("cannot mark the lease store in doubt after a failed sync; every change is synced at once from now", "file", s.open, "err", err)
+		s.mu.Lock()
+		s.lazy = false
+		s.mu.Unlock()
+	}
 }
 
 // saveDamaged keeps a copy of a damaged journal for inspection. It is

@@ -202,7 +202,10 @@ func (s *Store) run() {
 			err = fmt.Errorf("store: close: %w", cerr)
 		}
 	}
-	if err == nil && s.lazy {
+	if s.openF != nil {
+		s.openF.Close()
+	}
+	if err == nil && s.openF != nil {
 		// Every change is synced: the next start need not doubt them.
 		if rerr := s.fs.Remove(s.open); rerr != nil {
 			s.log.Warn("cannot remove the store's open marker; the next start after a reboot will restart the epoch", "err", rerr)
@@ -295,14 +298,10 @@ func (s *Store) syncWritten() error {
 		// pages; trust only a fresh file.
 		err = fmt.Errorf("store: sync: %w", err)
 		s.w.rewrite = true
-		if s.lazy {
-			// Lazy changes answered may be gone from the page cache too:
-			// until a clean Close, the next start doubts them, even in
-			// this boot.
-			if merr := s.writeOpen("sync failed"); merr != nil {
-				s.log.Warn("cannot mark the store in doubt", "file", s.open, "err", merr)
-			}
-		}
+		// Lazy changes answered may be gone from the page cache too:
+		// until a clean Close, the next start doubts them, even in this
+		// boot.
+		s.doubt()
 	}
 	s.finish(hi, err)
 	return err
