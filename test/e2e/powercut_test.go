@@ -111,3 +111,36 @@ func seedStore(t *testing.T, dir string, p uint16) {
 		t.Fatal(err)
 	}
 }
+
+// TestSyncEveryAnswer: by default berthd keeps leases.open in its state
+// directory while it runs (NAT-PMP/PCP leases are synced shortly after
+// their answers) and removes it at a clean stop; with
+// store.sync_every_answer every answer waits for the sync, and there is
+// no marker to leave behind.
+func TestSyncEveryAnswer(t *testing.T) {
+	requireTools(t)
+	bin := buildBerthd(t)
+	topo := newTopology(t)
+	for _, tt := range []struct {
+		conf   string
+		marker bool
+	}{
+		{durableConfig, true},
+		{durableConfig + "\n[store]\nsync_every_answer = true\n", false},
+	} {
+		state := t.TempDir()
+		d, failed := launch(t, topo, bin, tt.conf, state)
+		if failed != "" {
+			t.Fatal(failed)
+		}
+		natpmpcGranted(t, topo, 32100, 32100, "udp", 3600, 3600)
+		marker := filepath.Join(state, "leases.open")
+		if _, err := os.Stat(marker); (err == nil) != tt.marker {
+			t.Errorf("sync_every_answer %v: leases.open while berthd runs: %v, want it there: %v", !tt.marker, err, tt.marker)
+		}
+		d.stop()
+		if _, err := os.Stat(marker); err == nil {
+			t.Errorf("sync_every_answer %v: leases.open left after a clean stop", !tt.marker)
+		}
+	}
+}
