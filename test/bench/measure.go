@@ -25,7 +25,7 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 // server on the router's LAN address: what NAT-PMP and PCP could reach.
 func (s *session) ceiling(ctx context.Context) {
 	for _, k := range s.concurrency() {
-		r := udpPhase(ctx, s.lan[:k], s.b.s.phase, s.b.s.retry, func(i int) udpOp {
+		r := udpPhase(ctx, s.lan[:k], s.b.s.steady(), s.b.s.retry, func(i int) udpOp {
 			return echoOp(poolAddr(i), ceilingAddr, 60, i)
 		})
 		s.recLatency(ceilingRow(k), "", r)
@@ -339,7 +339,7 @@ func (s *session) forwarding(ctx context.Context, level int) {
 	dst := netip.AddrPortFrom(s.topo.wanNet.router, s.fwd)
 	for _, k := range []int{1, s.b.s.clients} {
 		name := fmt.Sprintf("forwarding: UDP round trips WAN→LAN, N=%s, %s", count(level), clients(k))
-		r := udpPhase(ctx, s.wan[:k], s.b.s.phase, s.b.s.retry, func(i int) udpOp {
+		r := udpPhase(ctx, s.wan[:k], s.b.s.steady(), s.b.s.retry, func(i int) udpOp {
 			return echoOp(netip.Addr{}, dst, 60, i)
 		})
 		s.recLatency(name, "", r)

@@ -48,6 +48,14 @@ func (s settings) concurrency() []int {
 	return ks
 }
 
+// steady bounds a measurement that changes no state (the echo ceiling,
+// forwarding) by the phase's time alone: phase.ops round trips at 80,000
+// a second last 19 ms, whose rate is mostly the start and the machine's
+// jitter (the 16-client ceiling scattered 40k–107k within one run).
+func (s settings) steady() limits {
+	return limits{ops: 100 * s.phase.ops, dur: s.phase.dur}
+}
+
 // phaseOps is the most requests of a map phase with k clients: as many
 // per client as with clients when k is larger, so that the rate is not a
 // warm-up's. Slots N… up to N+phaseOps are mapped in it.
