@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"strings"
 	"syscall"
@@ -163,5 +164,27 @@ func TestDefaultGC(t *testing.T) {
 	}
 	if got := debug.SetGCPercent(100); got != 100 {
 		t.Errorf("GC percent %d with GOGC set, want it left at 100", got)
+	}
+}
+
+// TestDefaultProcs: berthd runs its Go code on procs threads unless the
+// environment sets GOMAXPROCS, in which case the runtime's own reading of
+// it stands.
+func TestDefaultProcs(t *testing.T) {
+	prev := runtime.GOMAXPROCS(3)
+	defer runtime.GOMAXPROCS(prev)
+	unset := func(string) (string, bool) { return "", false }
+	if n, ok := defaultProcs(unset); !ok || n != procs {
+		t.Errorf("defaultProcs without GOMAXPROCS = %d, %v; want %d, true", n, ok, procs)
+	}
+	if got := runtime.GOMAXPROCS(3); got != procs {
+		t.Errorf("GOMAXPROCS %d after defaultProcs, want %d", got, procs)
+	}
+	set := func(k string) (string, bool) { return "3", k == "GOMAXPROCS" }
+	if _, ok := defaultProcs(set); ok {
+		t.Error("defaultProcs changed GOMAXPROCS although the environment sets it")
+	}
+	if got := runtime.GOMAXPROCS(0); got != 3 {
+		t.Errorf("GOMAXPROCS %d with the environment's set, want it left at 3", got)
 	}
 }
