@@ -38,9 +38,6 @@ func run(args []string, stderr io.Writer) int {
 	if gc, ok := defaultGC(os.LookupEnv); ok {
 		log.Debug("garbage collector", "GOGC", gc)
 	}
-	if n, ok := defaultProcs(os.LookupEnv); ok {
-		log.Debug("Go scheduler", "GOMAXPROCS", n)
-	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -64,6 +61,11 @@ func run(args []string, stderr io.Writer) int {
 		Logger: log,
 		Reload: reload,
 		Reread: func() (*config.Config, error) { return config.FromArgs(args, stderr) },
+		Backend: func(name string) {
+			if n, ok := defaultProcs(os.LookupEnv, name); ok {
+				log.Debug("Go scheduler", "GOMAXPROCS", n, "backend", name)
+			}
+		},
 	})
 	var bad *config.Error
 	if errors.As(err, &bad) {
@@ -99,24 +101,29 @@ func defaultGC(lookup func(string) (string, bool)) (int, bool) {
 	return gcPercent, true
 }
 
-// procs is berthd's GOMAXPROCS unless the environment sets one: the number
-// of threads that run its Go code at once. berthd's work is many short
-// steps handed from goroutine to goroutine (a reader, the Service, the
-// batch applier, the store's writer), each ending in a system call. With
-// a second P, most hand-offs woke a parked thread on the other core, and
-// idle threads spun looking for work: 0.6 context switches and 40–49 µs
-// of CPU per new NAT-PMP mapping in the benchmark, against 0.05 and 30–32
-// µs with one P, and 23–27k against 29–32k mappings/s (BENCHMARKS.md,
-// finding 16). The kernel's work still runs beside it: a system call that
-// blocks hands the P to another thread after the runtime's 20 µs tick.
+// procs is berthd's GOMAXPROCS with the nft backend, unless the
+// environment sets one: the number of threads that run its Go code at
+// once. berthd's work is then many short steps handed from goroutine to
+// goroutine (a reader, the Service, the batch applier, the store's
+// writer), each ending in a system call, while the kernel forwards the
+// traffic. With a second P, most hand-offs woke a parked thread on the
+// other core, and idle threads spun looking for work: 0.6 context
+// switches and 40–49 µs of CPU per new NAT-PMP mapping in the benchmark,
+// against 0.05 and 30–32 µs with one P, and 23–27k against 29–32k
+// mappings/s (BENCHMARKS.md, finding 16). A system call that blocks hands
+// the P to another thread once the runtime's monitor sees it, within
+// 20 µs to 10 ms; a slow disk's syncs then hold up requests for up to
+// that long, which 5 ms syncs showed in the renewal rate but not in the
+// map rate. The relay backend copies every forwarded byte in Go, so with
+// it the runtime keeps its default of one P per CPU.
 const procs = 1
 
-// defaultProcs sets GOMAXPROCS to procs when lookup (os.LookupEnv) finds
-// no GOMAXPROCS, and reports the value and whether it did. A GOMAXPROCS
-// that is set, even to a value the runtime ignores, is left to the
-// runtime.
-func defaultProcs(lookup func(string) (string, bool)) (int, bool) {
-	if _, set := lookup("GOMAXPROCS"); set {
+// defaultProcs sets GOMAXPROCS to procs when the backend is nft and lookup
+// (os.LookupEnv) finds no GOMAXPROCS, and reports the value and whether it
+// did. A GOMAXPROCS that is set, even to a value the runtime ignores, is
+// left to the runtime.
+func defaultProcs(lookup func(string) (string, bool), backend string) (int, bool) {
+	if _, set := lookup("GOMAXPROCS"); set || backend != "nft" {
 		return 0, false
 	}
 	runtime.GOMAXPROCS(procs)

@@ -167,21 +167,28 @@ func TestDefaultGC(t *testing.T) {
 	}
 }
 
-// TestDefaultProcs: berthd runs its Go code on procs threads unless the
-// environment sets GOMAXPROCS, in which case the runtime's own reading of
-// it stands.
+// TestDefaultProcs: with the nft backend berthd runs its Go code on procs
+// threads, unless the environment sets GOMAXPROCS, in which case the
+// runtime's own reading of it stands; with the relay, which copies the
+// forwarded traffic in Go, the runtime's default stays.
 func TestDefaultProcs(t *testing.T) {
 	prev := runtime.GOMAXPROCS(3)
 	defer runtime.GOMAXPROCS(prev)
 	unset := func(string) (string, bool) { return "", false }
-	if n, ok := defaultProcs(unset); !ok || n != procs {
-		t.Errorf("defaultProcs without GOMAXPROCS = %d, %v; want %d, true", n, ok, procs)
+	if n, ok := defaultProcs(unset, "nft"); !ok || n != procs {
+		t.Errorf("defaultProcs(nft) without GOMAXPROCS = %d, %v; want %d, true", n, ok, procs)
 	}
 	if got := runtime.GOMAXPROCS(3); got != procs {
-		t.Errorf("GOMAXPROCS %d after defaultProcs, want %d", got, procs)
+		t.Errorf("GOMAXPROCS %d after defaultProcs(nft), want %d", got, procs)
+	}
+	if _, ok := defaultProcs(unset, "relay"); ok {
+		t.Error("defaultProcs changed GOMAXPROCS for the relay backend")
+	}
+	if got := runtime.GOMAXPROCS(0); got != 3 {
+		t.Errorf("GOMAXPROCS %d after defaultProcs(relay), want it left at 3", got)
 	}
 	set := func(k string) (string, bool) { return "3", k == "GOMAXPROCS" }
-	if _, ok := defaultProcs(set); ok {
+	if _, ok := defaultProcs(set, "nft"); ok {
 		t.Error("defaultProcs changed GOMAXPROCS although the environment sets it")
 	}
 	if got := runtime.GOMAXPROCS(0); got != 3 {

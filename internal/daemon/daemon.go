@@ -62,6 +62,10 @@ type Options struct {
 	// runtime's background scavenger gets to it. nil means
 	// debug.FreeOSMemory.
 	FreeMemory func()
+	// Backend, if not nil, is called with the chosen backend's name
+	// ("nft" or "relay") before the Service starts: berthd sizes its Go
+	// scheduler by it (cmd/berthd).
+	Backend func(name string)
 }
 
 func (o Options) freeMemory() {
@@ -151,6 +155,9 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	if err != nil {
 		abandon()
 		return err
+	}
+	if o.Backend != nil {
+		o.Backend(name)
 	}
 	op := <-opened
 	ls, err := op.l, op.err

@@ -11,12 +11,14 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/berthd/berth/internal/backend"
+	"github.com/berthd/berth/internal/backend/fake"
 	"github.com/berthd/berth/internal/clock"
 	"github.com/berthd/berth/internal/config"
 	"github.com/berthd/berth/internal/mapping"
@@ -266,8 +268,13 @@ func noNft(netif.Detected, *slog.Logger) (backend.Backend, error) {
 	return nil, errors.New("test: no nf_tables here")
 }
 
+// TestBackendChoice: "auto" falls back to the relay with its reason, "nft"
+// fails without nf_tables, and Options.Backend hears the backend chosen
+// (berthd sizes its scheduler by it) before the daemon serves.
 func TestBackendChoice(t *testing.T) {
-	run := func(backendName string) (string, error) {
+	var chosen []string
+	run := func(backendName string, open func(netif.Detected, *slog.Logger) (backend.Backend, error)) (string, error) {
+		chosen = nil
 		cfg := config.Default()
 		cfg.Store.Dir = t.TempDir() // never the host's /var/lib/berth
 		cfg.Backend = backendName
@@ -277,9 +284,10 @@ func TestBackendChoice(t *testing.T) {
 		ready := make(chan *portmap.Service, 1)
 		done := make(chan error, 1)
 		go func() {
-			done <- Run(ctx, cfg, Options{PortControlPort: freeUDPPort(t), OpenNft: noNft, Detect: loopback,
-				Logger: slog.New(slog.NewTextHandler(&syncWriter{w: &logs}, nil)),
-				Ready:  func(s *portmap.Service) { ready <- s }})
+			done <- Run(ctx, cfg, Options{PortControlPort: freeUDPPort(t), OpenNft: open, Detect: loopback,
+				Logger:  slog.New(slog.NewTextHandler(&syncWriter{w: &logs}, nil)),
+				Backend: func(name string) { chosen = append(chosen, name) },
+				Ready:   func(s *portmap.Service) { ready <- s }})
 		}()
 		select {
 		case <-ready:
@@ -291,12 +299,22 @@ func TestBackendChoice(t *testing.T) {
 			return logs.String(), err
 		}
 	}
-	logs, err := run("auto")
+	logs, err := run("auto", noNft)
 	if err != nil || !strings.Contains(logs, "backend auto: choosing relay") || !strings.Contains(logs, "no nf_tables here") {
 		t.Fatalf("auto without nft: err %v; logs lack the relay choice and its reason:\n%s", err, logs)
 	}
-	if _, err := run("nft"); err == nil || !strings.Contains(err.Error(), "no nf_tables here") {
+	if !slices.Equal(chosen, []string{"relay"}) {
+		t.Errorf("auto without nft: Options.Backend heard %q, want [relay]", chosen)
+	}
+	if _, err := run("nft", noNft); err == nil || !strings.Contains(err.Error(), "no nf_tables here") {
 		t.Fatalf("nft without nft: got %v, want the reason", err)
+	}
+	if len(chosen) != 0 {
+		t.Errorf("nft without nft: Options.Backend heard %q, want nothing", chosen)
+	}
+	withNft := func(netif.Detected, *slog.Logger) (backend.Backend, error) { return &fake.Backend{}, nil }
+	if logs, err := run("auto", withNft); err != nil || !slices.Equal(chosen, []string{"nft"}) {
+		t.Errorf("auto with nft: err %v, Options.Backend heard %q, want [nft]; log:\n%s", err, chosen, logs)
 	}
 }
 
