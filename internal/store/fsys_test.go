@@ -19,12 +19,15 @@ type faultFS struct {
 	// writing half of them, as a quota or a disk filling meanwhile does.
 	zeroErr error
 	// zeroOK is how many writes of zeros succeed before zeroErr applies.
-	zeroOK    int
-	syncErr   error // file Sync
-	truncErr  error
-	renameErr error
-	openErr   error // OpenFile with a write flag (a read-only file system)
-	readErr   error
+	zeroOK  int
+	syncErr error // file Sync and Datasync
+	// datasyncErr fails Datasync only: the journal's syncs, not the
+	// marker's.
+	datasyncErr error
+	truncErr    error
+	renameErr   error
+	openErr     error // OpenFile with a write flag (a read-only file system)
+	readErr     error
 	// partial makes a failing write write half its bytes first, as a
 	// write that runs out of space does.
 	partial bool
@@ -44,7 +47,7 @@ func (f *faultFS) set(fn func(f *faultFS)) {
 func (f *faultFS) get() faultFS {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return faultFS{writeErr: f.writeErr, zeroErr: f.zeroErr, zeroOK: f.zeroOK, syncErr: f.syncErr, truncErr: f.truncErr, renameErr: f.renameErr,
+	return faultFS{writeErr: f.writeErr, zeroErr: f.zeroErr, zeroOK: f.zeroOK, syncErr: f.syncErr, datasyncErr: f.datasyncErr, truncErr: f.truncErr, renameErr: f.renameErr,
 		openErr: f.openErr, readErr: f.readErr, partial: f.partial, onSync: f.onSync, onRename: f.onRename,
 		syncs: f.syncs, renames: f.renames, writes: f.writes}
 }
@@ -117,8 +120,14 @@ func (f *faultFile) WriteAt(p []byte, off int64) (int, error) { return f.fail(p,
 
 func (f *faultFile) Sync() error { return f.sync("sync", f.File.Sync) }
 
-// Datasync fails and counts as Sync does.
-func (f *faultFile) Datasync() error { return f.sync("fdatasync", osFile{f.File}.Datasync) }
+// Datasync fails and counts as Sync does, and also on datasyncErr alone.
+func (f *faultFile) Datasync() error {
+	if err := f.fs.get().datasyncErr; err != nil {
+		f.fs.set(func(f *faultFS) { f.syncs++ })
+		return &fs.PathError{Op: "fdatasync", Path: f.Name(), Err: err}
+	}
+	return f.sync("fdatasync", osFile{f.File}.Datasync)
+}
 
 // sync runs the onSync hook, counts the call and fails it with syncErr,
 // or does it.

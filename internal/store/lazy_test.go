@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -180,6 +181,10 @@ func TestLazyChangeSurvivesFailedSync(t *testing.T) {
 	if _, ld, _, _ := lazyStore(t, crashCopy(t, dir), "boot-1"); !ld.Unclean || !ld.Lost {
 		t.Errorf("crash after a failed sync: unclean %v, lost %v; want both", ld.Unclean, ld.Lost)
 	}
+	// The marker's own sync failed too: it cannot speak for lazy changes.
+	if lazyAllowed(s) {
+		t.Error("lazy changes still allowed after the marker could not be marked in doubt")
+	}
 	renames := sys.get().renames
 	wait(t, s, s.PutLazy(b))
 	if sys.get().renames != renames+1 {
@@ -204,4 +209,56 @@ func TestWriteFailureAfterLazyChanges(t *testing.T) {
 		t.Fatalf("WaitWritten on a full disk = %v, want ENOSPC", err)
 	}
 	wait(t, s, a)
+}
+
+func lazyAllowed(s *Store) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lazy
+}
+
+func markerSays(t *testing.T, dir string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, openName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// TestFailedJournalSyncMarksDoubt: when only the journal's fdatasync fails,
+// the marker is overwritten to say so and lazy changes go on; a crash in
+// the same boot then doubts the store, and a clean Close clears it.
+func TestFailedJournalSyncMarksDoubt(t *testing.T) {
+	dir := t.TempDir()
+	s, _, sys, clk := lazyStore(t, dir, "boot-1")
+	a, b := testMapping(1), testMapping(2)
+	seq := s.PutLazy(a)
+	waitWritten(t, s, seq)
+	if got := markerSays(t, dir); got != "boot-1" {
+		t.Fatalf("marker says %q while lazy changes are unsynced, want the boot ID", got)
+	}
+	sys.set(func(f *faultFS) { f.datasyncErr = syscall.EIO })
+	eventually(t, "no delayed sync armed", func() bool { return clk.Pending() == 1 })
+	clk.Advance(syncDelay)
+	if err := s.Wait(context.Background(), seq); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("Wait after the failed sync = %v, want EIO", err)
+	}
+	sys.set(func(f *faultFS) { f.datasyncErr = nil })
+	if got := markerSays(t, dir); got != inDoubt {
+		t.Errorf("marker says %q after a failed journal sync, want %q", got, inDoubt)
+	}
+	if !lazyAllowed(s) {
+		t.Error("lazy changes stopped although the marker was marked in doubt")
+	}
+	if _, ld, _, _ := lazyStore(t, crashCopy(t, dir), "boot-1"); !ld.Unclean || !ld.Lost {
+		t.Errorf("crash in the same boot after a failed sync: unclean %v, lost %v; want both", ld.Unclean, ld.Lost)
+	}
+	wait(t, s, s.PutLazy(b))
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_, ld := mustOpen(t, Options{Dir: dir, BootID: "boot-1"}, nil)
+	checkClean(t, ld)
+	checkMappings(t, ld.Mappings, []mapping.Mapping{a, b})
 }
