@@ -171,13 +171,7 @@ func TestLazyChangeSurvivesFailedSync(t *testing.T) {
 	a, b := testMapping(1), testMapping(2)
 	seq := s.PutLazy(a)
 	waitWritten(t, s, seq)
-	sys.set(func(f *faultFS) { f.syncErr = syscall.EIO })
-	eventually(t, "no delayed sync armed", func() bool { return clk.Pending() == 1 })
-	clk.Advance(syncDelay)
-	if err := s.Wait(context.Background(), seq); !errors.Is(err, syscall.EIO) {
-		t.Fatalf("Wait after the failed sync = %v, want EIO", err)
-	}
-	sys.set(func(f *faultFS) { f.syncErr = nil })
+	delayedSyncFails(t, s, sys, clk, seq, func(f *faultFS, err error) { f.syncErr = err })
 	if _, ld, _, _ := lazyStore(t, crashCopy(t, dir), "boot-1"); !ld.Unclean || !ld.Lost {
 		t.Errorf("crash after a failed sync: unclean %v, lost %v; want both", ld.Unclean, ld.Lost)
 	}
@@ -238,13 +232,7 @@ func TestFailedJournalSyncMarksDoubt(t *testing.T) {
 	if got := markerSays(t, dir); got != "boot-1" {
 		t.Fatalf("marker says %q while lazy changes are unsynced, want the boot ID", got)
 	}
-	sys.set(func(f *faultFS) { f.datasyncErr = syscall.EIO })
-	eventually(t, "no delayed sync armed", func() bool { return clk.Pending() == 1 })
-	clk.Advance(syncDelay)
-	if err := s.Wait(context.Background(), seq); !errors.Is(err, syscall.EIO) {
-		t.Fatalf("Wait after the failed sync = %v, want EIO", err)
-	}
-	sys.set(func(f *faultFS) { f.datasyncErr = nil })
+	delayedSyncFails(t, s, sys, clk, seq, func(f *faultFS, err error) { f.datasyncErr = err })
 	if got := markerSays(t, dir); got != inDoubt {
 		t.Errorf("marker says %q after a failed journal sync, want %q", got, inDoubt)
 	}
@@ -261,4 +249,17 @@ func TestFailedJournalSyncMarksDoubt(t *testing.T) {
 	_, ld := mustOpen(t, Options{Dir: dir, BootID: "boot-1"}, nil)
 	checkClean(t, ld)
 	checkMappings(t, ld.Mappings, []mapping.Mapping{a, b})
+}
+
+// delayedSyncFails makes the delayed sync of the lazy change seq fail with
+// EIO, set by fail, checks that Wait reports it, and clears the fault.
+func delayedSyncFails(t *testing.T, s *Store, sys *faultFS, clk *clocktest.Fake, seq Seq, fail func(*faultFS, error)) {
+	t.Helper()
+	sys.set(func(f *faultFS) { fail(f, syscall.EIO) })
+	eventually(t, "no delayed sync armed", func() bool { return clk.Pending() == 1 })
+	clk.Advance(syncDelay)
+	if err := s.Wait(context.Background(), seq); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("Wait after the failed sync = %v, want EIO", err)
+	}
+	sys.set(func(f *faultFS) { fail(f, nil) })
 }
