@@ -134,20 +134,39 @@ func launch(t *testing.T, topo *topology, bin, toml, stateDir string) (*berthd, 
 }
 
 // requireNft fails the test unless berthd's "berthd serving" line names
-// the nft backend and the router's kernel holds berth's table.
+// the nft backend, berthd said it runs its Go code on one thread for it
+// (unless the test's environment sets GOMAXPROCS, which berthd then
+// leaves alone), and the router's kernel holds berth's table.
 func (d *berthd) requireNft(t *testing.T, topo *topology) {
 	t.Helper()
 	var backend string
+	procs := -1 // no "Go scheduler" line
 	d.mu.Lock()
 	for _, l := range d.lines {
-		var v struct{ Msg, Backend string }
-		if json.Unmarshal([]byte(l), &v) == nil && v.Msg == "berthd serving" {
+		var v struct {
+			Msg, Backend string
+			GOMAXPROCS   int
+		}
+		if json.Unmarshal([]byte(l), &v) != nil {
+			continue
+		}
+		switch v.Msg {
+		case "berthd serving":
 			backend = v.Backend
+		case "Go scheduler":
+			procs = v.GOMAXPROCS
 		}
 	}
 	d.mu.Unlock()
 	if backend != "nft" {
 		t.Fatalf("berthd serves with backend %q, want nft:\n%s", backend, d.dump())
+	}
+	want := 1
+	if _, set := os.LookupEnv("GOMAXPROCS"); set {
+		want = -1
+	}
+	if procs != want {
+		t.Errorf("berthd with nft: Go scheduler line says GOMAXPROCS %d (-1: no line), want %d:\n%s", procs, want, d.dump())
 	}
 	if out, err := run(t, 10*time.Second, topo.router, "nft", "list", "table", "ip", "berth"); err != nil {
 		t.Fatalf("berthd serves, but berth's nft table is not in the router namespace: %v\n%s", err, out)
