@@ -222,7 +222,8 @@ func markerSays(t *testing.T, dir string) string {
 
 // TestFailedJournalSyncMarksDoubt: when only the journal's fdatasync fails,
 // the marker is overwritten to say so and lazy changes go on; a crash in
-// the same boot then doubts the store, and a clean Close clears it.
+// the same boot then doubts the store, until the compaction that follows
+// writes everything to a fresh file and the marker gets the boot ID back.
 func TestFailedJournalSyncMarksDoubt(t *testing.T) {
 	dir := t.TempDir()
 	s, _, sys, clk := lazyStore(t, dir, "boot-1")
@@ -242,11 +243,25 @@ func TestFailedJournalSyncMarksDoubt(t *testing.T) {
 	if _, ld, _, _ := lazyStore(t, crashCopy(t, dir), "boot-1"); !ld.Unclean || !ld.Lost {
 		t.Errorf("crash in the same boot after a failed sync: unclean %v, lost %v; want both", ld.Unclean, ld.Lost)
 	}
+	renames := sys.get().renames
 	wait(t, s, s.PutLazy(b))
+	if sys.get().renames != renames+1 {
+		t.Fatal("no compaction after the failed sync")
+	}
+	// The compaction wrote everything to a fresh file: nothing is in
+	// doubt any more.
+	if got := markerSays(t, dir); got != "boot-1" {
+		t.Errorf("marker says %q after the compaction, want the boot ID", got)
+	}
+	_, ld, _, _ := lazyStore(t, crashCopy(t, dir), "boot-1")
+	if ld.Unclean || ld.Lost {
+		t.Errorf("crash in the same boot after the compaction: unclean %v, lost %v; want neither", ld.Unclean, ld.Lost)
+	}
+	checkMappings(t, ld.Mappings, []mapping.Mapping{a, b})
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	_, ld := mustOpen(t, Options{Dir: dir, BootID: "boot-1"}, nil)
+	_, ld = mustOpen(t, Options{Dir: dir, BootID: "boot-1"}, nil)
 	checkClean(t, ld)
 	checkMappings(t, ld.Mappings, []mapping.Mapping{a, b})
 }

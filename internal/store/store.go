@@ -188,6 +188,9 @@ type Store struct {
 	// doubt. The writer may clear lazy, with mu held.
 	lazy  bool
 	openF file
+	// doubted says openName was overwritten by doubt and not yet given
+	// its boot ID back by trust. Writer only.
+	doubted bool
 
 	mu       sync.Mutex
 	pending  []byte // encoded records not yet taken by the writer
@@ -397,17 +400,41 @@ func (s *Store) doubt() {
 	if s.openF == nil {
 		return
 	}
-	line := []byte(inDoubt + strings.Repeat(" ", max(len(s.boot)-len(inDoubt), 0)) + "\n")
-	_, err := s.openF.WriteAt(line, 0)
-	if err == nil {
-		err = s.openF.Sync()
-	}
-	if err != nil {
+	if err := s.rewriteOpen(inDoubt); err != nil {
 		s.log.Error("cannot mark the lease store in doubt after a failed sync; every change is synced at once from now", "file", s.open, "err", err)
 		s.mu.Lock()
 		s.lazy = false
 		s.mu.Unlock()
+		return
 	}
+	s.doubted = true
+}
+
+// trust gives openName its boot ID back after doubt, once a compaction
+// has written the whole live set to a fresh file and synced it: nothing
+// answered before is in doubt any longer, and a crash in this boot need
+// not restart the epoch. On failure the marker stays in doubt, which
+// only costs a new epoch. Called by the writer.
+func (s *Store) trust() {
+	if !s.doubted {
+		return
+	}
+	if err := s.rewriteOpen(s.boot); err != nil {
+		s.log.Warn("cannot clear the lease store's doubt after a compaction; a crash will restart the epoch", "file", s.open, "err", err)
+		return
+	}
+	s.doubted = false
+}
+
+// rewriteOpen overwrites openName with line, padded with spaces to cover
+// both the boot ID and inDoubt, through openF, and syncs it.
+func (s *Store) rewriteOpen(line string) error {
+	pad := max(len(s.boot), len(inDoubt)) - len(line)
+	_, err := s.openF.WriteAt([]byte(line+strings.Repeat(" ", pad)+"\n"), 0)
+	if err == nil {
+		err = s.openF.Sync()
+	}
+	return err
 }
 
 // saveDamaged keeps a copy of a damaged journal for inspection. It is

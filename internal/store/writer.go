@@ -371,6 +371,9 @@ func (s *Store) commit(batch []byte) (synced bool, err error) {
 func (s *Store) compactAll() (bool, error) {
 	old := s.w.f
 	err := s.compact()
+	if err == nil {
+		s.trust()
+	}
 	return err == nil || s.w.f != old, err
 }
 
