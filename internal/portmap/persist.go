@@ -107,15 +107,15 @@ func (s *Service) forget(m mapping.Mapping, now bool) store.Seq {
 }
 
 // settle waits until the changes up to seq are on disk, or only written
-// for a request of kind k that lazy says is stored lazily (KindNone: on
-// disk). A failure is ErrNetworkFailure: the protocols' answer for "the
-// gateway could not do it now" (UPnP 501, NAT-PMP 3, PCP NETWORK_FAILURE).
-func (s *Service) settle(ctx context.Context, seq store.Seq, k mapping.Kind) error {
+// when written is set (a NAT-PMP or PCP lease: see Store). A failure is
+// ErrNetworkFailure: the protocols' answer for "the gateway could not do
+// it now" (UPnP 501, NAT-PMP 3, PCP NETWORK_FAILURE).
+func (s *Service) settle(ctx context.Context, seq store.Seq, written bool) error {
 	if seq == 0 {
 		return nil
 	}
 	wait := s.store.Wait
-	if lazy(k) {
+	if written {
 		wait = s.store.WaitWritten
 	}
 	if err := wait(ctx, seq); err != nil {

@@ -296,7 +296,7 @@ func (s *Service) Map(ctx context.Context, r mapping.Request) (mapping.Mapping, 
 				// gone from disk too: a restart must not bring back a
 				// mapping it was told it does not have. The request fails
 				// whatever the store says.
-				_ = s.settle(ctx, s.undo(res.m, "the backend refused it", func() bool { return s.syncs != res.syncs }), mapping.KindNone)
+				_ = s.settle(ctx, s.undo(res.m, "the backend refused it", func() bool { return s.syncs != res.syncs }), false)
 				if errors.Is(err, backend.ErrPortUnavailable) && !r.Exact && len(avoid) < maxPortRetries {
 					// Something else on the router holds the port: try another.
 					s.log.Warn("backend refused port, trying another", "key", res.m.Key, "err", err)
@@ -312,11 +312,7 @@ func (s *Service) Map(ctx context.Context, r mapping.Request) (mapping.Mapping, 
 		// The lease is on disk (written, for NAT-PMP and PCP) before the
 		// client hears of it; requests that arrive meanwhile share the
 		// same disk sync.
-		kind := r.Origin.Kind
-		if res.sync {
-			kind = mapping.KindNone
-		}
-		if err := s.settle(ctx, res.seq, kind); err != nil {
+		if err := s.settle(ctx, res.seq, lazy(r.Origin.Kind) && !res.sync); err != nil {
 			if res.fresh {
 				s.undo(res.m, "its lease could not be stored", nil)
 			}
@@ -494,14 +490,14 @@ func (s *Service) Unmap(ctx context.Context, r mapping.Request) error {
 	if err := u.t.err; err != nil {
 		// The client is told its mappings are still there: their leases
 		// must be on disk again before it hears so.
-		_ = s.settle(ctx, s.restore(u), mapping.KindNone)
+		_ = s.settle(ctx, s.restore(u), false)
 		return fmt.Errorf("portmap: backend: %w: %w", mapping.ErrNetworkFailure, err)
 	}
 	s.removed(ctx, u.victims, r)
 	// Gone from disk too before the client is told: a restart must not
 	// bring back a port the client closed. Not lazily, even for NAT-PMP
 	// and PCP: a new epoch makes clients map again, never delete again.
-	return s.settle(ctx, u.seq, mapping.KindNone)
+	return s.settle(ctx, u.seq, false)
 }
 
 // unmapping is a deletion on its way to the backend.
