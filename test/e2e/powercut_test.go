@@ -40,17 +40,14 @@ func TestPowerCut(t *testing.T) {
 	requireTools(t)
 	bin := buildBerthd(t)
 	topo := newTopology(t)
-	boot, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
-	if err != nil {
-		skipOrFail(t, "no boot ID (%v): berthd syncs every lease before answering", err)
-	}
+	boot := requireBootID(t)
 	const warning = "the machine stopped while berthd ran: NAT-PMP/PCP leases of its last moments may not have reached the disk; " +
 		"a new epoch tells those clients to map again"
 	for _, tt := range []struct {
 		name, boot string
 		newEpoch   bool
 	}{
-		{"berthd crashed", strings.TrimSpace(string(boot)), false},
+		{"berthd crashed", boot, false},
 		{"the machine stopped", "00000000-0000-4000-8000-000000000000", true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -119,6 +116,7 @@ func seedStore(t *testing.T, dir string, p uint16) {
 // no marker to leave behind.
 func TestSyncEveryAnswer(t *testing.T) {
 	requireTools(t)
+	requireBootID(t)
 	bin := buildBerthd(t)
 	topo := newTopology(t)
 	for _, tt := range []struct {
@@ -143,4 +141,16 @@ func TestSyncEveryAnswer(t *testing.T) {
 			t.Errorf("sync_every_answer %v: leases.open left after a clean stop", !tt.marker)
 		}
 	}
+}
+
+// requireBootID returns the machine's boot ID, without which berthd stores
+// no lease lazily and writes no leases.open (skipped, or failed under
+// BERTH_E2E=1).
+func requireBootID(t *testing.T) string {
+	t.Helper()
+	boot, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		skipOrFail(t, "no boot ID (%v): berthd syncs every lease before answering", err)
+	}
+	return strings.TrimSpace(string(boot))
 }
