@@ -149,24 +149,18 @@ type sock struct {
 }
 
 // reader is one reader goroutine's buffers, reused for every packet: the
-// payload, the control message and its destination address. Reading a
-// packet allocates only the list x/net's control message parser returns.
+// payload and the control message. Reading a packet allocates nothing.
 type reader struct {
 	// buf is longer than the PCP maximum, so that an oversized request is
 	// seen as oversized and answered MALFORMED_REQUEST, not truncated.
 	buf []byte
 	oob []byte
-	cm4 ipv4.ControlMessage
-	cm6 ipv6.ControlMessage
 }
 
 func newReader() *reader {
 	return &reader{
 		buf: make([]byte, pcp.MaxLen+4),
 		oob: make([]byte, max(len(ipv4.NewControlMessage(ipv4.FlagInterface)), len(ipv6.NewControlMessage(ipv6.FlagInterface)))),
-		// Parse reuses a Dst of the right length.
-		cm4: ipv4.ControlMessage{Dst: make(net.IP, net.IPv4len)},
-		cm6: ipv6.ControlMessage{Dst: make(net.IP, net.IPv6len)},
 	}
 }
 
@@ -177,18 +171,7 @@ func (r *reader) read(k *sock) (pkt []byte, ifIndex int, from netip.AddrPort, er
 	if err != nil {
 		return nil, 0, from, err
 	}
-	if k.bind.Addr.Is4() {
-		r.cm4.IfIndex = 0
-		if r.cm4.Parse(r.oob[:oobn]) == nil {
-			ifIndex = r.cm4.IfIndex
-		}
-	} else {
-		r.cm6.IfIndex = 0
-		if r.cm6.Parse(r.oob[:oobn]) == nil {
-			ifIndex = r.cm6.IfIndex
-		}
-	}
-	return r.buf[:n], ifIndex, from, nil
+	return r.buf[:n], arrivalIndex(r.oob[:oobn], k.bind.Addr.Is4()), from, nil
 }
 
 // New binds every address. On error nothing stays bound.
