@@ -417,9 +417,14 @@ func (noWAN) ExternalAddr() netip.Addr { return netip.Addr{} }
 
 func TestStatusActions(t *testing.T) {
 	h := newHarness(t, options{config: func(c *Config) {
-		c.Stats = func() (uint64, uint64, uint64, uint64) { return 1<<32 + 5, 7, 8, 9 }
+		c.Stats = func() (uint64, uint64, uint64, uint64, error) { return 1<<32 + 5, 7, 8, 9, nil }
 	}})
 	down := newHarness(t, options{config: func(c *Config) { c.Mapper = noWAN{c.Mapper} }})
+	gone := newHarness(t, options{config: func(c *Config) {
+		c.Stats = func() (uint64, uint64, uint64, uint64, error) {
+			return 0, 0, 0, 0, errors.New(`interface "ppp0": link not found`)
+		}
+	}})
 	wantOK(t, h.add(t, hostA, nsV1, "TCP", 14000, 14000, "0"))
 	h.clk.Advance(90 * time.Second)
 	const cfgNS = "urn:schemas-upnp-org:service:WANCommonInterfaceConfig:1"
@@ -460,6 +465,7 @@ func TestStatusActions(t *testing.T) {
 		{"packets sent", h, description.WANCommonInterfaceConfigControl, cfgNS, "GetTotalPacketsSent", nil, 0, "NewTotalPacketsSent", "8"},
 		{"packets received", h, description.WANCommonInterfaceConfigControl, cfgNS, "GetTotalPacketsReceived", nil, 0, "NewTotalPacketsReceived", "9"},
 		{"no counters", down, description.WANCommonInterfaceConfigControl, cfgNS, "GetTotalBytesSent", nil, 501, "", ""},
+		{"WAN interface gone", gone, description.WANCommonInterfaceConfigControl, cfgNS, "GetTotalPacketsReceived", nil, 501, "", ""},
 		{"IP action on the wrong URL", h, description.WANCommonInterfaceConfigControl, cfgNS, "AddPortMapping", nil, 401, "", ""},
 		{"default connection", h, description.Layer3ForwardingControl, l3fNS, "GetDefaultConnectionService", nil, 0,
 			"NewDefaultConnectionService", testDevice.UDNs[2] + ":WANConnectionDevice:1,urn:upnp-org:serviceId:WANIPConn1"},

@@ -59,8 +59,8 @@ type Config struct {
 	Clock  clock.Clock  // nil means clock.Real; used for lease times and uptime
 	Logger *slog.Logger // nil discards
 	// Stats returns the WAN interface counters for the GetTotal* actions;
-	// nil makes them fail with 501.
-	Stats func() (bytesSent, bytesRecv, pktsSent, pktsRecv uint64)
+	// an error, or a nil Stats, makes them fail with 501.
+	Stats func() (bytesSent, bytesRecv, pktsSent, pktsRecv uint64, err error)
 	// Uptime is the WAN connection's uptime for GetStatusInfo; nil means
 	// the time since New.
 	Uptime func() time.Duration

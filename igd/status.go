@@ -114,7 +114,11 @@ func (s *Server) getTotal(c *call) ([]soap.Arg, error) {
 	if s.cfg.Stats == nil {
 		return nil, fault(soap.ActionFailed, "no interface counters")
 	}
-	bs, br, ps, pr := s.cfg.Stats()
+	bs, br, ps, pr, err := s.cfg.Stats()
+	if err != nil {
+		s.log.Debug("no WAN interface counters", "err", err)
+		return nil, fault(soap.ActionFailed, "no interface counters")
+	}
 	what := strings.TrimPrefix(c.a.Name, "Get")
 	v := map[string]uint64{
 		"TotalBytesSent": bs, "TotalBytesReceived": br,

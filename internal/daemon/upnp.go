@@ -70,7 +70,7 @@ func startUPnP(ctx context.Context, cfg *config.Config, det netif.Detected, svc 
 		}
 	})
 	u.http = igd.New(igd.Config{Mapper: svc, Device: dev, LAN: det.LANPrefixes, Mode: cfg.UPnP.Mode,
-		Clock: clk, Logger: log, Eventing: u.pub})
+		Clock: clk, Logger: log, Eventing: u.pub, Stats: wanCounters(det.WAN.Name)})
 	var binds []ssdp.Bind
 	ifPort := make(map[string]uint16) // the first HTTP port of each interface
 	for _, ifc := range det.LAN {
@@ -219,4 +219,17 @@ func deviceUDNs(wan string) [3]string {
 		out[i] = fmt.Sprintf("uuid:%x-%x-%x-%x-%x", h[0:4], h[4:6], h[6:8], h[8:10], h[10:16])
 	}
 	return out
+}
+
+// wanCounters reads the WAN interface's counters for the GetTotal*
+// actions (COMPAT R8), at each request: the kernel's, not berth's. nil
+// (the actions answer 501) when there is no WAN interface.
+func wanCounters(name string) func() (bytesSent, bytesRecv, pktsSent, pktsRecv uint64, err error) {
+	if name == "" {
+		return nil
+	}
+	return func() (uint64, uint64, uint64, uint64, error) {
+		c, err := netif.ReadCounters(name)
+		return c.BytesSent, c.BytesReceived, c.PacketsSent, c.PacketsReceived, err
+	}
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/berthd/berth/internal/clock"
 	"github.com/berthd/berth/internal/config"
 	"github.com/berthd/berth/internal/mapping"
+	"github.com/berthd/berth/internal/netif"
 	"github.com/berthd/berth/internal/portmap"
 )
 
@@ -105,6 +106,54 @@ func TestUPnPDiscoveryAndControl(t *testing.T) {
 	}
 	if svc.Len() != 0 {
 		t.Fatalf("%d mappings left after delete", svc.Len())
+	}
+	checkTotals(t, loc, host)
+}
+
+// checkTotals reads the GetTotal* counters over SOAP with goupnp's
+// WANCommonInterfaceConfig client: they are the WAN interface's (lo in
+// these tests) as the kernel counts them, truncated to ui4 (COMPAT R8).
+func checkTotals(t *testing.T, loc *url.URL, host netip.Addr) {
+	t.Helper()
+	cs, err := internetgateway2.NewWANCommonInterfaceConfig1ClientsByURL(loc)
+	if err != nil || len(cs) != 1 {
+		t.Fatalf("goupnp found %d WANCommonInterfaceConfig:1 clients: %v", len(cs), err)
+	}
+	wc := cs[0]
+	wc.SOAPClient.HTTPClient = http.Client{Transport: &http.Transport{
+		DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: host.AsSlice()}}).DialContext}}
+	before, err := netif.ReadCounters("lo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bs, errBS := wc.GetTotalBytesSent()
+	br, errBR := wc.GetTotalBytesReceived()
+	ps, errPS := wc.GetTotalPacketsSent()
+	pr, errPR := wc.GetTotalPacketsReceived()
+	if err := errors.Join(errBS, errBR, errPS, errPR); err != nil {
+		t.Fatalf("GetTotal*: %v", err)
+	}
+	after, err := netif.ReadCounters("lo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name          string
+		got           uint64
+		before, after uint64
+	}{
+		{"TotalBytesSent", bs, before.BytesSent, after.BytesSent},
+		{"TotalBytesReceived", br, before.BytesReceived, after.BytesReceived},
+		{"TotalPacketsSent", uint64(ps), before.PacketsSent, after.PacketsSent},
+		{"TotalPacketsReceived", uint64(pr), before.PacketsReceived, after.PacketsReceived},
+	} {
+		lo, hi := uint64(uint32(c.before)), uint64(uint32(c.after))
+		if hi < lo {
+			continue // wrapped meanwhile: nothing to compare
+		}
+		if c.got < lo || c.got > hi || c.got == 0 {
+			t.Errorf("%s = %d, want lo's counter, between %d and %d", c.name, c.got, lo, hi)
+		}
 	}
 }
 

@@ -1,6 +1,7 @@
 package netif
 
 import (
+	"fmt"
 	"net"
 
 	"github.com/vishvananda/netlink"
@@ -76,4 +77,18 @@ func netlinkDefaultRoute(v6 bool) (int, error) {
 		}
 	}
 	return index, nil
+}
+
+// readCounters reads name's link statistics over rtnetlink (the 64-bit
+// IFLA_STATS64 the kernel reports with the link).
+func readCounters(name string) (Counters, error) {
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		return Counters{}, fmt.Errorf("interface %q: %w", name, err)
+	}
+	s := l.Attrs().Statistics
+	if s == nil {
+		return Counters{}, fmt.Errorf("interface %q: the kernel reported no counters", name)
+	}
+	return Counters{BytesSent: s.TxBytes, BytesReceived: s.RxBytes, PacketsSent: s.TxPackets, PacketsReceived: s.RxPackets}, nil
 }

@@ -2,7 +2,10 @@
 
 package netif
 
-import "net"
+import (
+	"fmt"
+	"net"
+)
 
 // host is the running system, read with the standard library: it has no
 // portable way to read the routing table, so the WAN comes from the
@@ -39,4 +42,10 @@ func stdLinks() ([]link, error) {
 		links = append(links, l)
 	}
 	return links, nil
+}
+
+// readCounters is Linux's only: the standard library has no interface
+// counters.
+func readCounters(name string) (Counters, error) {
+	return Counters{}, fmt.Errorf("interface %q: reading its counters is only supported on Linux", name)
 }

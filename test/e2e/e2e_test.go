@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/netip"
@@ -207,6 +208,69 @@ func TestE2E(t *testing.T) {
 			return ok
 		})
 	})
+
+	t.Run("12_upnpc_wan_counters", func(t *testing.T) {
+		// upnpc -s prints the GetTotal* answers (COMPAT R8): the router's
+		// wan0 counters as the kernel keeps them, truncated to ui4. The
+		// scenarios before sent more one way than the other, so a swap
+		// of sent and received shows.
+		before := linkStats(t, topo.router, "wan0")
+		out := upnpc(t, topo, "-s")
+		after := linkStats(t, topo.router, "wan0")
+		var bs, br, ps, pr uint64
+		if _, err := fmt.Sscanf(afterLine(out, "Bytes:"), "Sent: %d Recv: %d", &bs, &br); err != nil {
+			t.Fatalf("upnpc -s: no byte counters (%v) in\n%s", err, out)
+		}
+		if _, err := fmt.Sscanf(afterLine(out, "Packets:"), "Sent: %d Recv: %d", &ps, &pr); err != nil {
+			t.Fatalf("upnpc -s: no packet counters (%v) in\n%s", err, out)
+		}
+		for _, c := range []struct {
+			name               string
+			got, before, after uint64
+		}{
+			{"bytes sent", bs, before.tx.bytes, after.tx.bytes},
+			{"bytes received", br, before.rx.bytes, after.rx.bytes},
+			{"packets sent", ps, before.tx.packets, after.tx.packets},
+			{"packets received", pr, before.rx.packets, after.rx.packets},
+		} {
+			lo, hi := uint64(uint32(c.before)), uint64(uint32(c.after))
+			if c.got == 0 || hi < lo || c.got < lo || c.got > hi {
+				t.Errorf("upnpc -s: %s %d, want wan0's %d..%d\n%s", c.name, c.got, lo, hi, out)
+			}
+		}
+	})
+}
+
+// afterLine returns what follows prefix on the first line of out that
+// starts with it, or "".
+func afterLine(out, prefix string) string {
+	for line := range strings.Lines(out) {
+		if rest, ok := strings.CutPrefix(strings.TrimSpace(line), prefix); ok {
+			return strings.TrimSpace(rest)
+		}
+	}
+	return ""
+}
+
+// ifStats are an interface's counters in one direction, as `ip -s -j`
+// prints them.
+type ifStats struct{ bytes, packets uint64 }
+
+// linkStats reads dev's counters in namespace ns.
+func linkStats(t *testing.T, ns, dev string) (s struct{ tx, rx ifStats }) {
+	t.Helper()
+	out := mustRun(t, 10*time.Second, ns, "ip", "-j", "-s", "link", "show", "dev", dev)
+	var links []struct {
+		Stats64 struct {
+			RX, TX struct{ Bytes, Packets uint64 }
+		} `json:"stats64"`
+	}
+	if err := json.Unmarshal([]byte(out), &links); err != nil || len(links) != 1 {
+		t.Fatalf("ip -j -s link show dev %s: %v in\n%s", dev, err, out)
+	}
+	l := links[0].Stats64
+	s.tx, s.rx = ifStats{l.TX.Bytes, l.TX.Packets}, ifStats{l.RX.Bytes, l.RX.Packets}
+	return s
 }
 
 // waitExpired polls reaches (traffic from the WAN to ext gets to the LAN
