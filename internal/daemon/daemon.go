@@ -124,8 +124,9 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 		log.Info("external address from configuration", "addr", ext)
 	}
 	warnAboutExternal(log, ext)
-	if det.ServeWAN && ext.IsValid() && !ext.IsPrivate() && !ext.IsLoopback() {
-		log.Warn("serving the WAN interface as LAN on a public address: any host on that network may ask for mappings; set lan to restrict",
+	if det.ServeWAN && slices.ContainsFunc(det.LANPrefixes, func(p netip.Prefix) bool { return netif.Routable(p.Addr()) }) {
+		// Only when lan names the WAN: Detect refuses to choose it.
+		log.Warn("serving the WAN interface as LAN on an address the internet reaches: any host on that network may ask for mappings; set lan to restrict",
 			"wan", det.WAN.Name, "prefixes", det.LANPrefixes)
 	}
 

@@ -406,3 +406,53 @@ func TestRestoreGivesMemoryBack(t *testing.T) {
 		t.Errorf("restored %v, want the mapping %v", restored, m.Key)
 	}
 }
+
+// Serving the WAN is warned about only where the internet reaches it
+// (lan naming the WAN; Detect refuses to choose it by itself), not on the
+// private, loopback or documentation addresses of a lab machine.
+func TestWarnsWhenServingARoutableWAN(t *testing.T) {
+	const warning = "serving the WAN interface as LAN on an address the internet reaches"
+	for _, c := range []struct {
+		name  string
+		extra string // a prefix added to the served ones
+		warn  bool
+	}{
+		{"loopback", "", false},
+		{"documentation prefix", "192.0.2.0/24", false},
+		{"public prefix", "84.17.3.0/24", true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			detect := func(w string, l []string) (netif.Detected, error) {
+				d, err := loopback(w, l)
+				if c.extra != "" {
+					d.LANPrefixes = append(d.LANPrefixes, netip.MustParsePrefix(c.extra))
+				}
+				return d, err
+			}
+			var logs bytes.Buffer
+			ctx, cancel := context.WithCancel(context.Background())
+			ready := make(chan *portmap.Service, 1)
+			done := make(chan error, 1)
+			go func() {
+				cfg := config.Default()
+				cfg.Store.Dir = t.TempDir() // never the host's /var/lib/berth
+				cfg.UPnP.Enabled = false
+				done <- Run(ctx, cfg, Options{PortControlPort: freeUDPPort(t), OpenNft: noNft,
+					Logger: slog.New(slog.NewTextHandler(&syncWriter{w: &logs}, nil)), Detect: detect,
+					Ready: func(s *portmap.Service) { ready <- s }})
+			}()
+			select {
+			case <-ready:
+			case err := <-done:
+				t.Fatalf("Run ended: %v", err)
+			}
+			cancel()
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.Contains(logs.String(), warning); got != c.warn {
+				t.Errorf("warning logged: %t, want %t; log:\n%s", got, c.warn, logs.String())
+			}
+		})
+	}
+}

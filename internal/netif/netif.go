@@ -60,7 +60,8 @@ type Detected struct {
 // named in lan; if lan is empty, every other interface that is up, is not
 // a loopback, and has a private address (RFC 1918, CGNAT 100.64.0.0/10
 // per RFC 6598, or an IPv6 ULA fc00::/7). If that finds none, berth
-// serves the WAN interface itself (ServeWAN).
+// serves the WAN interface itself (ServeWAN), unless the WAN has an
+// address the internet can reach (Routable): that is a *WANOnlyError.
 //
 // An interface that is named but does not exist is an error, and so is
 // finding no WAN interface at all.
@@ -89,6 +90,30 @@ type system struct {
 
 // cgnat is the shared address space of RFC 6598.
 var cgnat = netip.MustParsePrefix("100.64.0.0/10")
+
+// notOnTheInternet are global unicast ranges that never reach the
+// internet: documentation (RFC 5737, RFC 3849) and benchmarking (RFC 2544,
+// RFC 5180). Lab machines and test networks use them.
+var notOnTheInternet = []netip.Prefix{
+	netip.MustParsePrefix("192.0.2.0/24"),
+	netip.MustParsePrefix("198.51.100.0/24"),
+	netip.MustParsePrefix("203.0.113.0/24"),
+	netip.MustParsePrefix("198.18.0.0/15"),
+	netip.MustParsePrefix("2001:db8::/32"),
+	netip.MustParsePrefix("2001:2::/48"),
+}
+
+// Routable reports whether hosts on the internet, or an ISP's other
+// customers, can reach a: a global unicast address outside RFC 1918, the
+// ULAs and notOnTheInternet. CGNAT's shared space (RFC 6598) is
+// routable here, as the ISP's other customers share it.
+func Routable(a netip.Addr) bool {
+	a = a.Unmap()
+	if !a.IsGlobalUnicast() || a.IsPrivate() {
+		return false
+	}
+	return !slices.ContainsFunc(notOnTheInternet, func(p netip.Prefix) bool { return p.Contains(a) })
+}
 
 // isPrivate reports whether a is an RFC 1918, CGNAT or ULA address.
 func isPrivate(a netip.Addr) bool {
@@ -147,6 +172,12 @@ func detect(sys system, wanName string, lanNames []string) (Detected, error) {
 			d.LAN = append(d.LAN, l.Interface)
 		}
 		if len(d.LAN) == 0 {
+			// Serving the WAN is the operator's choice (lan names it),
+			// never berth's on an interface the internet reaches
+			// (DESIGN: nothing answers on the WAN).
+			if i := slices.IndexFunc(wan.Prefixes, func(p netip.Prefix) bool { return Routable(p.Addr()) }); i >= 0 {
+				return Detected{}, &WANOnlyError{WAN: wan.Name, Prefix: wan.Prefixes[i]}
+			}
 			d.ServeWAN = true
 			d.LAN = []Interface{wan.Interface}
 			d.note("no other interface is up with a private address: serving wan %s itself as the lan (set lan to choose)", wan.Name)
@@ -237,6 +268,21 @@ type NotFoundError struct {
 
 func (e *NotFoundError) Error() string {
 	return fmt.Sprintf("netif: %s interface %q not found", e.Role, e.Name)
+}
+
+// WANOnlyError is Detect's refusal to serve the WAN interface as the LAN
+// when lan is not set, no other interface qualifies, and the WAN has an
+// address the internet (or the ISP's other customers) can reach: such a
+// host would answer them. It is not ErrNoWAN.
+type WANOnlyError struct {
+	WAN    string
+	Prefix netip.Prefix // the WAN's first routable address
+}
+
+func (e *WANOnlyError) Error() string {
+	return fmt.Sprintf("netif: no lan interface: no other interface is up with a private address, and wan %s has "+
+		"the public address %s, where berth answers nobody; set lan to the interfaces to serve (lan = [%q] serves the wan itself)",
+		e.WAN, e.Prefix, e.WAN)
 }
 
 func byName(links []link, name string) (link, bool) {

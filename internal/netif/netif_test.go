@@ -64,6 +64,12 @@ var (
 	pub6  = mk(7, "wan6", "fd00:9::2/64", "2001:db8::2/64")
 	ula6  = mk(8, "ula6", "fe80::2/64", "fd00:8::2/64")
 	noip  = mk(9, "ifb0")
+	// An address the internet reaches (never used for traffic here).
+	pubWAN = mk(13, "eth1", "84.17.3.2/24", "fe80::13/64")
+	cgnWAN = mk(14, "wwan0", "100.72.9.4/10")
+	// Private IPv4, but a global IPv6 address.
+	dualWAN = mk(15, "eth2", "10.1.2.3/24", "2a02:8070::3/64")
+	privWAN = mk(16, "eth3", "192.168.178.20/24")
 )
 
 func names(is []Interface) []string {
@@ -166,6 +172,27 @@ func TestDetect(t *testing.T) {
 			wantPfx: prefixes("fd00:8::/64"),
 		},
 		{
+			name:    "private wan alone serves itself",
+			host:    fakeHost{links: []link{loopback(), privWAN}, route4: 16},
+			wantWAN: "eth3", wantExt: "192.168.178.20", wantLAN: []string{"eth3"}, serveWAN: true,
+			wantPfx:   prefixes("192.168.178.0/24"),
+			wantNotes: []string{"serving wan eth3 itself"},
+		},
+		{
+			name:    "public wan served when lan names it",
+			host:    fakeHost{links: []link{loopback(), pubWAN}, route4: 13},
+			lan:     []string{"eth1"},
+			wantWAN: "eth1", wantExt: "84.17.3.2", wantLAN: []string{"eth1"}, serveWAN: true,
+			wantPfx:   prefixes("84.17.3.0/24"),
+			wantNotes: []string{"it is also the wan interface"},
+		},
+		{
+			name:    "public wan with a lan beside it",
+			host:    fakeHost{links: []link{loopback(), pubWAN, brLan}, route4: 13},
+			wantWAN: "eth1", wantExt: "84.17.3.2", wantLAN: []string{"br-lan"},
+			wantPfx: prefixes("192.168.1.0/24", "fd12:3456::/64"),
+		},
+		{
 			name:    "lan without usable prefix",
 			host:    fakeHost{links: []link{eth0, mk(12, "ll0", "fe80::3/64")}, route4: 2},
 			lan:     []string{"ll0"},
@@ -225,6 +252,11 @@ func TestDetectErrors(t *testing.T) {
 			"IPv4 default route via unknown interface index 42", true},
 		{"gateway off every subnet", fakeHost{links: []link{eth0}, gateway: "198.51.100.1"}, "", nil,
 			"no interface on the subnet of the gateway 198.51.100.1", true},
+		// Nothing answers on the WAN (DESIGN) unless lan says so.
+		{"public wan alone", fakeHost{links: []link{loopback(), down(brLan), pubWAN}, route4: 13}, "", nil,
+			`wan eth1 has the public address 84.17.3.2/24, where berth answers nobody; set lan to the interfaces to serve (lan = ["eth1"] serves the wan itself)`, false},
+		{"cgnat wan alone", fakeHost{links: []link{cgnWAN}, route4: 14}, "", nil, "wan wwan0 has the public address 100.72.9.4/10", false},
+		{"global ipv6 on a private wan", fakeHost{links: []link{dualWAN}, route4: 15}, "eth2", nil, "wan eth2 has the public address 2a02:8070::3/64", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -234,6 +266,10 @@ func TestDetectErrors(t *testing.T) {
 			}
 			if errors.Is(err, ErrNoWAN) != tt.noWAN {
 				t.Errorf("errors.Is(err, ErrNoWAN) = %t, want %t", !tt.noWAN, tt.noWAN)
+			}
+			var wo *WANOnlyError
+			if want := strings.Contains(tt.want, "public address"); errors.As(err, &wo) != want {
+				t.Errorf("errors.As(err, *WANOnlyError) = %t, want %t", !want, want)
 			}
 		})
 	}
@@ -296,5 +332,34 @@ func TestDetectHost(t *testing.T) {
 	}
 	if !reflect.DeepEqual(d2.LAN, d.LAN) || d2.ServeWAN != d.ServeWAN || d2.ExternalAddr != d.ExternalAddr {
 		t.Errorf("named detection differs:\n%+v\n%+v", d2, d)
+	}
+}
+
+func TestRoutable(t *testing.T) {
+	for _, tt := range []struct {
+		addr string
+		want bool
+	}{
+		{"84.17.3.2", true},
+		{"2a02:8070::3", true},
+		{"100.64.0.1", true}, // CGNAT: the ISP's other customers
+		{"::ffff:84.17.3.2", true},
+		{"10.1.2.3", false},
+		{"172.16.0.1", false},
+		{"192.168.1.1", false},
+		{"fd00::2", false},
+		{"fe80::1", false},
+		{"127.0.0.1", false},
+		{"192.0.2.2", false}, // documentation (RFC 5737): this lab machine
+		{"198.51.100.7", false},
+		{"203.0.113.2", false},
+		{"198.19.255.1", false}, // benchmarking (RFC 2544)
+		{"2001:db8::2", false},  // documentation (RFC 3849)
+		{"2001:2::1", false},    // benchmarking (RFC 5180)
+		{"224.0.0.1", false},
+	} {
+		if got := Routable(netip.MustParseAddr(tt.addr)); got != tt.want {
+			t.Errorf("Routable(%s) = %t, want %t", tt.addr, got, tt.want)
+		}
 	}
 }
