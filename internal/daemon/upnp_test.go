@@ -160,9 +160,17 @@ func checkTotals(t *testing.T, loc *url.URL, host netip.Addr) {
 // upnpDaemon runs the daemon with only UPnP on, SSDP on loopback ports.
 func upnpDaemon(t *testing.T, mode string) (svc *portmap.Service, ssdpPort uint16) {
 	t.Helper()
+	svc, ssdpPort, stop := upnpDaemonIn(t, mode, t.TempDir()) // never the host's /var/lib/berth
+	t.Cleanup(stop)
+	return svc, ssdpPort
+}
+
+// upnpDaemonIn is upnpDaemon with its store in dir; stop stops it.
+func upnpDaemonIn(t *testing.T, mode, dir string) (svc *portmap.Service, ssdpPort uint16, stop func()) {
+	t.Helper()
 	ssdpPort, groupPort := freeUDPPort(t), freeUDPPort(t)
 	cfg := config.Default()
-	cfg.Store.Dir = t.TempDir() // never the host's /var/lib/berth
+	cfg.Store.Dir = dir
 	cfg.Backend = "relay"
 	cfg.NATPMP.Enabled, cfg.PCP.Enabled = false, false
 	cfg.UPnP.Mode = mode
@@ -174,13 +182,43 @@ func upnpDaemon(t *testing.T, mode string) (svc *portmap.Service, ssdpPort uint1
 			SSDPPort: ssdpPort, SSDPGroup: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), groupPort),
 			Ready: func(s *portmap.Service) { ready <- s }})
 	}()
-	t.Cleanup(func() { cancel(); <-done })
+	stop = func() { cancel(); <-done }
 	select {
 	case svc = <-ready:
 	case err := <-done:
+		cancel()
 		t.Fatalf("Run ended early: %v", err)
 	}
-	return svc, ssdpPort
+	return svc, ssdpPort, stop
+}
+
+// BOOTID.UPNP.ORG grows on every start (UDA 1.1 §1.2.2, COMPAT S8), also
+// on starts within the same second, as a crash and a restart are: control
+// points take an unchanged one for the same boot and keep stale state.
+func TestBootIDGrowsOnEveryStart(t *testing.T) {
+	dir := t.TempDir()
+	var last uint64
+	for i := range 3 {
+		_, port, stop := upnpDaemonIn(t, "auto", dir)
+		rs := search(t, port, "upnp:rootdevice")
+		stop()
+		if len(rs) == 0 {
+			t.Fatalf("start %d: no SSDP answer", i)
+		}
+		id, err := strconv.ParseUint(rs[0].Header.Get("BOOTID.UPNP.ORG"), 10, 32)
+		if err != nil {
+			t.Fatalf("start %d: BOOTID.UPNP.ORG %q: %v", i, rs[0].Header.Get("BOOTID.UPNP.ORG"), err)
+		}
+		for _, r := range rs[1:] {
+			if r.Header.Get("BOOTID.UPNP.ORG") != rs[0].Header.Get("BOOTID.UPNP.ORG") {
+				t.Errorf("start %d: answers with BOOTIDs %q and %q", i, rs[0].Header.Get("BOOTID.UPNP.ORG"), r.Header.Get("BOOTID.UPNP.ORG"))
+			}
+		}
+		if i > 0 && id <= last {
+			t.Errorf("start %d: BOOTID %d, not above the previous start's %d", i, id, last)
+		}
+		last = id
+	}
 }
 
 // search sends a unicast M-SEARCH from a LAN host and collects the
