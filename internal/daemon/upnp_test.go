@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -18,6 +19,7 @@ import (
 	"github.com/huin/goupnp/dcps/internetgateway1"
 	"github.com/huin/goupnp/dcps/internetgateway2"
 
+	"github.com/berthd/berth/igd/description"
 	"github.com/berthd/berth/internal/clock"
 	"github.com/berthd/berth/internal/config"
 	"github.com/berthd/berth/internal/mapping"
@@ -289,4 +291,74 @@ func TestUPnPForcedV1AdvertisesOnlyV1(t *testing.T) {
 	if got := search(t, ssdpPort, "urn:schemas-upnp-org:device:InternetGatewayDevice:2"); len(got) != 0 {
 		t.Errorf("v1 mode answers a search for IGD:2")
 	}
+}
+
+// A subscriber to WANIPConnection hears of a new external address in a
+// NOTIFY (DESIGN: an address change triggers a GENA event; Windows shows
+// it): the daemon wires the Service's changes to the publisher.
+func TestExternalChangeNotifiesSubscribers(t *testing.T) {
+	svc, ssdpPort := upnpDaemon(t, "auto")
+	rs := search(t, ssdpPort, "upnp:rootdevice")
+	if len(rs) == 0 {
+		t.Fatal("no SSDP answer")
+	}
+	loc, err := url.Parse(rs[0].Header.Get("Location"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	host := netip.MustParseAddr("127.0.0.2")
+	bodies := make(chan string, 16)
+	cb, err := net.Listen("tcp", netip.AddrPortFrom(host, 0).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		if r.Method == "NOTIFY" {
+			select {
+			case bodies <- string(b):
+			default:
+			}
+		}
+	})}
+	go srv.Serve(cb)
+	defer srv.Close()
+
+	req, err := http.NewRequest("SUBSCRIBE", "http://"+loc.Host+description.WANIPConnectionEvent, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("CALLBACK", "<http://"+cb.Addr().String()+"/>")
+	req.Header.Set("NT", "upnp:event")
+	req.Header.Set("TIMEOUT", "Second-300")
+	client := http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: host.AsSlice()}}).DialContext}}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("SID") == "" {
+		t.Fatalf("SUBSCRIBE: %s, SID %q", resp.Status, resp.Header.Get("SID"))
+	}
+	want := func(what, value string) {
+		t.Helper()
+		timeout := time.After(5 * time.Second)
+		for {
+			select {
+			case b := <-bodies:
+				if strings.Contains(b, "<ExternalIPAddress>"+value+"</ExternalIPAddress>") {
+					return
+				}
+			case <-timeout:
+				t.Fatalf("no NOTIFY with ExternalIPAddress %s (%s) within 5 s", value, what)
+			}
+		}
+	}
+	want("the initial event", "127.0.0.1")
+	moved := netip.MustParseAddr("198.51.100.9")
+	if err := svc.SetExternalAddr(context.Background(), moved); err != nil {
+		t.Fatal(err)
+	}
+	want("after the change", moved.String())
 }
