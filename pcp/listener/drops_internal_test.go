@@ -67,7 +67,7 @@ func TestRateLimitDropsLogged(t *testing.T) {
 	if h.n != 3 {
 		t.Fatalf("%d packets handled, want 3", h.n)
 	}
-	clk.Advance(dropReportInterval - time.Millisecond)
+	clk.Advance(ratelimit.ReportInterval - time.Millisecond)
 	if got := logs.lines(); len(got) != 0 {
 		t.Fatalf("logged before the minute was up: %q", got)
 	}
@@ -86,7 +86,7 @@ func TestRateLimitDropsLogged(t *testing.T) {
 	clk.Advance(10 * time.Second)
 	send("[fd00:0:0:7::3]:1", 3)
 	send("127.0.0.1:5350", 1)
-	clk.Advance(dropReportInterval - time.Millisecond)
+	clk.Advance(ratelimit.ReportInterval - time.Millisecond)
 	if got := logs.lines(); len(got) != 0 {
 		t.Fatalf("logged before the minute was up: %q", got)
 	}
@@ -98,7 +98,7 @@ func TestRateLimitDropsLogged(t *testing.T) {
 	}
 
 	// A quiet minute logs nothing and leaves no timer.
-	clk.Advance(10 * dropReportInterval)
+	clk.Advance(10 * ratelimit.ReportInterval)
 	if got := logs.lines(); len(got) != 0 || clk.Pending() != 0 {
 		t.Fatalf("quiet: logged %q with %d timers pending, want nothing", got, clk.Pending())
 	}
@@ -106,33 +106,8 @@ func TestRateLimitDropsLogged(t *testing.T) {
 	// Close drops a pending report.
 	send("127.0.0.2:5350", 1)
 	s.Close()
-	clk.Advance(dropReportInterval)
+	clk.Advance(ratelimit.ReportInterval)
 	if got := logs.lines(); len(got) != 0 || clk.Pending() != 0 {
 		t.Fatalf("after Close: logged %q with %d timers pending, want nothing", got, clk.Pending())
-	}
-}
-
-// A flood of spoofed sources is counted in full; the sources named are
-// those the limiter's bounded table still holds, and the line says so.
-func TestRateLimitDropSourcesBounded(t *testing.T) {
-	clk := clocktest.NewFake(time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC))
-	var logs lockedBuffer
-	lim := ratelimit.New(1e-6, 1, 64)
-	d := newDropReport(clk, slog.New(slog.NewTextHandler(&logs, nil)), lim)
-	defer d.close()
-	n := 164
-	for i := range n {
-		a := netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)})
-		for range 2 { // the second is refused
-			if !lim.Allow(a, clk.Now()) {
-				d.dropped()
-			}
-		}
-	}
-	clk.Advance(dropReportInterval)
-	got := logs.lines()
-	if len(got) != 1 || !strings.Contains(got[0], "dropped=164 ") || !strings.Contains(got[0], "sources=64 ") ||
-		!strings.Contains(got[0], "sources_capped=true") {
-		t.Fatalf("got %q, want one line counting all %d drops, naming the 64 sources the table holds, capped", got, n)
 	}
 }

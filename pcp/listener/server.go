@@ -115,7 +115,7 @@ type Server struct {
 	log     *slog.Logger
 	socks   []*sock
 	limiter *ratelimit.Limiter
-	drops   *dropReport
+	drops   *ratelimit.Report
 	wg      sync.WaitGroup
 	closed  atomic.Bool
 
@@ -215,7 +215,7 @@ func New(c Config) (*Server, error) {
 	}
 	s := &Server{cfg: c, log: log.With("component", "pcp"), limiter: ratelimit.New(c.Rate, c.Burst, c.MaxClients),
 		lanIf: make(map[int]bool), own: make(map[netip.Addr]bool), virtualIf: make(map[virtualKey]bool)}
-	s.drops = newDropReport(c.Clock, s.log, s.limiter)
+	s.drops = ratelimit.NewReport(c.Clock, s.log, s.limiter)
 	for _, b := range c.Binds {
 		ap := netip.AddrPortFrom(b.Addr, c.Port)
 		conn, err := listen(b, ap)
@@ -347,7 +347,7 @@ func (s *Server) Close() error {
 	s.amu.Unlock()
 	s.closeSockets()
 	s.wg.Wait()
-	s.drops.close()
+	s.drops.Close()
 	return nil
 }
 
@@ -404,7 +404,7 @@ func (s *Server) handle(pkt []byte, from netip.AddrPort, out []byte) []byte {
 	now := s.cfg.Clock.Now()
 	if !s.limiter.Allow(src, now) {
 		s.rateLimited.Add(1)
-		s.drops.dropped()
+		s.drops.Dropped()
 		return nil
 	}
 	if len(pkt) < 2 {
