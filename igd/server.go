@@ -22,6 +22,7 @@ import (
 	"github.com/berthd/berth/igd/soap"
 	"github.com/berthd/berth/internal/clock"
 	"github.com/berthd/berth/internal/mapping"
+	"github.com/berthd/berth/internal/ratelimit"
 )
 
 // HTTP limits. Real clients send requests of a few hundred bytes and keep
@@ -70,7 +71,17 @@ type Config struct {
 	// ConnsPerClient bounds the open connections of one host; 0 means
 	// DefaultConnsPerClient.
 	ConnsPerClient int
+	// Rate and Burst size each host's token bucket of requests
+	// (descriptions, control, eventing), per second; Rate 0 means no
+	// limit, Burst 0 twice Rate. A request over it is answered 503
+	// Service Unavailable with Retry-After and the connection closed;
+	// refusals are summed up in a Warn line at most once a minute.
+	Rate  float64
+	Burst int
 }
+
+// limiterClients bounds the rate limiter's table of hosts.
+const limiterClients = 4096
 
 // Server answers description and control requests. Its methods are safe
 // for concurrent use.
@@ -84,6 +95,10 @@ type Server struct {
 	handler http.Handler
 	http    *http.Server
 	listing listingCache
+
+	// limiter is nil when Rate is 0; drops reports its refusals.
+	limiter *ratelimit.Limiter
+	drops   *ratelimit.Report
 
 	mu    sync.Mutex
 	conns map[netip.Addr]int
@@ -113,6 +128,14 @@ func New(c Config) *Server {
 		scpds: make(map[string][2][]byte),
 	}
 	s.listing.clk = c.Clock
+	if c.Rate > 0 {
+		burst := c.Burst
+		if burst <= 0 {
+			burst = max(int(2*c.Rate), 1)
+		}
+		s.limiter = ratelimit.New(c.Rate, burst, limiterClients)
+		s.drops = ratelimit.NewReport(c.Clock, s.log, s.limiter)
+	}
 	for v := 1; v <= 2; v++ {
 		d := c.Device
 		d.Version = v
@@ -153,6 +176,9 @@ func (s *Server) Serve(l net.Listener) error {
 func (s *Server) Close() error {
 	err := s.http.Close()
 	s.listing.close()
+	if s.drops != nil {
+		s.drops.Close()
+	}
 	return err
 }
 
@@ -248,6 +274,16 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		// COMPAT Security: only LAN hosts; say no and hang up.
 		w.Header().Set("Connection", "close")
 		writeBody(w, http.StatusForbidden, nil)
+		return
+	}
+	if s.limiter != nil && !s.limiter.Allow(client.Addr().Unmap(), s.clk.Now()) {
+		// DESIGN: requests per second per client are bounded. Each
+		// mapping change waits for a disk sync; one host looping over
+		// them would keep the disk (or the flash) busy.
+		s.drops.Dropped()
+		w.Header().Set("Retry-After", "1")
+		w.Header().Set("Connection", "close")
+		writeBody(w, http.StatusServiceUnavailable, nil)
 		return
 	}
 	if !hostIsLiteral(r.Host) {

@@ -140,7 +140,16 @@ type UPnP struct {
 	// Mode is the description a client gets: "auto" (v1 for Windows and
 	// Xbox user agents, v2 otherwise), "v1" or "v2"; default "auto".
 	Mode string
+	// RateLimit is the HTTP requests per second one LAN host may make,
+	// with bursts of twice as many; 0 means no limit. Default
+	// DefaultUPnPRateLimit.
+	RateLimit int
 }
+
+// DefaultUPnPRateLimit is [upnp] rate_limit's default: far above what a
+// client mapping a few ports needs, and enough for miniupnpc to list a
+// thousand mappings (one request each) at once.
+const DefaultUPnPRateLimit = 500
 
 // NATPMP is the [natpmp] table.
 type NATPMP struct {
@@ -232,7 +241,7 @@ func Default() *Config {
 		},
 		NATPMP: NATPMP{Enabled: true},
 		PCP:    PCP{Enabled: true},
-		UPnP:   UPnP{Enabled: true, Mode: "auto"},
+		UPnP:   UPnP{Enabled: true, Mode: "auto", RateLimit: DefaultUPnPRateLimit},
 		Store:  Store{Enabled: true},
 		NFT:    NFT{Hairpin: true, PreserveSourcePort: true},
 	}

@@ -47,6 +47,9 @@ func TestDefault(t *testing.T) {
 	if !p.SecureMode || p.MaxPerClient != 256 || p.MaxTotal != 100000 || p.Rules != nil {
 		t.Errorf("got policy %+v", p)
 	}
+	if c.UPnP != (UPnP{Enabled: true, Mode: "auto", RateLimit: 500}) {
+		t.Errorf("got upnp %+v, want enabled, auto, 500 requests/s", c.UPnP)
+	}
 	want := map[mapping.Kind]policy.Lifetimes{
 		mapping.KindIGD:     {Max: 7 * 24 * time.Hour},
 		mapping.KindNATPMP:  {Min: 120 * time.Second, Max: 24 * time.Hour},
@@ -510,6 +513,13 @@ func TestUPnPTable(t *testing.T) {
 	var e *Error
 	if !errors.As(err, &e) || e.Line != 2 || e.Field != "upnp.mode" {
 		t.Fatalf("got %v, want u.toml:2: upnp.mode", err)
+	}
+	if c, err := Parse("u.toml", []byte("[upnp]\nrate_limit = 0\n")); err != nil || c.UPnP.RateLimit != 0 {
+		t.Fatalf("rate_limit = 0: got %d, %v; want no limit", c.UPnP.RateLimit, err)
+	}
+	_, err = Parse("u.toml", []byte("[upnp]\n\nrate_limit = -5\n"))
+	if !errors.As(err, &e) || e.Line != 3 || e.Field != "upnp.rate_limit" || !strings.Contains(err.Error(), "negative limit -5") {
+		t.Fatalf("got %v, want u.toml:3: upnp.rate_limit: negative limit -5", err)
 	}
 }
 

@@ -101,6 +101,9 @@ func (d *decoder) config(c *Config, t *table) {
 				d.fail(p, fmt.Errorf("mode %q: want auto, v1 or v2", m))
 			}
 		}
+		if n, ok := d.quota(ut, "rate_limit"); ok {
+			c.UPnP.RateLimit = n
+		}
 		ut.close()
 	}
 	if st := t.sub("store"); st != nil {

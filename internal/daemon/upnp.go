@@ -70,7 +70,7 @@ func startUPnP(ctx context.Context, cfg *config.Config, det netif.Detected, svc 
 		}
 	})
 	u.http = igd.New(igd.Config{Mapper: svc, Device: dev, LAN: det.LANPrefixes, Mode: cfg.UPnP.Mode,
-		Clock: clk, Logger: log, Eventing: u.pub, Stats: wanCounters(det.WAN.Name)})
+		Clock: clk, Logger: log, Eventing: u.pub, Stats: wanCounters(det.WAN.Name), Rate: float64(cfg.UPnP.RateLimit)})
 	var binds []ssdp.Bind
 	ifPort := make(map[string]uint16) // the first HTTP port of each interface
 	for _, ifc := range det.LAN {

@@ -170,12 +170,18 @@ func upnpDaemon(t *testing.T, mode string) (svc *portmap.Service, ssdpPort uint1
 // upnpDaemonIn is upnpDaemon with its store in dir; stop stops it.
 func upnpDaemonIn(t *testing.T, mode, dir string) (svc *portmap.Service, ssdpPort uint16, stop func()) {
 	t.Helper()
+	return upnpDaemonWith(t, dir, func(c *config.Config) { c.UPnP.Mode = mode })
+}
+
+// upnpDaemonWith is upnpDaemonIn with edit applied to the configuration.
+func upnpDaemonWith(t *testing.T, dir string, edit func(*config.Config)) (svc *portmap.Service, ssdpPort uint16, stop func()) {
+	t.Helper()
 	ssdpPort, groupPort := freeUDPPort(t), freeUDPPort(t)
 	cfg := config.Default()
 	cfg.Store.Dir = dir
 	cfg.Backend = "relay"
 	cfg.NATPMP.Enabled, cfg.PCP.Enabled = false, false
-	cfg.UPnP.Mode = mode
+	edit(cfg)
 	ready := make(chan *portmap.Service, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -361,4 +367,31 @@ func TestExternalChangeNotifiesSubscribers(t *testing.T) {
 		t.Fatal(err)
 	}
 	want("after the change", moved.String())
+}
+
+// [upnp] rate_limit reaches the HTTP server: with 1 request a second (a
+// burst of 2) a host's third quick request is refused.
+func TestUPnPRateLimitFromConfig(t *testing.T) {
+	_, ssdpPort, stop := upnpDaemonWith(t, t.TempDir(), func(c *config.Config) { c.UPnP.RateLimit = 1 })
+	defer stop()
+	rs := search(t, ssdpPort, "upnp:rootdevice")
+	if len(rs) == 0 {
+		t.Fatal("no SSDP answer")
+	}
+	loc := rs[0].Header.Get("Location")
+	client := http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}).DialContext}}
+	var codes []int
+	for range 3 {
+		resp, err := client.Get(loc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		codes = append(codes, resp.StatusCode)
+	}
+	if codes[0] != http.StatusOK || codes[1] != http.StatusOK || codes[2] != http.StatusServiceUnavailable {
+		t.Fatalf("three quick requests got %v, want 200 200 503", codes)
+	}
 }

@@ -1,11 +1,11 @@
 // Package ratelimit is a token bucket per client address with a bounded
-// table, for the responders that answer UDP (NAT-PMP/PCP, SSDP). When the
-// table is full the bucket of the client seen least recently is dropped
-// in O(1): a newcomer is never refused because the table is full, so a
-// host spraying spoofed sources cannot lock real clients out; it only
-// makes their buckets start full again. IPv6 clients are keyed by their
-// /64, so one host cannot claim many entries with many addresses.
-// Time is passed in.
+// table, for the responders that answer UDP (NAT-PMP/PCP, SSDP) and the
+// UPnP HTTP server. When the table is full the bucket of the client seen
+// least recently is dropped in O(1): a newcomer is never refused because
+// the table is full, so a host spraying spoofed sources cannot lock real
+// clients out; it only makes their buckets start full again. IPv6 clients
+// are keyed by their /64, so one host cannot claim many entries with many
+// addresses. Time is passed in.
 package ratelimit
 
 import (

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/berthd/berth/internal/config"
 )
 
 func TestPercentile(t *testing.T) {
@@ -247,5 +249,22 @@ func TestPhaseOps(t *testing.T) {
 	s.crowd = 0
 	if got := s.concurrency(); len(got) != 2 {
 		t.Errorf("concurrency() without a crowd = %v, want [1 16]", got)
+	}
+}
+
+// The daemon's configuration is valid, and it lifts the per-host UPnP
+// request limit that the SOAP and listing phases would otherwise measure.
+func TestBerthConfig(t *testing.T) {
+	for _, c := range []struct {
+		dir string
+		off bool
+	}{{"", false}, {t.TempDir(), false}, {"", true}} {
+		cfg, err := config.Parse("bench.toml", []byte(berthConfig(c.dir, c.off)))
+		if err != nil {
+			t.Fatalf("store dir %q, off %t: %v", c.dir, c.off, err)
+		}
+		if cfg.UPnP.RateLimit != 0 || cfg.Backend != "nft" || cfg.Store.Enabled == c.off {
+			t.Errorf("store dir %q, off %t: rate limit %d, backend %q, store %t", c.dir, c.off, cfg.UPnP.RateLimit, cfg.Backend, cfg.Store.Enabled)
+		}
 	}
 }

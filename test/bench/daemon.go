@@ -231,6 +231,13 @@ max = "24h"
 
 [policy.lifetime.upnp]
 max = "168h"
+
+[upnp]
+# No per-host request limit: each SOAP worker is one host at several
+# hundred requests a second, and one host lists all N mappings. miniupnpd
+# has no such limit either; the NAT-PMP and PCP load stays under theirs by
+# spreading over 4,096 source addresses.
+rate_limit = 0
 `
 	switch {
 	case off:
