@@ -13,11 +13,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/berthd/berth/igd/description"
+	"github.com/berthd/berth/internal/logtest"
 	"github.com/berthd/berth/internal/policy"
 	"github.com/berthd/berth/internal/ratelimit"
 )
@@ -160,7 +160,7 @@ func TestConnectionsPerClient(t *testing.T) {
 // operator reads one Warn line a minute (DESIGN: requests per second per
 // client are bounded).
 func TestRequestRateLimit(t *testing.T) {
-	var logs syncBuffer
+	var logs logtest.Buffer
 	h := newHarness(t, options{config: func(c *Config) {
 		c.Rate, c.Burst = 10, 3
 		c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
@@ -202,24 +202,6 @@ func TestRequestRateLimit(t *testing.T) {
 		!strings.Contains(got, "top="+hostA.String()) {
 		t.Errorf("log %q, want a Warn line: 2 dropped, most from %s", got, hostA)
 	}
-}
-
-// syncBuffer is a log the server's goroutines write to.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func isTimeout(err error) bool {

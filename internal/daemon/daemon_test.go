@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +20,7 @@ import (
 	"github.com/berthd/berth/internal/backend/fake"
 	"github.com/berthd/berth/internal/clock"
 	"github.com/berthd/berth/internal/config"
+	"github.com/berthd/berth/internal/logtest"
 	"github.com/berthd/berth/internal/mapping"
 	"github.com/berthd/berth/internal/netif"
 	"github.com/berthd/berth/internal/portmap"
@@ -115,7 +115,7 @@ func TestStaticForwardCarriesTrafficAndReloads(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg.Store.Dir = t.TempDir() // never the host's /var/lib/berth
-	var logs bytes.Buffer
+	var logs logtest.Buffer
 	ready := make(chan *portmap.Service, 1)
 	reload := make(chan struct{}, 1)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -123,7 +123,7 @@ func TestStaticForwardCarriesTrafficAndReloads(t *testing.T) {
 	go func() {
 		done <- Run(ctx, cfg, Options{
 			PortControlPort: freeUDPPort(t), OpenNft: noNft,
-			Logger: slog.New(slog.NewTextHandler(&syncWriter{w: &logs}, nil)),
+			Logger: slog.New(slog.NewTextHandler(&logs, nil)),
 			Detect: loopback,
 			Ready:  func(s *portmap.Service) { ready <- s },
 			Reload: reload,
@@ -218,20 +218,28 @@ func TestStartsWithoutExternalAddress(t *testing.T) {
 		d.ExternalAddr = netip.Addr{}
 		return d, err
 	}
+	startAndStop(t, noAddr, slog.New(slog.DiscardHandler))
+}
+
+// startAndStop runs the daemon on detect's interfaces, without UPnP, until
+// it serves, and stops it; either failing fails t.
+func startAndStop(t *testing.T, detect func(string, []string) (netif.Detected, error), log *slog.Logger) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	ready := make(chan *portmap.Service, 1)
 	done := make(chan error, 1)
+	cfg := config.Default()
+	cfg.Store.Dir = t.TempDir() // never the host's /var/lib/berth
+	cfg.UPnP.Enabled = false
 	go func() {
-		cfg := config.Default()
-		cfg.Store.Dir = t.TempDir() // never the host's /var/lib/berth
-		cfg.UPnP.Enabled = false
-		done <- Run(ctx, cfg, Options{PortControlPort: freeUDPPort(t), OpenNft: noNft, Logger: slog.New(slog.DiscardHandler), Detect: noAddr,
+		done <- Run(ctx, cfg, Options{PortControlPort: freeUDPPort(t), OpenNft: noNft, Logger: log, Detect: detect,
 			Ready: func(s *portmap.Service) { ready <- s }})
 	}()
 	select {
 	case <-ready:
 	case err := <-done:
-		t.Fatalf("Run ended without an external address: %v", err)
+		t.Fatalf("Run ended before serving: %v", err)
 	}
 	cancel()
 	if err := <-done; err != nil {
@@ -279,13 +287,13 @@ func TestBackendChoice(t *testing.T) {
 		cfg.Store.Dir = t.TempDir() // never the host's /var/lib/berth
 		cfg.Backend = backendName
 		cfg.UPnP.Enabled = false
-		var logs bytes.Buffer
+		var logs logtest.Buffer
 		ctx, cancel := context.WithCancel(context.Background())
 		ready := make(chan *portmap.Service, 1)
 		done := make(chan error, 1)
 		go func() {
 			done <- Run(ctx, cfg, Options{PortControlPort: freeUDPPort(t), OpenNft: open, Detect: loopback,
-				Logger:  slog.New(slog.NewTextHandler(&syncWriter{w: &logs}, nil)),
+				Logger:  slog.New(slog.NewTextHandler(&logs, nil)),
 				Backend: func(name string) { chosen = append(chosen, name) },
 				Ready:   func(s *portmap.Service) { ready <- s }})
 		}()
@@ -327,18 +335,6 @@ func waitFor(cond func() bool) bool {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return false
-}
-
-// syncWriter serialises writes from the daemon's goroutines.
-type syncWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.Write(p)
 }
 
 // freeUDPPort returns a UDP port on 127.0.0.1 that was free a moment ago.
@@ -429,27 +425,8 @@ func TestWarnsWhenServingARoutableWAN(t *testing.T) {
 				}
 				return d, err
 			}
-			var logs bytes.Buffer
-			ctx, cancel := context.WithCancel(context.Background())
-			ready := make(chan *portmap.Service, 1)
-			done := make(chan error, 1)
-			go func() {
-				cfg := config.Default()
-				cfg.Store.Dir = t.TempDir() // never the host's /var/lib/berth
-				cfg.UPnP.Enabled = false
-				done <- Run(ctx, cfg, Options{PortControlPort: freeUDPPort(t), OpenNft: noNft,
-					Logger: slog.New(slog.NewTextHandler(&syncWriter{w: &logs}, nil)), Detect: detect,
-					Ready: func(s *portmap.Service) { ready <- s }})
-			}()
-			select {
-			case <-ready:
-			case err := <-done:
-				t.Fatalf("Run ended: %v", err)
-			}
-			cancel()
-			if err := <-done; err != nil {
-				t.Fatal(err)
-			}
+			var logs logtest.Buffer
+			startAndStop(t, detect, slog.New(slog.NewTextHandler(&logs, nil)))
 			if got := strings.Contains(logs.String(), warning); got != c.warn {
 				t.Errorf("warning logged: %t, want %t; log:\n%s", got, c.warn, logs.String())
 			}

@@ -1,40 +1,16 @@
 package listener
 
 import (
-	"bytes"
 	"log/slog"
 	"net/netip"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/berthd/berth/internal/clock/clocktest"
+	"github.com/berthd/berth/internal/logtest"
 	"github.com/berthd/berth/internal/ratelimit"
 )
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-// lines returns the log lines written since the last call.
-func (l *lockedBuffer) lines() []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	s := strings.TrimSpace(l.b.String())
-	l.b.Reset()
-	if s == "" {
-		return nil
-	}
-	return strings.Split(s, "\n")
-}
 
 // The operator learns of rate-limited packets from one Warn line a minute
 // at most, while there are any: how many, from how many sources, and the
@@ -42,7 +18,7 @@ func (l *lockedBuffer) lines() []string {
 func TestRateLimitDropsLogged(t *testing.T) {
 	t0 := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 	clk := clocktest.NewFake(t0)
-	var logs lockedBuffer
+	var logs logtest.Buffer
 	h := &countHandler{}
 	// A bucket of 1 that never refills within the test.
 	s, err := New(Config{Clock: clk, PCP: h, Rate: 1e-6, Burst: 1,
@@ -53,7 +29,7 @@ func TestRateLimitDropsLogged(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	logs.lines() // the start-up lines
+	logs.Lines() // the start-up lines
 	send := func(from string, n int) {
 		t.Helper()
 		for range n {
@@ -68,11 +44,11 @@ func TestRateLimitDropsLogged(t *testing.T) {
 		t.Fatalf("%d packets handled, want 3", h.n)
 	}
 	clk.Advance(ratelimit.ReportInterval - time.Millisecond)
-	if got := logs.lines(); len(got) != 0 {
+	if got := logs.Lines(); len(got) != 0 {
 		t.Fatalf("logged before the minute was up: %q", got)
 	}
 	clk.Advance(time.Millisecond)
-	got := logs.lines()
+	got := logs.Lines()
 	if len(got) != 1 || !strings.Contains(got[0], "level=WARN") ||
 		!strings.Contains(got[0], "dropped=9 ") || !strings.Contains(got[0], "sources=3 ") ||
 		!strings.Contains(got[0], "top=127.0.0.1 top_dropped=4") {
@@ -87,11 +63,11 @@ func TestRateLimitDropsLogged(t *testing.T) {
 	send("[fd00:0:0:7::3]:1", 3)
 	send("127.0.0.1:5350", 1)
 	clk.Advance(ratelimit.ReportInterval - time.Millisecond)
-	if got := logs.lines(); len(got) != 0 {
+	if got := logs.Lines(); len(got) != 0 {
 		t.Fatalf("logged before the minute was up: %q", got)
 	}
 	clk.Advance(time.Millisecond)
-	got = logs.lines()
+	got = logs.Lines()
 	if len(got) != 1 || !strings.Contains(got[0], "dropped=4 ") || !strings.Contains(got[0], "sources=2 ") ||
 		!strings.Contains(got[0], "top=fd00:0:0:7::/64 top_dropped=3") {
 		t.Fatalf("got %q, want one line: 4 dropped from 2 sources, most (3) from fd00:0:0:7::/64", got)
@@ -99,7 +75,7 @@ func TestRateLimitDropsLogged(t *testing.T) {
 
 	// A quiet minute logs nothing and leaves no timer.
 	clk.Advance(10 * ratelimit.ReportInterval)
-	if got := logs.lines(); len(got) != 0 || clk.Pending() != 0 {
+	if got := logs.Lines(); len(got) != 0 || clk.Pending() != 0 {
 		t.Fatalf("quiet: logged %q with %d timers pending, want nothing", got, clk.Pending())
 	}
 
@@ -107,7 +83,7 @@ func TestRateLimitDropsLogged(t *testing.T) {
 	send("127.0.0.2:5350", 1)
 	s.Close()
 	clk.Advance(ratelimit.ReportInterval)
-	if got := logs.lines(); len(got) != 0 || clk.Pending() != 0 {
+	if got := logs.Lines(); len(got) != 0 || clk.Pending() != 0 {
 		t.Fatalf("after Close: logged %q with %d timers pending, want nothing", got, clk.Pending())
 	}
 }
