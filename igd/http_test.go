@@ -104,8 +104,8 @@ func TestHTTP(t *testing.T) {
 }
 
 // TestSingleWriteSize checks that headers and body of the root description
-// and a control response fit net/http's 4 KiB connection buffer, so they
-// leave in one write (COMPAT H3, Apple).
+// fit net/http's 4 KiB connection buffer, so they leave in one write
+// (COMPAT H3, Apple); TestResponsesSingleWrite counts the writes.
 func TestSingleWriteSize(t *testing.T) {
 	h := newHarness(t, options{})
 	for _, ua := range []string{"", "Microsoft-Windows/6.1 UPnP/1.0"} {
