@@ -20,8 +20,10 @@ import (
 )
 
 // MaxBodySize is the largest request body ReadAction accepts. A real request is
-// under 2 KiB; the cap bounds memory per connection (COMPAT P3).
-const MaxBodySize = 64 << 10
+// under 2 KiB (1.3 KiB for an AddPortMapping whose 256-character
+// description is all escapes); the cap bounds memory per connection
+// (COMPAT P3: about 16 KiB).
+const MaxBodySize = 16 << 10
 
 // maxDepth bounds element nesting; a request needs 4 (Envelope, Body, action,
 // argument). Deeper documents are rejected before they cost anything.

@@ -189,6 +189,19 @@ func TestReadActionErrors(t *testing.T) {
 	}
 }
 
+// A body of exactly MaxBodySize is read; one byte more is ErrTooLarge.
+func TestReadActionSizeCap(t *testing.T) {
+	body := envelope(`<u:GetExternalIPAddress xmlns:u="` + wanIP1 + `"></u:GetExternalIPAddress>`)
+	pad := strings.Repeat(" ", MaxBodySize-len(body))
+	a, err := ReadAction(strings.NewReader(body+pad), "")
+	if err != nil || a.Name != "GetExternalIPAddress" {
+		t.Fatalf("a body of %d bytes: got %+v, %v", MaxBodySize, a, err)
+	}
+	if _, err := ReadAction(strings.NewReader(body+pad+" "), ""); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("a body of %d bytes: got %v, want ErrTooLarge", MaxBodySize+1, err)
+	}
+}
+
 func TestEscapeLeafText(t *testing.T) {
 	tests := []struct{ in, want string }{
 		{"<a>x</a>", "<a>x</a>"},
