@@ -201,7 +201,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			c.Close()
 			continue
 		}
-		return &limitConn{Conn: c, release: sync.OnceFunc(func() { l.s.release(a) })}, nil
+		return &limitConn{Conn: newHostConn(c), release: sync.OnceFunc(func() { l.s.release(a) })}, nil
 	}
 }
 
