@@ -8,12 +8,14 @@ import (
 	"net/netip"
 	"path/filepath"
 	"testing"
+	"time"
 	"unsafe"
 
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
 
+	"github.com/berthd/berth/internal/clock"
 	"github.com/berthd/berth/internal/golden"
 )
 
@@ -148,6 +150,9 @@ func TestArrivalIndexKernel(t *testing.T) {
 		}
 		defer s.Close()
 		if _, err := s.Write([]byte{2, 1}); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.SetReadDeadline(clock.Real{}.Now().Add(5 * time.Second)); err != nil {
 			t.Fatal(err)
 		}
 		r := newReader()
