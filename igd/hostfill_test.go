@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -118,6 +119,11 @@ func TestRequestWithoutHost(t *testing.T) {
 	if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != http.StatusBadRequest {
 		t.Fatalf("a second request without Host on the connection: %v %v, want net/http's 400", resp, err)
 	}
+	// A head longer than net/http reads still gets its 431.
+	resp, _ = h.raw(t, hostA, "GET /rootDesc.xml HTTP/1.1\r\nX: "+strings.Repeat("a", headLimit)+"\r\n\r\n")
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("a head of %d bytes without Host: %d, want 431", headLimit, resp.StatusCode)
+	}
 }
 
 // hostConn gathers a head that arrives in pieces, fills its Host, and
@@ -133,6 +139,11 @@ func TestHostConnPieces(t *testing.T) {
 		{"head and next request at once", []string{"GET / HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\n"},
 			"GET / HTTP/1.1\r\nHost: " + fillAddr + "\r\n\r\nGET /2 HTTP/1.1\r\n\r\n"},
 		{"cut short", []string{"GET / HTTP/1.1\r\nUser-"}, "GET / HTTP/1.1\r\nUser-"},
+		{"a byte at a time", strings.Split("GET / HTTP/1.1\r\nA: b\r\n\r\n", ""),
+			"GET / HTTP/1.1\r\nA: b\r\nHost: " + fillAddr + "\r\n\r\n"},
+		// Longer than net/http reads: passed on as it is, for its 431.
+		{"no end within the limit", []string{"GET / HTTP/1.1\r\nX: " + strings.Repeat("a", headLimit) + "\r\n"},
+			"GET / HTTP/1.1\r\nX: " + strings.Repeat("a", headLimit) + "\r\n"},
 	} {
 		client, server := net.Pipe()
 		hc := &hostConn{Conn: server, host: fillAddr, first: true}
@@ -143,8 +154,9 @@ func TestHostConnPieces(t *testing.T) {
 			client.Close()
 		}()
 		got, err := io.ReadAll(hc)
+		server.Close()
 		if err != nil || string(got) != c.want {
-			t.Errorf("%s: read %q, %v; want %q", c.name, got, err, c.want)
+			t.Errorf("%s: read %.80q (%d bytes), %v; want %.80q (%d bytes)", c.name, got, len(got), err, c.want, len(c.want))
 		}
 	}
 }
