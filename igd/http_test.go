@@ -18,6 +18,7 @@ import (
 
 	"github.com/berthd/berth/igd/description"
 	"github.com/berthd/berth/internal/logtest"
+	"github.com/berthd/berth/internal/mapping"
 	"github.com/berthd/berth/internal/policy"
 	"github.com/berthd/berth/internal/ratelimit"
 )
@@ -155,14 +156,15 @@ func TestConnectionsPerClient(t *testing.T) {
 	}
 }
 
-// A host over its request rate gets 503 with Retry-After and a closed
-// connection, until its bucket refills; other hosts are not affected; the
-// operator reads one Warn line a minute (DESIGN: requests per second per
-// client are bounded).
+// A host over its rate of mapping changes, or of requests of any kind
+// (ten times as many), gets 503 with Retry-After and a closed connection
+// until its bucket refills; other hosts and reading actions are not
+// affected; the operator reads one Warn line a minute per limit (DESIGN:
+// requests per second per client are bounded).
 func TestRequestRateLimit(t *testing.T) {
 	var logs logtest.Buffer
 	h := newHarness(t, options{config: func(c *Config) {
-		c.Rate, c.Burst = 10, 3
+		c.Rate, c.Burst = 1, 2 // requests: 10/s, bursts of 20
 		c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	}})
 	get := func(src netip.Addr) *http.Response {
@@ -170,37 +172,48 @@ func TestRequestRateLimit(t *testing.T) {
 		resp, _ := h.raw(t, src, "GET /rootDesc.xml HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
 		return resp
 	}
-	// A keep-alive request, which the server must close itself when it
-	// refuses it (raw reads until the connection ends).
-	refused := func(src netip.Addr) *http.Response {
-		t.Helper()
-		resp, _ := h.raw(t, src, "GET /rootDesc.xml HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-		return resp
-	}
-	for i := range 3 {
+	for i := range 2 * RequestsPerChange {
 		if resp := get(hostA); resp.StatusCode != http.StatusOK {
 			t.Fatalf("request %d within the burst: %d", i, resp.StatusCode)
 		}
 	}
-	resp := refused(hostA)
+	// A keep-alive request, which the server must close itself when it
+	// refuses it (raw reads until the connection ends).
+	resp, _ := h.raw(t, hostA, "GET /rootDesc.xml HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
 	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") != "1" || !resp.Close {
-		t.Fatalf("over the limit: %d, Retry-After %q, close %t; want 503, 1, true",
+		t.Fatalf("over the request limit: %d, Retry-After %q, close %t; want 503, 1, true",
 			resp.StatusCode, resp.Header.Get("Retry-After"), resp.Close)
 	}
-	if resp := get(hostB); resp.StatusCode != http.StatusOK {
-		t.Errorf("another host: %d, want 200", resp.StatusCode)
+
+	// Mapping changes: two in a burst, then 503; reading goes on.
+	for i, port := range []int{14200, 14201} {
+		if r := h.add(t, hostB, nsV1, "TCP", port, port, "0"); r.status != http.StatusOK {
+			t.Fatalf("change %d within the burst: %d %s", i, r.status, r.body)
+		}
 	}
-	h.clk.Advance(100 * time.Millisecond) // one token at 10/s
+	if r := h.add(t, hostB, nsV1, "TCP", 14202, 14202, "0"); r.status != http.StatusServiceUnavailable || r.header.Get("Retry-After") != "1" {
+		t.Fatalf("third change: %d, Retry-After %q; want 503, 1", r.status, r.header.Get("Retry-After"))
+	}
+	if r := h.soapCall(t, hostB, nsV1, "GetGenericPortMappingEntry", "NewPortMappingIndex", "0"); r.status != http.StatusOK {
+		t.Errorf("a listing after the changes ran out: %d, want 200", r.status)
+	}
+	h.clk.Advance(time.Second) // one change and ten requests more
+	if r := h.add(t, hostB, nsV1, "TCP", 14202, 14202, "0"); r.status != http.StatusOK {
+		t.Errorf("a change after a refill: %d, want 200", r.status)
+	}
 	if resp := get(hostA); resp.StatusCode != http.StatusOK {
-		t.Errorf("after a refill: %d, want 200", resp.StatusCode)
+		t.Errorf("a request after a refill: %d, want 200", resp.StatusCode)
 	}
-	if resp := get(hostA); resp.StatusCode != http.StatusServiceUnavailable {
-		t.Errorf("the refill spent: %d, want 503", resp.StatusCode)
+	if len(h.svc.List(mapping.Filter{})) != 3 {
+		t.Errorf("the Service holds %d mappings, want the 3 allowed", len(h.svc.List(mapping.Filter{})))
 	}
+
 	h.clk.Advance(ratelimit.ReportInterval)
-	if got := logs.String(); !strings.Contains(got, "level=WARN") || !strings.Contains(got, "dropped=2 ") ||
-		!strings.Contains(got, "top="+hostA.String()) {
-		t.Errorf("log %q, want a Warn line: 2 dropped, most from %s", got, hostA)
+	got := logs.String()
+	for _, want := range []string{"limit=requests dropped=1 ", "top=" + hostA.String(), `limit="mapping changes" dropped=1 `, "top=" + hostB.String()} {
+		if !strings.Contains(got, want) {
+			t.Errorf("log lacks %q:\n%s", want, got)
+		}
 	}
 }
 

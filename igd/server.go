@@ -71,14 +71,23 @@ type Config struct {
 	// ConnsPerClient bounds the open connections of one host; 0 means
 	// DefaultConnsPerClient.
 	ConnsPerClient int
-	// Rate and Burst size each host's token bucket of requests
-	// (descriptions, control, eventing), per second; Rate 0 means no
-	// limit, Burst 0 twice Rate. A request over it is answered 503
+	// Rate and Burst size each host's token bucket of mapping changes
+	// (AddPortMapping, AddAnyPortMapping, DeletePortMapping,
+	// DeletePortMappingRange: each waits for a disk sync), per second;
+	// every request (descriptions, any action, eventing) counts against a
+	// second bucket RequestsPerChange times as large. Rate 0 means no
+	// limit, Burst 0 twice Rate. A request over either is answered 503
 	// Service Unavailable with Retry-After and the connection closed;
 	// refusals are summed up in a Warn line at most once a minute.
 	Rate  float64
 	Burst int
 }
+
+// RequestsPerChange is how many requests of any kind a host may make for
+// each mapping change Config.Rate allows: listing every mapping takes one
+// request per mapping and changes nothing, and miniupnpc, opening a
+// connection for each, lists well under ten times Rate's default.
+const RequestsPerChange = 10
 
 // limiterClients bounds the rate limiter's table of hosts.
 const limiterClients = 4096
@@ -96,9 +105,8 @@ type Server struct {
 	http    *http.Server
 	listing listingCache
 
-	// limiter is nil when Rate is 0; drops reports its refusals.
-	limiter *ratelimit.Limiter
-	drops   *ratelimit.Report
+	// changes and requests are nil when Rate is 0 (see Config.Rate).
+	changes, requests *limit
 
 	mu    sync.Mutex
 	conns map[netip.Addr]int
@@ -133,8 +141,8 @@ func New(c Config) *Server {
 		if burst <= 0 {
 			burst = max(int(2*c.Rate), 1)
 		}
-		s.limiter = ratelimit.New(c.Rate, burst, limiterClients)
-		s.drops = ratelimit.NewReport(c.Clock, s.log, s.limiter)
+		s.changes = newLimit(c.Clock, s.log.With("limit", "mapping changes"), c.Rate, burst)
+		s.requests = newLimit(c.Clock, s.log.With("limit", "requests"), RequestsPerChange*c.Rate, RequestsPerChange*burst)
 	}
 	for v := 1; v <= 2; v++ {
 		d := c.Device
@@ -176,10 +184,36 @@ func (s *Server) Serve(l net.Listener) error {
 func (s *Server) Close() error {
 	err := s.http.Close()
 	s.listing.close()
-	if s.drops != nil {
-		s.drops.Close()
+	if s.changes != nil {
+		s.changes.report.Close()
+		s.requests.report.Close()
 	}
 	return err
+}
+
+// limit is a per-host token bucket and the report of its refusals.
+type limit struct {
+	lim    *ratelimit.Limiter
+	report *ratelimit.Report
+	clk    clock.Clock
+}
+
+func newLimit(clk clock.Clock, log *slog.Logger, rate float64, burst int) *limit {
+	l := ratelimit.New(rate, burst, limiterClients)
+	return &limit{lim: l, report: ratelimit.NewReport(clk, log, l), clk: clk}
+}
+
+// allow takes a token of client's, or answers 503 and reports false.
+// DESIGN: requests per second per client are bounded.
+func (l *limit) allow(w http.ResponseWriter, client netip.Addr) bool {
+	if l == nil || l.lim.Allow(client, l.clk.Now()) {
+		return true
+	}
+	l.report.Dropped()
+	w.Header().Set("Retry-After", "1")
+	w.Header().Set("Connection", "close")
+	writeBody(w, http.StatusServiceUnavailable, nil)
+	return false
 }
 
 // limitListener bounds the connections per client address; one over the
@@ -276,14 +310,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		writeBody(w, http.StatusForbidden, nil)
 		return
 	}
-	if s.limiter != nil && !s.limiter.Allow(client.Addr().Unmap(), s.clk.Now()) {
-		// DESIGN: requests per second per client are bounded. Each
-		// mapping change waits for a disk sync; one host looping over
-		// them would keep the disk (or the flash) busy.
-		s.drops.Dropped()
-		w.Header().Set("Retry-After", "1")
-		w.Header().Set("Connection", "close")
-		writeBody(w, http.StatusServiceUnavailable, nil)
+	if !s.requests.allow(w, client.Addr().Unmap()) {
 		return
 	}
 	if !hostIsLiteral(r.Host) {
@@ -384,6 +411,11 @@ func (s *Server) control(w http.ResponseWriter, r *http.Request, path string, cl
 		writeBody(w, http.StatusBadRequest, nil)
 		return
 	}
+	if changesMappings[a.Name] && !s.changes.allow(w, client) {
+		// Each change waits for a disk sync: one host looping over them
+		// would keep the disk (or the flash) busy for everyone.
+		return
+	}
 	c := &call{ctx: r.Context(), client: client, a: a}
 	service := serviceOf(path)
 	c.ns = a.Namespace
@@ -406,6 +438,11 @@ func (s *Server) control(w http.ResponseWriter, r *http.Request, path string, cl
 	}
 	soap.WriteResponse(&buf, c.ns, a.Name, out)
 	writeBody(w, http.StatusOK, buf.Bytes())
+}
+
+// changesMappings are the actions Config.Rate limits.
+var changesMappings = map[string]bool{
+	"AddPortMapping": true, "AddAnyPortMapping": true, "DeletePortMapping": true, "DeletePortMappingRange": true,
 }
 
 func serviceOf(path string) string {

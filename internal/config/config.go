@@ -140,15 +140,16 @@ type UPnP struct {
 	// Mode is the description a client gets: "auto" (v1 for Windows and
 	// Xbox user agents, v2 otherwise), "v1" or "v2"; default "auto".
 	Mode string
-	// RateLimit is the HTTP requests per second one LAN host may make,
-	// with bursts of twice as many; 0 means no limit. Default
+	// RateLimit is the mapping changes per second one LAN host may ask
+	// for, with bursts of twice as many; any request counts against ten
+	// times as many (igd.Config.Rate). 0 means no limit. Default
 	// DefaultUPnPRateLimit.
 	RateLimit int
 }
 
 // DefaultUPnPRateLimit is [upnp] rate_limit's default: far above what a
-// client mapping a few ports needs, and enough for miniupnpc to list a
-// thousand mappings (one request each) at once.
+// client mapping a few ports needs, and 5,000 requests a second for
+// listings, more than miniupnpc makes with a connection per request.
 const DefaultUPnPRateLimit = 500
 
 // NATPMP is the [natpmp] table.
