@@ -58,10 +58,11 @@ type Detected struct {
 // default route, else of the IPv6 default route, else the interface on
 // whose subnet the system's default gateway lies. LAN are the interfaces
 // named in lan; if lan is empty, every other interface that is up, is not
-// a loopback, and has a private address (RFC 1918, CGNAT 100.64.0.0/10
-// per RFC 6598, or an IPv6 ULA fc00::/7). If that finds none, berth
-// serves the WAN interface itself (ServeWAN), unless the WAN has an
-// address the internet can reach (Routable): that is a *WANOnlyError.
+// a loopback, and has a private address (RFC 1918 or an IPv6 ULA
+// fc00::/7; not CGNAT's 100.64.0.0/10, see isPrivate). If that finds none,
+// berth serves the WAN interface itself (ServeWAN), with only its
+// addresses the internet cannot reach (not Routable); when that leaves
+// none but link-local ones, Detect fails with a *WANOnlyError.
 //
 // An interface that is named but does not exist is an error, and so is
 // finding no WAN interface at all.
@@ -115,10 +116,12 @@ func Routable(a netip.Addr) bool {
 	return !slices.ContainsFunc(notOnTheInternet, func(p netip.Prefix) bool { return p.Contains(a) })
 }
 
-// isPrivate reports whether a is an RFC 1918, CGNAT or ULA address.
+// isPrivate reports whether a is an RFC 1918 or ULA address: one that
+// makes an interface a LAN by default. CGNAT's shared space does not: an
+// LTE or ISP link has it, and so has a Tailscale interface, whose peers
+// are not on the LAN either.
 func isPrivate(a netip.Addr) bool {
-	a = a.Unmap()
-	return a.IsPrivate() || cgnat.Contains(a)
+	return a.Unmap().IsPrivate()
 }
 
 func detect(sys system, wanName string, lanNames []string) (Detected, error) {
@@ -166,6 +169,9 @@ func detect(sys system, wanName string, lanNames []string) (Detected, error) {
 			}
 			i := slices.IndexFunc(l.Prefixes, func(p netip.Prefix) bool { return isPrivate(p.Addr()) })
 			if i < 0 {
+				if j := slices.IndexFunc(l.Prefixes, func(p netip.Prefix) bool { return cgnat.Contains(p.Addr().Unmap()) }); j >= 0 {
+					d.note("%s not served: its address %s is CGNAT's shared space (set lan to serve it)", l.Name, l.Prefixes[j])
+				}
 				continue
 			}
 			d.note("lan %s: up, with private address %s", l.Name, l.Prefixes[i])
@@ -173,14 +179,31 @@ func detect(sys system, wanName string, lanNames []string) (Detected, error) {
 		}
 		if len(d.LAN) == 0 {
 			// Serving the WAN is the operator's choice (lan names it),
-			// never berth's on an interface the internet reaches
-			// (DESIGN: nothing answers on the WAN).
-			if i := slices.IndexFunc(wan.Prefixes, func(p netip.Prefix) bool { return Routable(p.Addr()) }); i >= 0 {
-				return Detected{}, &WANOnlyError{WAN: wan.Name, Prefix: wan.Prefixes[i]}
+			// never berth's on addresses the internet reaches (DESIGN:
+			// nothing answers on the WAN): those are left out, and with
+			// nothing else to serve Detect refuses.
+			lan := wan.Interface
+			lan.Prefixes = nil
+			var left []netip.Prefix
+			for _, p := range wan.Prefixes {
+				if Routable(p.Addr()) {
+					left = append(left, p)
+				} else {
+					lan.Prefixes = append(lan.Prefixes, p)
+				}
+			}
+			usable := slices.ContainsFunc(lan.Prefixes, func(p netip.Prefix) bool {
+				return !p.Addr().IsLinkLocalUnicast() && !p.Addr().IsLoopback()
+			})
+			if len(left) > 0 && !usable {
+				return Detected{}, &WANOnlyError{WAN: wan.Name, Prefix: left[0]}
 			}
 			d.ServeWAN = true
-			d.LAN = []Interface{wan.Interface}
+			d.LAN = []Interface{lan}
 			d.note("no other interface is up with a private address: serving wan %s itself as the lan (set lan to choose)", wan.Name)
+			if len(left) > 0 {
+				d.note("not serving %v of wan %s: the internet reaches them", left, wan.Name)
+			}
 		}
 	}
 	for _, l := range d.LAN {
@@ -276,12 +299,13 @@ func (e *NotFoundError) Error() string {
 // host would answer them. It is not ErrNoWAN.
 type WANOnlyError struct {
 	WAN    string
-	Prefix netip.Prefix // the WAN's first routable address
+	Prefix netip.Prefix // the WAN's first Routable address
 }
 
 func (e *WANOnlyError) Error() string {
 	return fmt.Sprintf("netif: no lan interface: no other interface is up with a private address, and wan %s has "+
-		"the public address %s, where berth answers nobody; set lan to the interfaces to serve (lan = [%q] serves the wan itself)",
+		"only addresses the internet (or, for CGNAT, the ISP's other customers) reaches, such as %s, and berth does not "+
+		"serve those unless told to: set lan to the interfaces to serve (-lan %s serves the wan itself)",
 		e.WAN, e.Prefix, e.WAN)
 }
 

@@ -111,9 +111,10 @@ func TestDetect(t *testing.T) {
 		{
 			name:    "router: private interfaces are the lan",
 			host:    fakeHost{links: []link{loopback(), eth0, brLan, down(mk(10, "br-guest", "192.168.2.1/24")), wlan, cgn, noip}, route4: 2},
-			wantWAN: "eth0", wantExt: "192.0.2.2", wantLAN: []string{"br-lan", "wlan0", "cgn0"},
-			wantPfx:   prefixes("192.168.1.0/24", "fd12:3456::/64", "10.0.0.0/8", "100.64.0.0/10"),
-			wantNotes: []string{"lan br-lan: up, with private address 192.168.1.1/24", "lan cgn0: up, with private address 100.64.1.1/10"},
+			wantWAN: "eth0", wantExt: "192.0.2.2", wantLAN: []string{"br-lan", "wlan0"},
+			wantPfx: prefixes("192.168.1.0/24", "fd12:3456::/64", "10.0.0.0/8"),
+			// An LTE link or a Tailscale interface: not the LAN.
+			wantNotes: []string{"lan br-lan: up, with private address 192.168.1.1/24", "cgn0 not served: its address 100.64.1.1/10 is CGNAT's shared space"},
 		},
 		{
 			name:    "ipv6 default route when there is no ipv4 one",
@@ -177,6 +178,16 @@ func TestDetect(t *testing.T) {
 			wantWAN: "eth3", wantExt: "192.168.178.20", wantLAN: []string{"eth3"}, serveWAN: true,
 			wantPfx:   prefixes("192.168.178.0/24"),
 			wantNotes: []string{"serving wan eth3 itself"},
+		},
+		{
+			// A home machine: private IPv4, a global IPv6 address from
+			// SLAAC. The IPv6 prefix is not served, and no socket binds
+			// its address.
+			name:    "private wan with a global ipv6 address",
+			host:    fakeHost{links: []link{loopback(), dualWAN}, route4: 15},
+			wantWAN: "eth2", wantExt: "10.1.2.3", wantLAN: []string{"eth2"}, serveWAN: true,
+			wantPfx:   prefixes("10.1.2.0/24"),
+			wantNotes: []string{"serving wan eth2 itself", "not serving [2a02:8070::3/64] of wan eth2: the internet reaches them"},
 		},
 		{
 			name:    "public wan served when lan names it",
@@ -254,9 +265,9 @@ func TestDetectErrors(t *testing.T) {
 			"no interface on the subnet of the gateway 198.51.100.1", true},
 		// Nothing answers on the WAN (DESIGN) unless lan says so.
 		{"public wan alone", fakeHost{links: []link{loopback(), down(brLan), pubWAN}, route4: 13}, "", nil,
-			`wan eth1 has the public address 84.17.3.2/24, where berth answers nobody; set lan to the interfaces to serve (lan = ["eth1"] serves the wan itself)`, false},
-		{"cgnat wan alone", fakeHost{links: []link{cgnWAN}, route4: 14}, "", nil, "wan wwan0 has the public address 100.72.9.4/10", false},
-		{"global ipv6 on a private wan", fakeHost{links: []link{dualWAN}, route4: 15}, "eth2", nil, "wan eth2 has the public address 2a02:8070::3/64", false},
+			"wan eth1 has only addresses the internet (or, for CGNAT, the ISP's other customers) reaches, such as 84.17.3.2/24, " +
+				"and berth does not serve those unless told to: set lan to the interfaces to serve (-lan eth1 serves the wan itself)", false},
+		{"cgnat wan alone", fakeHost{links: []link{cgnWAN}, route4: 14}, "", nil, "wan wwan0 has only addresses the internet (or, for CGNAT, the ISP's other customers) reaches, such as 100.72.9.4/10", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -268,7 +279,7 @@ func TestDetectErrors(t *testing.T) {
 				t.Errorf("errors.Is(err, ErrNoWAN) = %t, want %t", !tt.noWAN, tt.noWAN)
 			}
 			var wo *WANOnlyError
-			if want := strings.Contains(tt.want, "public address"); errors.As(err, &wo) != want {
+			if want := strings.Contains(tt.want, "reaches"); errors.As(err, &wo) != want {
 				t.Errorf("errors.As(err, *WANOnlyError) = %t, want %t", !want, want)
 			}
 		})
@@ -361,5 +372,21 @@ func TestRoutable(t *testing.T) {
 		if got := Routable(netip.MustParseAddr(tt.addr)); got != tt.want {
 			t.Errorf("Routable(%s) = %t, want %t", tt.addr, got, tt.want)
 		}
+	}
+}
+
+// When berth serves the WAN itself, the addresses it would bind sockets
+// to (the LAN interface's prefixes) leave out those the internet reaches:
+// no socket on them (DESIGN: protocol sockets only on LAN addresses).
+func TestServedWANLeavesOutRoutableAddresses(t *testing.T) {
+	d, err := detect(fakeHost{links: []link{loopback(), dualWAN}, route4: 15}.system(), "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(d.LAN) != 1 || !slices.Equal(d.LAN[0].Prefixes, prefixes("10.1.2.3/24")) {
+		t.Fatalf("lan %+v, want eth2 with 10.1.2.3/24 only", d.LAN)
+	}
+	if !slices.Equal(d.WAN.Prefixes, dualWAN.Prefixes) {
+		t.Errorf("wan prefixes %v, want all of %v", d.WAN.Prefixes, dualWAN.Prefixes)
 	}
 }
