@@ -20,8 +20,13 @@ import (
 )
 
 // xnetIndex is what x/net's parser, which arrivalIndex replaced, makes of
-// oob.
+// oob, but for one message: x/net also takes an interface index from
+// IPV6_PATHMTU, which the listener never asks the kernel for (prepare sets
+// only the PKTINFO option), so such messages are made unknown ones first.
 func xnetIndex(oob []byte, v4 bool) int {
+	if !v4 {
+		oob = withoutPathMTU(oob)
+	}
 	if v4 {
 		var cm ipv4.ControlMessage
 		if cm.Parse(oob) != nil {
@@ -34,6 +39,24 @@ func xnetIndex(oob []byte, v4 bool) int {
 		return 0
 	}
 	return cm.IfIndex
+}
+
+// withoutPathMTU returns a copy of oob with the type of every IPV6_PATHMTU
+// message changed to one no parser knows.
+func withoutPathMTU(oob []byte) []byte {
+	out := aligned(oob)
+	for rest := out; len(rest) >= unix.SizeofCmsghdr; {
+		h, _, next, err := unix.ParseOneSocketControlMessage(rest)
+		if err != nil {
+			break
+		}
+		if h.Level == unix.IPPROTO_IPV6 && h.Type == unix.IPV6_PATHMTU {
+			// cmsg_type follows cmsg_len (a size_t) and cmsg_level.
+			binary.NativeEndian.PutUint32(rest[unix.SizeofCmsghdr-4:], 0x7fff)
+		}
+		rest = next
+	}
+	return out
 }
 
 // aligned returns a copy of b at an address the kernel's would have: the
