@@ -118,8 +118,8 @@ func Routable(a netip.Addr) bool {
 
 // isPrivate reports whether a is an RFC 1918 or ULA address: one that
 // makes an interface a LAN by default. CGNAT's shared space does not: an
-// LTE or ISP link has it, and so has a Tailscale interface, whose peers
-// are not on the LAN either.
+// LTE or other ISP link has it, and the ISP's other customers are not the
+// LAN.
 func isPrivate(a netip.Addr) bool {
 	return a.Unmap().IsPrivate()
 }

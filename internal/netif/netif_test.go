@@ -113,7 +113,7 @@ func TestDetect(t *testing.T) {
 			host:    fakeHost{links: []link{loopback(), eth0, brLan, down(mk(10, "br-guest", "192.168.2.1/24")), wlan, cgn, noip}, route4: 2},
 			wantWAN: "eth0", wantExt: "192.0.2.2", wantLAN: []string{"br-lan", "wlan0"},
 			wantPfx: prefixes("192.168.1.0/24", "fd12:3456::/64", "10.0.0.0/8"),
-			// An LTE link or a Tailscale interface: not the LAN.
+			// An LTE link: not the LAN.
 			wantNotes: []string{"lan br-lan: up, with private address 192.168.1.1/24", "cgn0 not served: its address 100.64.1.1/10 is CGNAT's shared space"},
 		},
 		{
