@@ -266,6 +266,39 @@ func TestFailedJournalSyncMarksDoubt(t *testing.T) {
 	checkMappings(t, ld.Mappings, []mapping.Mapping{a, b})
 }
 
+// TestDoubtEmptiesMarkerItCannotOverwrite: when the journal's sync fails
+// and so does the overwrite of the marker (a full copy-on-write file
+// system), the marker is emptied instead, which a crash in the same boot
+// doubts as well; lazy changes go on, and the compaction that follows
+// gives the marker its boot ID back.
+func TestDoubtEmptiesMarkerItCannotOverwrite(t *testing.T) {
+	dir := t.TempDir()
+	s, _, sys, clk := lazyStore(t, dir, "boot-1")
+	a, b := testMapping(1), testMapping(2)
+	seq := s.PutLazy(a)
+	waitWritten(t, s, seq)
+	delayedSyncFails(t, s, sys, clk, seq, func(f *faultFS, err error) { f.datasyncErr, f.writeErr = err, err })
+	if got := markerSays(t, dir); got != "" {
+		t.Errorf("marker says %q after a failed sync and a failed overwrite, want it empty", got)
+	}
+	if _, ld, _, _ := lazyStore(t, crashCopy(t, dir), "boot-1"); !ld.Unclean || !ld.Lost {
+		t.Errorf("crash in the same boot: unclean %v, lost %v; want both", ld.Unclean, ld.Lost)
+	}
+	if !lazyAllowed(s) {
+		t.Error("lazy changes stopped although the emptied marker speaks for them")
+	}
+	wait(t, s, s.PutLazy(b)) // the compaction after the failure
+	if got := markerSays(t, dir); got != "boot-1" {
+		t.Errorf("marker says %q after the compaction, want the boot ID", got)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_, ld := mustOpen(t, Options{Dir: dir, BootID: "boot-1"}, nil)
+	checkClean(t, ld)
+	checkMappings(t, ld.Mappings, []mapping.Mapping{a, b})
+}
+
 // delayedSyncFails makes the delayed sync of the lazy change seq fail with
 // EIO, set by fail, checks that Wait reports it, and clears the fault.
 func delayedSyncFails(t *testing.T, s *Store, sys *faultFS, clk *clocktest.Fake, seq Seq, fail func(*faultFS, error)) {

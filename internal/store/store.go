@@ -394,21 +394,41 @@ const inDoubt = "sync failed"
 // doubt makes the next Open doubt the lazy changes, even in this boot,
 // after a failed sync: the kernel may have dropped their pages. It
 // overwrites the boot ID in openName, through the file kept open for it
-// (no new file descriptor needed); if even that fails, lazy changes
-// stop, as the marker can no longer speak for them. Called by the writer.
+// (no new file descriptor needed). When that write fails (a full
+// copy-on-write file system cannot overwrite in place), it empties the
+// file instead, which frees space and says "not this boot" as well. If
+// the marker cannot be made durable either way, lazy changes stop, as it
+// can no longer speak for them. Called by the writer.
 func (s *Store) doubt() {
 	if s.openF == nil {
 		return
 	}
 	if err := s.rewriteOpen(inDoubt); err != nil {
-		s.log.Error("cannot mark the lease store in doubt after a failed sync; every change is synced at once from now", "file", s.open, "err", err)
-		s.mu.Lock()
-		s.lazy = false
-		s.mu.Unlock()
-		return
+		var werr *writeAtError
+		terr := err
+		if errors.As(err, &werr) {
+			if terr = s.openF.Truncate(0); terr == nil {
+				terr = s.openF.Sync()
+			}
+		}
+		if terr != nil {
+			s.log.Error("cannot mark the lease store in doubt after a failed sync; every change is synced at once from now",
+				"file", s.open, "err", err, "fallback_err", terr)
+			s.mu.Lock()
+			s.lazy = false
+			s.mu.Unlock()
+			return
+		}
+		s.log.Warn("cannot write the lease store's marker after a failed sync; emptied it instead", "file", s.open, "err", err)
 	}
 	s.doubted = true
 }
+
+// writeAtError is rewriteOpen's failure to write, as opposed to sync.
+type writeAtError struct{ err error }
+
+func (e *writeAtError) Error() string { return e.err.Error() }
+func (e *writeAtError) Unwrap() error { return e.err }
 
 // trust gives openName its boot ID back after doubt, once a compaction
 // has written the whole live set to a fresh file and synced it: nothing
@@ -430,11 +450,10 @@ func (s *Store) trust() {
 // both the boot ID and inDoubt, through openF, and syncs it.
 func (s *Store) rewriteOpen(line string) error {
 	pad := max(len(s.boot), len(inDoubt)) - len(line)
-	_, err := s.openF.WriteAt([]byte(line+strings.Repeat(" ", pad)+"\n"), 0)
-	if err == nil {
-		err = s.openF.Sync()
+	if _, err := s.openF.WriteAt([]byte(line+strings.Repeat(" ", pad)+"\n"), 0); err != nil {
+		return &writeAtError{err}
 	}
-	return err
+	return s.openF.Sync()
 }
 
 // saveDamaged keeps a copy of a damaged journal for inspection. It is
