@@ -220,83 +220,63 @@ func markerSays(t *testing.T, dir string) string {
 	return strings.TrimSpace(string(b))
 }
 
-// TestFailedJournalSyncMarksDoubt: when only the journal's fdatasync fails,
-// the marker is overwritten to say so and lazy changes go on; a crash in
-// the same boot then doubts the store, until the compaction that follows
-// writes everything to a fresh file and the marker gets the boot ID back.
+// TestFailedJournalSyncMarksDoubt: when the journal's fdatasync fails but
+// the marker can still be made durable, the marker says so (overwritten;
+// or emptied, when the overwrite fails too, as on a full copy-on-write
+// file system) and lazy changes go on; a crash in the same boot then
+// doubts the store, until the compaction that follows writes everything
+// to a fresh file and the marker gets the boot ID back.
 func TestFailedJournalSyncMarksDoubt(t *testing.T) {
-	dir := t.TempDir()
-	s, _, sys, clk := lazyStore(t, dir, "boot-1")
-	a, b := testMapping(1), testMapping(2)
-	seq := s.PutLazy(a)
-	waitWritten(t, s, seq)
-	if got := markerSays(t, dir); got != "boot-1" {
-		t.Fatalf("marker says %q while lazy changes are unsynced, want the boot ID", got)
+	for _, tt := range []struct {
+		name   string
+		fault  func(f *faultFS, err error)
+		marker string
+	}{
+		{"journal sync fails", func(f *faultFS, err error) { f.datasyncErr = err }, inDoubt},
+		{"the marker's overwrite fails too", func(f *faultFS, err error) { f.datasyncErr, f.writeErr = err, err }, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			s, _, sys, clk := lazyStore(t, dir, "boot-1")
+			a, b := testMapping(1), testMapping(2)
+			seq := s.PutLazy(a)
+			waitWritten(t, s, seq)
+			if got := markerSays(t, dir); got != "boot-1" {
+				t.Fatalf("marker says %q while lazy changes are unsynced, want the boot ID", got)
+			}
+			delayedSyncFails(t, s, sys, clk, seq, tt.fault)
+			if got := markerSays(t, dir); got != tt.marker {
+				t.Errorf("marker says %q after the failed sync, want %q", got, tt.marker)
+			}
+			if !lazyAllowed(s) {
+				t.Error("lazy changes stopped although the marker speaks for the doubt")
+			}
+			if _, ld, _, _ := lazyStore(t, crashCopy(t, dir), "boot-1"); !ld.Unclean || !ld.Lost {
+				t.Errorf("crash in the same boot after a failed sync: unclean %v, lost %v; want both", ld.Unclean, ld.Lost)
+			}
+			renames := sys.get().renames
+			wait(t, s, s.PutLazy(b))
+			if sys.get().renames != renames+1 {
+				t.Fatal("no compaction after the failed sync")
+			}
+			// The compaction wrote everything to a fresh file: nothing is
+			// in doubt any more.
+			if got := markerSays(t, dir); got != "boot-1" {
+				t.Errorf("marker says %q after the compaction, want the boot ID", got)
+			}
+			_, ld, _, _ := lazyStore(t, crashCopy(t, dir), "boot-1")
+			if ld.Unclean || ld.Lost {
+				t.Errorf("crash in the same boot after the compaction: unclean %v, lost %v; want neither", ld.Unclean, ld.Lost)
+			}
+			checkMappings(t, ld.Mappings, []mapping.Mapping{a, b})
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			_, ld = mustOpen(t, Options{Dir: dir, BootID: "boot-1"}, nil)
+			checkClean(t, ld)
+			checkMappings(t, ld.Mappings, []mapping.Mapping{a, b})
+		})
 	}
-	delayedSyncFails(t, s, sys, clk, seq, func(f *faultFS, err error) { f.datasyncErr = err })
-	if got := markerSays(t, dir); got != inDoubt {
-		t.Errorf("marker says %q after a failed journal sync, want %q", got, inDoubt)
-	}
-	if !lazyAllowed(s) {
-		t.Error("lazy changes stopped although the marker was marked in doubt")
-	}
-	if _, ld, _, _ := lazyStore(t, crashCopy(t, dir), "boot-1"); !ld.Unclean || !ld.Lost {
-		t.Errorf("crash in the same boot after a failed sync: unclean %v, lost %v; want both", ld.Unclean, ld.Lost)
-	}
-	renames := sys.get().renames
-	wait(t, s, s.PutLazy(b))
-	if sys.get().renames != renames+1 {
-		t.Fatal("no compaction after the failed sync")
-	}
-	// The compaction wrote everything to a fresh file: nothing is in
-	// doubt any more.
-	if got := markerSays(t, dir); got != "boot-1" {
-		t.Errorf("marker says %q after the compaction, want the boot ID", got)
-	}
-	_, ld, _, _ := lazyStore(t, crashCopy(t, dir), "boot-1")
-	if ld.Unclean || ld.Lost {
-		t.Errorf("crash in the same boot after the compaction: unclean %v, lost %v; want neither", ld.Unclean, ld.Lost)
-	}
-	checkMappings(t, ld.Mappings, []mapping.Mapping{a, b})
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	_, ld = mustOpen(t, Options{Dir: dir, BootID: "boot-1"}, nil)
-	checkClean(t, ld)
-	checkMappings(t, ld.Mappings, []mapping.Mapping{a, b})
-}
-
-// TestDoubtEmptiesMarkerItCannotOverwrite: when the journal's sync fails
-// and so does the overwrite of the marker (a full copy-on-write file
-// system), the marker is emptied instead, which a crash in the same boot
-// doubts as well; lazy changes go on, and the compaction that follows
-// gives the marker its boot ID back.
-func TestDoubtEmptiesMarkerItCannotOverwrite(t *testing.T) {
-	dir := t.TempDir()
-	s, _, sys, clk := lazyStore(t, dir, "boot-1")
-	a, b := testMapping(1), testMapping(2)
-	seq := s.PutLazy(a)
-	waitWritten(t, s, seq)
-	delayedSyncFails(t, s, sys, clk, seq, func(f *faultFS, err error) { f.datasyncErr, f.writeErr = err, err })
-	if got := markerSays(t, dir); got != "" {
-		t.Errorf("marker says %q after a failed sync and a failed overwrite, want it empty", got)
-	}
-	if _, ld, _, _ := lazyStore(t, crashCopy(t, dir), "boot-1"); !ld.Unclean || !ld.Lost {
-		t.Errorf("crash in the same boot: unclean %v, lost %v; want both", ld.Unclean, ld.Lost)
-	}
-	if !lazyAllowed(s) {
-		t.Error("lazy changes stopped although the emptied marker speaks for them")
-	}
-	wait(t, s, s.PutLazy(b)) // the compaction after the failure
-	if got := markerSays(t, dir); got != "boot-1" {
-		t.Errorf("marker says %q after the compaction, want the boot ID", got)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	_, ld := mustOpen(t, Options{Dir: dir, BootID: "boot-1"}, nil)
-	checkClean(t, ld)
-	checkMappings(t, ld.Mappings, []mapping.Mapping{a, b})
 }
 
 // delayedSyncFails makes the delayed sync of the lazy change seq fail with

@@ -403,23 +403,23 @@ func (s *Store) doubt() {
 	if s.openF == nil {
 		return
 	}
-	if err := s.rewriteOpen(inDoubt); err != nil {
-		var werr *writeAtError
-		terr := err
-		if errors.As(err, &werr) {
-			if terr = s.openF.Truncate(0); terr == nil {
-				terr = s.openF.Sync()
-			}
+	err := s.rewriteOpen(inDoubt)
+	if werr := (*writeAtError)(nil); errors.As(err, &werr) {
+		if err = s.openF.Truncate(0); err == nil {
+			err = s.openF.Sync()
 		}
-		if terr != nil {
-			s.log.Error("cannot mark the lease store in doubt after a failed sync; every change is synced at once from now",
-				"file", s.open, "err", err, "fallback_err", terr)
-			s.mu.Lock()
-			s.lazy = false
-			s.mu.Unlock()
-			return
+		if err == nil {
+			s.log.Warn("cannot write the lease store's marker after a failed sync; emptied it instead", "file", s.open, "err", werr)
+		} else {
+			err = errors.Join(werr, err)
 		}
-		s.log.Warn("cannot write the lease store's marker after a failed sync; emptied it instead", "file", s.open, "err", err)
+	}
+	if err != nil {
+		s.log.Error("cannot mark the lease store in doubt after a failed sync; every change is synced at once from now", "file", s.open, "err", err)
+		s.mu.Lock()
+		s.lazy = false
+		s.mu.Unlock()
+		return
 	}
 	s.doubted = true
 }
