@@ -192,10 +192,7 @@ func detect(sys system, wanName string, lanNames []string) (Detected, error) {
 					lan.Prefixes = append(lan.Prefixes, p)
 				}
 			}
-			usable := slices.ContainsFunc(lan.Prefixes, func(p netip.Prefix) bool {
-				return !p.Addr().IsLinkLocalUnicast() && !p.Addr().IsLoopback()
-			})
-			if len(left) > 0 && !usable {
+			if len(left) > 0 && !slices.ContainsFunc(lan.Prefixes, servable) {
 				return Detected{}, &WANOnlyError{WAN: wan.Name, Prefix: left[0]}
 			}
 			d.ServeWAN = true
@@ -208,8 +205,7 @@ func detect(sys system, wanName string, lanNames []string) (Detected, error) {
 	}
 	for _, l := range d.LAN {
 		for _, p := range l.Prefixes {
-			a := p.Addr()
-			if a.IsLinkLocalUnicast() || a.IsLoopback() {
+			if !servable(p) {
 				continue
 			}
 			if m := p.Masked(); !slices.Contains(d.LANPrefixes, m) {
@@ -221,6 +217,13 @@ func detect(sys system, wanName string, lanNames []string) (Detected, error) {
 		d.note("the lan interfaces have no usable prefix: no client will be served")
 	}
 	return d, nil
+}
+
+// servable reports whether p can be a LAN prefix: link-local and
+// loopback prefixes are the same on every link and say nothing about
+// which side a client is on.
+func servable(p netip.Prefix) bool {
+	return !p.Addr().IsLinkLocalUnicast() && !p.Addr().IsLoopback()
 }
 
 func (d *Detected) note(format string, args ...any) {
