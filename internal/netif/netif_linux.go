@@ -5,6 +5,7 @@ import (
 	"net"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // host is the running Linux system, read over rtnetlink.
@@ -34,7 +35,7 @@ func netlinkLinks() ([]link, error) {
 		})
 	}
 	for _, ad := range addrs {
-		if ad.IPNet == nil {
+		if ad.IPNet == nil || !usable(ad.Flags) {
 			continue
 		}
 		p, ok := prefixOf(ad.IP, ad.Mask)
@@ -48,6 +49,19 @@ func netlinkLinks() ([]link, error) {
 		}
 	}
 	return links, nil
+}
+
+// usable reports whether an address with these IFA_F_ flags can be bound:
+// not while IPv6 duplicate address detection runs (a new address is
+// tentative for a second or more, and bind fails with EADDRNOTAVAIL)
+// unless the address is optimistic (RFC 4429), nor after it failed. The
+// kernel announces the address again when it is done, and the address
+// watch looks again.
+func usable(flags int) bool {
+	if flags&unix.IFA_F_DADFAILED != 0 {
+		return false
+	}
+	return flags&unix.IFA_F_TENTATIVE == 0 || flags&unix.IFA_F_OPTIMISTIC != 0
 }
 
 // netlinkDefaultRoute returns the interface of the main table's default
