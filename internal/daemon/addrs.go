@@ -9,22 +9,30 @@ import (
 	"github.com/berthd/berth/internal/config"
 	"github.com/berthd/berth/internal/netif"
 	"github.com/berthd/berth/internal/portmap"
-	"github.com/berthd/berth/pcp/listener"
 )
 
 // addrWatch follows the system's addresses while berthd runs: a new WAN
 // address (a DHCP lease, a PPPoE reconnect) moves every mapping to it and
-// is announced; a virtual gateway address arriving on this router (VRRP or
-// CARP made it the active one) is announced over NAT-PMP, PCP and SSDP.
+// is announced; a LAN that grew is served afresh (lan.go); a virtual
+// gateway address arriving on this router (VRRP or CARP made it the
+// active one) is announced over NAT-PMP, PCP and SSDP. Only Run's
+// goroutine uses it.
 type addrWatch struct {
-	cfg   *config.Config
-	det   netif.Detected
+	cfg   *config.Config // as at start: interfaces and responders
+	det   netif.Detected // what is served now
 	svc   *portmap.Service
-	pc    *listener.Server // nil when NAT-PMP and PCP are off
-	up    *upnp            // nil when UPnP is off
+	resp  *responders
 	addrs func(name string) ([]netip.Prefix, error)
 	vips  map[netip.Addr]bool // virtual addresses present at the last look
 	log   *slog.Logger
+
+	// detect finds the interfaces again; nil leaves the LAN as at start.
+	detect func(wan string, lan []string) (netif.Detected, error)
+	// restart starts the responders on a changed LAN, the IGD's HTTP
+	// ports kept where free; repolicy applies the LAN to the policy.
+	restart  func(ctx context.Context, det netif.Detected, ports map[netip.Addr]uint16) (*responders, error)
+	repolicy func()
+	wanMoved bool // the default route left the WAN; said once
 }
 
 // watchAddrs starts following the addresses; the returned channel yields
@@ -49,8 +57,9 @@ func watchAddrs(ctx context.Context, w *addrWatch, watch func(context.Context, f
 	return ch
 }
 
-// changed looks at the addresses again and acts on what moved.
-func (w *addrWatch) changed(ctx context.Context) {
+// changed looks at the addresses again and acts on what moved. An error
+// means the responders could not be started on a changed LAN.
+func (w *addrWatch) changed(ctx context.Context) error {
 	if !w.cfg.ExternalAddr.IsValid() { // a configured address never moves
 		ps, err := w.addrs(w.det.WAN.Name)
 		if err != nil {
@@ -68,20 +77,24 @@ func (w *addrWatch) changed(ctx context.Context) {
 			}
 		}
 	}
+	if err := w.relan(ctx); err != nil {
+		return err
+	}
 	now := w.present()
 	for a := range now {
 		if !w.vips[a] {
 			w.log.Info("virtual gateway address arrived: announcing", "addr", a)
-			if w.pc != nil {
-				w.pc.Announce()
+			if w.resp.pc != nil {
+				w.resp.pc.Announce()
 			}
-			if w.up != nil {
-				w.up.ssdp.Announce()
+			if w.resp.up != nil {
+				w.resp.up.ssdp.Announce()
 			}
 			break // one announcement covers every address
 		}
 	}
 	w.vips = now
+	return nil
 }
 
 // present returns the configured virtual addresses this router carries now.

@@ -200,28 +200,39 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	if err := svc.SetStatic(ctx, fs); err != nil {
 		return fmt.Errorf("daemon: install static forwards: %w", err)
 	}
-	srv, err := startPortControl(ctx, cfg, det, svc, clk, o.PortControlPort, log)
-	if err != nil {
-		return fmt.Errorf("daemon: NAT-PMP/PCP: %w", err)
+	aw := &addrWatch{cfg: cfg, det: det, svc: svc, addrs: o.addrs(), detect: detect, log: log}
+	if aw.resp, err = startResponders(ctx, cfg, det, svc, clk, ls.bootID(clk.Now(), log), nil, o, log); err != nil {
+		return err
 	}
-	if srv != nil {
-		defer srv.Close() // before the Service closes: no request meets a closed table
+	// Before the Service closes: no request meets a closed table. UPnP
+	// says byebye first.
+	defer func() { aw.resp.close() }()
+	// policyFor builds the policy of configuration c for what is served
+	// now. Serving the WAN interface, the IGD's HTTP ports are on the
+	// external address, known only once UPnP serves: a mapping of one
+	// would take UPnP away from every client.
+	policyFor := func(c *config.Config) (*policy.Policy, error) {
+		ext := svc.ExternalAddr()
+		return buildPolicy(c, aw.det, ext, slices.Concat(own, aw.resp.wanPorts(aw.det, ext)), log)
 	}
-	up, err := startUPnP(ctx, cfg, det, svc, clk, ls.bootID(clk.Now(), log), o, log)
-	if err != nil {
-		return fmt.Errorf("daemon: UPnP: %w", err)
+	if len(aw.resp.wanPorts(det, ext)) > 0 {
+		if pol, err = policyFor(cfg); err != nil {
+			return err
+		}
+		svc.SetPolicy(pol)
 	}
-	if up != nil {
-		defer up.close() // byebye, then no more requests
-		// Serving the WAN interface, the IGD's HTTP port is on the
-		// external address: a mapping of it would take UPnP away from
-		// every client. The port is known only now.
-		if more := up.wanPorts(det, ext); len(more) > 0 {
-			own = append(own, more...)
-			if pol, err = buildPolicy(cfg, det, ext, own, log); err != nil {
-				return err
-			}
-			svc.SetPolicy(pol)
+	polCfg := cfg // the configuration the policy comes from: the last one reloaded
+	aw.restart = func(ctx context.Context, det netif.Detected, ports map[netip.Addr]uint16) (*responders, error) {
+		return startResponders(ctx, cfg, det, svc, clk, ls.bootID(clk.Now(), log), ports, o, log)
+	}
+	aw.repolicy = func() {
+		pol, err := policyFor(polCfg)
+		if err != nil {
+			log.Error("policy for the changed LAN rejected; keeping the running one", "err", err)
+			return
+		}
+		if gone := svc.SetPolicy(pol); len(gone) > 0 {
+			log.Info("mappings of hosts no longer on the LAN withdrawn", "withdrawn", len(gone))
 		}
 	}
 	log.Info("berthd serving",
@@ -241,7 +252,6 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	if watch == nil && o.Detect == nil {
 		watch = netif.WatchAddrs
 	}
-	aw := &addrWatch{cfg: cfg, det: det, svc: svc, pc: srv, up: up, addrs: o.addrs(), log: log}
 	addrs := watchAddrs(ctx, aw, watch)
 	// A backend that can tell when another tool removed its state (nft
 	// flush ruleset, a firewall reload) gets it back at once.
@@ -255,11 +265,15 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 			log.Info("stopping", "mappings", svc.Len())
 			return nil
 		case <-o.Reload:
-			reload(ctx, svc, det, ext, own, name, o, log)
+			if c := reload(ctx, svc, aw.det, name, policyFor, o, log); c != nil {
+				polCfg = c
+			}
 		case why := <-lost:
 			reapply(ctx, svc, why, log)
 		case <-addrs:
-			aw.changed(ctx)
+			if err := aw.changed(ctx); err != nil {
+				return err
+			}
 		}
 	}
 }
@@ -279,36 +293,39 @@ func reapply(ctx context.Context, svc *portmap.Service, why string, log *slog.Lo
 	log.Info("mappings re-applied", "mappings", svc.Len())
 }
 
-// reload re-reads the configuration and applies the policy and the static
-// forwards. Interface, address and backend settings need a restart; a bad
-// configuration is reported and the running one kept.
-func reload(ctx context.Context, svc *portmap.Service, det netif.Detected, ext netip.Addr, own []policy.Reserved, backendName string, o Options, log *slog.Logger) {
+// reload re-reads the configuration and applies the policy (built by
+// policyFor) and the static forwards; it returns the configuration
+// applied, or nil. Interface, address and backend settings need a
+// restart; a bad configuration is reported and the running one kept.
+func reload(ctx context.Context, svc *portmap.Service, det netif.Detected, backendName string,
+	policyFor func(*config.Config) (*policy.Policy, error), o Options, log *slog.Logger) *config.Config {
 	if o.Reread == nil {
-		return
+		return nil
 	}
 	cfg, err := o.Reread()
 	if err != nil {
 		log.Error("reload: configuration rejected; keeping the running one", "err", err)
-		return
+		return nil
 	}
-	pol, err := buildPolicy(cfg, det, ext, own, log)
+	pol, err := policyFor(cfg)
 	if err != nil {
 		log.Error("reload: policy rejected; keeping the running one", "err", err)
-		return
+		return nil
 	}
 	// Forwards first: if they cannot be applied, nothing changes.
-	fs, err := forwards(cfg, det, ext, backendName)
+	fs, err := forwards(cfg, det, svc.ExternalAddr(), backendName)
 	if err != nil {
 		log.Error("reload: static forwards rejected; keeping the running configuration", "err", err)
-		return
+		return nil
 	}
 	if err := svc.SetStatic(ctx, fs); err != nil {
 		log.Error("reload: static forwards not applied; keeping the running configuration", "err", err)
-		return
+		return nil
 	}
 	gone := svc.SetPolicy(pol)
 	log.Info("reloaded", "config", orDefault(cfg.File), "rules", len(pol.Rules()), "static_forwards", len(cfg.Forwards),
 		"withdrawn", len(gone))
+	return cfg
 }
 
 func buildPolicy(cfg *config.Config, det netif.Detected, ext netip.Addr, own []policy.Reserved, log *slog.Logger) (*policy.Policy, error) {

@@ -10,6 +10,7 @@ import (
 	"github.com/berthd/berth/internal/clock"
 	"github.com/berthd/berth/internal/config"
 	"github.com/berthd/berth/internal/netif"
+	"github.com/berthd/berth/internal/policy"
 	"github.com/berthd/berth/internal/portmap"
 	"github.com/berthd/berth/natpmp"
 	"github.com/berthd/berth/pcp"
@@ -54,21 +55,74 @@ func isVirtual(vips []vip, a netip.Addr) bool {
 	return slices.ContainsFunc(vips, func(v vip) bool { return v.Addr == a })
 }
 
-// startPortControl serves NAT-PMP and PCP on port 5351 of every LAN
+// responders are the running NAT-PMP/PCP and UPnP servers; either is nil
+// when switched off.
+type responders struct {
+	pc     *listener.Server
+	pcStop context.CancelFunc
+	up     *upnp
+}
+
+// close stops UPnP (byebye first), then NAT-PMP and PCP.
+func (r *responders) close() {
+	if r == nil {
+		return
+	}
+	if r.up != nil {
+		r.up.close()
+	}
+	if r.pc != nil {
+		r.pc.Close()
+		r.pcStop()
+	}
+}
+
+// wanPorts are the HTTP ports the IGD serves on the WAN (upnp.wanPorts).
+func (r *responders) wanPorts(det netif.Detected, ext netip.Addr) []policy.Reserved {
+	if r == nil || r.up == nil {
+		return nil
+	}
+	return r.up.wanPorts(det, ext)
+}
+
+// httpPorts are the IGD's HTTP ports by address, for the next start to
+// keep: control points remember the URLs of the description.
+func (r *responders) httpPorts() map[netip.Addr]uint16 {
+	if r == nil || r.up == nil {
+		return nil
+	}
+	return r.up.ports
+}
+
+// startResponders serves NAT-PMP and PCP on port 5351 of every LAN
 // address and of every virtual gateway address (bound whether present or
-// not), and announces the external address. It returns nil when both
-// protocols are switched off.
-func startPortControl(ctx context.Context, cfg *config.Config, det netif.Detected, svc *portmap.Service,
-	clk clock.Clock, port uint16, log *slog.Logger) (*listener.Server, error) {
+// not), announcing the external address, and UPnP IGD (startUPnP; prefer
+// and bootID are its). Either is left out when switched off. On error
+// nothing serves.
+func startResponders(ctx context.Context, cfg *config.Config, det netif.Detected, svc *portmap.Service,
+	clk clock.Clock, bootID uint32, prefer map[netip.Addr]uint16, o Options, log *slog.Logger) (*responders, error) {
+	r := &responders{}
 	if !cfg.NATPMP.Enabled && !cfg.PCP.Enabled {
 		log.Info("NAT-PMP and PCP are switched off")
-		return nil, nil
+	} else {
+		sc, err := portControlConfig(cfg, det, svc, clk, o.PortControlPort, log)
+		if err != nil {
+			return nil, fmt.Errorf("daemon: NAT-PMP/PCP: %w", err)
+		}
+		pctx, stop := context.WithCancel(ctx)
+		if r.pc, err = servePortControl(pctx, sc, svc); err != nil {
+			stop()
+			return nil, fmt.Errorf("daemon: NAT-PMP/PCP: %w", err)
+		}
+		r.pcStop = stop
 	}
-	sc, err := portControlConfig(cfg, det, svc, clk, port, log)
+	up, err := startUPnP(ctx, cfg, det, svc, clk, bootID, prefer, o, log)
 	if err != nil {
-		return nil, err
+		r.close()
+		return nil, fmt.Errorf("daemon: UPnP: %w", err)
 	}
-	return servePortControl(ctx, sc, svc)
+	r.up = up
+	return r, nil
 }
 
 // portControlConfig is the configuration of the NAT-PMP/PCP server: its

@@ -32,15 +32,18 @@ type upnp struct {
 	pub   *eventing.Publisher
 	lns   []net.Listener
 	ports map[netip.Addr]uint16 // HTTP port per LAN address, for LOCATION
+	stop  context.CancelFunc    // ends the eventing subscription
 }
 
 // startUPnP serves UPnP IGD on every LAN IPv4 address: the descriptions
 // and SOAP control over HTTP (a port per address, named in LOCATION),
 // SSDP discovery and GENA eventing. Virtual gateway addresses (COMPAT S4)
 // are served whether present or not, and SSDP advertises them in place of
-// their interface's own addresses. It returns nil when UPnP is off.
+// their interface's own addresses. An address in prefer gets the HTTP
+// port named there when it is free (the port it had before a LAN change).
+// It returns nil when UPnP is off.
 func startUPnP(ctx context.Context, cfg *config.Config, det netif.Detected, svc *portmap.Service,
-	clk clock.Clock, bootID uint32, o Options, log *slog.Logger) (*upnp, error) {
+	clk clock.Clock, bootID uint32, prefer map[netip.Addr]uint16, o Options, log *slog.Logger) (*upnp, error) {
 	if !cfg.UPnP.Enabled {
 		log.Info("UPnP IGD is switched off")
 		return nil, nil
@@ -52,7 +55,8 @@ func startUPnP(ctx context.Context, cfg *config.Config, det netif.Detected, svc 
 	udns := deviceUDNs(det.WAN.Name)
 	dev := description.Device{UDNs: udns, FriendlyName: "berth gateway", Manufacturer: "berth",
 		ModelName: "berth", ModelNumber: "1", Layer3Forwarding: true}
-	u := &upnp{ports: make(map[netip.Addr]uint16)}
+	ctx, stop := context.WithCancel(ctx)
+	u := &upnp{ports: make(map[netip.Addr]uint16), stop: stop}
 	u.pub = eventing.New(eventing.Config{LAN: det.LANPrefixes, Clock: clk, Logger: log})
 	u.pub.Service(description.WANIPConnectionEvent, func() []eventing.Var {
 		status, ext := "Connected", svc.ExternalAddr()
@@ -79,7 +83,10 @@ func startUPnP(ctx context.Context, cfg *config.Config, det netif.Detected, svc 
 			if !a.Is4() || isVirtual(vips, a) {
 				continue // SSDP and LOCATION are IPv4 here; virtual ones below
 			}
-			port, err := u.listen(a, o.UPnPHTTPPort, false)
+			port, err := u.listen(a, cmp.Or(o.UPnPHTTPPort, prefer[a]), false)
+			if err != nil && o.UPnPHTTPPort == 0 && prefer[a] != 0 {
+				port, err = u.listen(a, 0, false) // taken meanwhile
+			}
 			if err != nil {
 				u.close()
 				return nil, err
@@ -96,7 +103,7 @@ func startUPnP(ctx context.Context, cfg *config.Config, det netif.Detected, svc 
 		}
 		// The interface's own port when free, so that the port in
 		// LOCATION stays the same whichever address a client found.
-		port, err := u.listen(v.Addr, cmp.Or(o.UPnPHTTPPort, ifPort[v.Interface]), true)
+		port, err := u.listen(v.Addr, cmp.Or(o.UPnPHTTPPort, prefer[v.Addr], ifPort[v.Interface]), true)
 		if err != nil && o.UPnPHTTPPort == 0 {
 			port, err = u.listen(v.Addr, 0, true)
 		}
@@ -194,6 +201,7 @@ func searchedV1(st string) bool {
 
 // close stops SSDP (byebye), eventing and HTTP.
 func (u *upnp) close() {
+	u.stop()
 	if u.ssdp != nil {
 		u.ssdp.Close()
 	}

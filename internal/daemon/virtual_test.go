@@ -98,7 +98,13 @@ func runVirtual(t *testing.T, vips ...string) (pmpPort, ssdpPort uint16, err err
 // first answer and where it came from.
 func exchangeUDP(t *testing.T, to netip.AddrPort, msg []byte) ([]byte, netip.AddrPort) {
 	t.Helper()
-	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 2)})
+	return exchangeUDPFrom(t, netip.MustParseAddr("127.0.0.2"), to, msg)
+}
+
+// exchangeUDPFrom is exchangeUDP from the host from.
+func exchangeUDPFrom(t *testing.T, from netip.Addr, to netip.AddrPort, msg []byte) ([]byte, netip.AddrPort) {
+	t.Helper()
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: from.AsSlice()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,11 +114,11 @@ func exchangeUDP(t *testing.T, to netip.AddrPort, msg []byte) ([]byte, netip.Add
 	}
 	c.SetReadDeadline(clock.Real{}.Now().Add(5 * time.Second))
 	buf := make([]byte, 2048)
-	n, from, err := c.ReadFromUDPAddrPort(buf)
+	n, src, err := c.ReadFromUDPAddrPort(buf)
 	if err != nil {
 		t.Fatalf("no answer from %v: %v", to, err)
 	}
-	return buf[:n], from
+	return buf[:n], src
 }
 
 // COMPAT S4: the daemon serves NAT-PMP, SSDP and HTTP on a virtual

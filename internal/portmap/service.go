@@ -175,7 +175,7 @@ func (s *Service) setPolicyLocked(p *policy.Policy) ([]mapping.Mapping, func()) 
 			Exact: true, Remote: m.Remote, Origin: m.Origin}, policy.Usage{})
 		if !d.Allow {
 			gone = append(gone, m)
-			s.log.Info("mapping withdrawn: the reloaded policy denies it", "key", m.Key, "internal", m.Internal,
+			s.log.Info("mapping withdrawn: the new policy denies it", "key", m.Key, "internal", m.Internal,
 				"client", m.Client, "origin", m.Origin.Kind, "rule", d.Rule)
 		}
 	}

@@ -100,3 +100,78 @@ func TestWANAddressChange(t *testing.T) {
 	}
 	waitUDP(t, topo, netip.AddrPortFrom(newWAN, 36000), 36000, true)
 }
+
+// pcpAnnounce6 sends a PCP ANNOUNCE request (RFC 6887 §14.1) from argv[2]
+// to [argv[1]]:5351 every half second until an answer comes, for at most
+// argv[3] seconds, and prints the answer's version, opcode and result.
+const pcpAnnounce6 = `
+import socket, struct, sys, time
+gw, client, limit = sys.argv[1], sys.argv[2], float(sys.argv[3])
+req = struct.pack("!BBHI", 2, 0, 0, 0) + socket.inet_pton(socket.AF_INET6, client)
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.bind((client, 0))
+s.settimeout(0.5)
+end = time.monotonic() + limit
+while time.monotonic() < end:
+    try:
+        s.sendto(req, (gw, 5351))
+        d = s.recv(1100)
+        print("version", d[0], "opcode", d[1], "result", d[3])
+        sys.exit(0)
+    except (socket.timeout, ConnectionRefusedError):
+        pass
+print("none")
+sys.exit(3)
+`
+
+// TestLANAddressAdded: the LAN interface gets addresses under a running
+// berthd: a second IPv4 subnet, and a ULA IPv6 prefix, which the kernel
+// checks for duplicates (DAD) for a second before it can be bound.
+// berthd serves both without a restart, and a host of the new subnet
+// gets a mapping that carries traffic.
+func TestLANAddressAdded(t *testing.T) {
+	requireTools(t)
+	bin := buildBerthd(t)
+	topo := newTopology(t)
+	d, failed := launch(t, topo, bin, durableConfig, t.TempDir())
+	if failed != "" {
+		t.Fatal(failed)
+	}
+	// Control points keep the description's URL: it stays the same.
+	location := searchAt(t, topo, routerLAN.String())
+	router2, host2 := netip.MustParseAddr("10.78.0.1"), netip.MustParseAddr("10.78.0.10")
+	router6, host6 := netip.MustParseAddr("fd00:78::1"), netip.MustParseAddr("fd00:78::10")
+	mustRun(t, 10*time.Second, topo.lan, "ip", "addr", "add", host2.String()+"/24", "dev", "lan0")
+	mustRun(t, 10*time.Second, topo.lan, "ip", "addr", "add", host6.String()+"/64", "dev", "lan0", "nodad")
+	mustRun(t, 10*time.Second, topo.router, "ip", "addr", "add", router2.String()+"/24", "dev", "lan0")
+	mustRun(t, 10*time.Second, topo.router, "ip", "addr", "add", router6.String()+"/64", "dev", "lan0")
+
+	if !d.waitMsg("LAN changed: serving it afresh", 15*time.Second) {
+		t.Fatal("berthd did not serve the new LAN addresses")
+	}
+	out := mustRun(t, 20*time.Second, topo.lan, python, "-c", pcpAnnounce6, router6.String(), host6.String(), "15")
+	if !strings.Contains(out, "version 2 opcode 128 result 0") {
+		t.Fatalf("PCP ANNOUNCE to %v after DAD: %s", router6, out)
+	}
+	out = mustRun(t, 15*time.Second, topo.lan, "natpmpc", "-g", router2.String(), "-a", "36100", "36100", "udp", "600")
+	if !strings.Contains(out, "Mapped public port 36100 protocol UDP to local port 36100 liftime 600") {
+		t.Fatalf("natpmpc -g %v from %v:\n%s", router2, host2, out)
+	}
+	waitUDPTo(t, topo, ext(36100), netip.AddrPortFrom(host2, 36100), true)
+	// The first address is still served, from the same daemon, and UPnP
+	// on the new one.
+	natpmpcGranted(t, topo, 36101, 36101, "udp", 600, 600)
+	if again := searchAt(t, topo, routerLAN.String()); again != location {
+		t.Errorf("LOCATION changed from %s to %s", location, again)
+	}
+	searchAt(t, topo, router2.String())
+	select {
+	case <-d.exit:
+		t.Fatalf("berthd exited: %v", d.err)
+	default:
+	}
+	// A tentative address is not bound: binding it fails (EADDRNOTAVAIL).
+	if d.waitMsg("cannot serve the changed LAN; serving the LAN as before", 0) {
+		t.Error("berthd tried to serve an address it could not bind")
+	}
+}
