@@ -157,6 +157,42 @@ func (s *Service) undo(m mapping.Mapping, why string, installed func() bool) sto
 	return seq
 }
 
+// revert puts back old, the mapping that the replacement m took the place
+// of, when m's lease could not be stored: the client hears that its
+// request failed and keeps what it had, as after a failed renewal. old's
+// lease is written again, since m's may have overwritten it. It reports
+// false, having done nothing, when m has changed or gone meanwhile or
+// another mapping took old's key; the caller then withdraws m (undo).
+func (s *Service) revert(m, old mapping.Mapping) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur, ok := s.table.Get(m.Key)
+	if s.closed || !ok || cur.Client != m.Client || cur.Internal != m.Internal || !cur.Peers.Equal(m.Peers) {
+		return false
+	}
+	if _, taken := s.table.Get(old.Key); taken && old.Key != m.Key {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), backendTimeout)
+	defer cancel()
+	if err := s.ap.apply(ctx, []backend.Change{{Op: backend.Delete, Mapping: cur}, {Op: backend.Add, Mapping: old}}); err != nil {
+		s.log.Error("backend failed to put back a replaced mapping; will reconcile", "key", old.Key, "err", err)
+		s.scheduleSync()
+	}
+	s.table.Delete(m.Key)
+	s.table.Put(old)
+	s.gen++
+	s.schedule()
+	if old.Key != m.Key {
+		s.forget(cur, false)
+	}
+	s.persist(old, 0)
+	s.publish(Event{Kind: Removed, Mapping: cur})
+	s.publish(Event{Kind: Added, Mapping: old})
+	s.log.Warn("replacement withdrawn: its lease could not be stored; the mapping it replaced is back", "key", m.Key, "client", m.Client)
+	return true
+}
+
 // Restored is what Restore did with the stored leases.
 type Restored struct {
 	Restored int // in the table and the backend again

@@ -600,3 +600,73 @@ func TestRestoreRewritesOnlyWhatChanged(t *testing.T) {
 		t.Errorf("%d leases rewritten after the cap was lowered, want 2", len(fs.puts))
 	}
 }
+
+// TestFullDiskReplacementKeepsTheOldMapping: a replacement (a new internal
+// target, new remote-peer filters) whose lease cannot be stored fails, and
+// the client keeps the mapping it had, as after a failed renewal: in the
+// table, in the backend, and written to the store again, since the
+// replacement's lease may have overwritten it there.
+func TestFullDiskReplacementKeepsTheOldMapping(t *testing.T) {
+	pcp := pmp(hostA, mapping.UDP, 5000, 15000, time.Hour)
+	pcp.Origin.Kind = mapping.KindPCP
+	filtered := pcp
+	filtered.Peers = peerSet("192.0.2.1/32")
+	for _, tt := range []struct {
+		name           string
+		first, replace mapping.Request
+	}{
+		{"UPnP, new internal port", igd(hostA, mapping.TCP, 8000, 8080, time.Hour), igd(hostA, mapping.TCP, 8001, 8080, time.Hour)},
+		{"PCP, new filters", pcp, filtered},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			fs := &failingStore{}
+			be := &fake.Backend{}
+			s := New(Config{Backend: be, Policy: testPolicy(t, nil), Clock: clocktest.NewFake(t0), External: ext, Store: fs})
+			defer s.Close()
+			old, err := s.Map(ctx, tt.first)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sub := s.Subscribe(16)
+			defer sub.Cancel()
+			fs.mu.Lock()
+			fs.fail = syscall.ENOSPC
+			fs.mu.Unlock()
+			if _, err := s.Map(ctx, tt.replace); !errors.Is(err, mapping.ErrNetworkFailure) || !errors.Is(err, syscall.ENOSPC) {
+				t.Fatalf("replacement on a full disk: got %v, want ErrNetworkFailure wrapping ENOSPC", err)
+			}
+			same := func(m mapping.Mapping) bool {
+				return m.Key == old.Key && m.Internal == old.Internal && m.Peers.Equal(old.Peers)
+			}
+			if ms := s.List(mapping.Filter{}); len(ms) != 1 || !same(ms[0]) {
+				t.Errorf("table %v, want only the old mapping %v", ms, old)
+			}
+			if st := be.State(); len(st) != 1 || !same(st[0]) {
+				t.Errorf("backend %v, want only the old mapping %v", st, old)
+			}
+			fs.mu.Lock()
+			last := fs.last
+			fs.fail = nil
+			fs.mu.Unlock()
+			if !same(last) {
+				t.Errorf("last lease written %v, want the old mapping %v", last, old)
+			}
+			// Subscribers saw the old mapping replaced and put back.
+			var kinds []EventKind
+			for len(kinds) < 4 {
+				select {
+				case e := <-sub.C():
+					kinds = append(kinds, e.Kind)
+				default:
+					t.Fatalf("events %v, want Removed, Added, Removed, Added", kinds)
+				}
+			}
+			if want := []EventKind{Removed, Added, Removed, Added}; !slices.Equal(kinds, want) {
+				t.Errorf("events %v, want %v", kinds, want)
+			}
+			if _, err := s.Map(ctx, tt.replace); err != nil {
+				t.Fatalf("the replacement once the disk has room: %v", err)
+			}
+		})
+	}
+}

@@ -313,7 +313,7 @@ func (s *Service) Map(ctx context.Context, r mapping.Request) (mapping.Mapping, 
 		// client hears of it; requests that arrive meanwhile share the
 		// same disk sync.
 		if err := s.settle(ctx, res.seq, lazy(r.Origin.Kind) && !res.sync); err != nil {
-			if res.fresh {
+			if res.fresh && !(res.sync && s.revert(res.m, res.old)) {
 				s.undo(res.m, "its lease could not be stored", nil)
 			}
 			s.log.Error("mapping not acknowledged: lease store failed", "key", res.m.Key, "client", r.Client, "err", err)
@@ -357,8 +357,9 @@ type mapped struct {
 	wait  *ticket
 	syncs uint64 // Service.syncs when the mapping entered the table
 	// sync makes the answer wait for the disk sync whatever the kind (a
-	// replacement).
+	// replacement); old is the mapping replaced.
 	sync bool
+	old  mapping.Mapping
 }
 
 // mapLocked does Map's work with mu held. avoid are ports the backend
@@ -461,7 +462,7 @@ func (s *Service) mapLocked(ctx context.Context, r mapping.Request, avoid []uint
 			"client", r.Client, "lifetime", d.Lifetime, "rule", d.Rule, "origin", r.Origin.Kind,
 			"replaced", true, "peers", plan.Mapping.Peers.String())
 		// Synced before the answer: the old mapping must not come back.
-		return mapped{m: plan.Mapping, seq: seq, fresh: true, sync: true}, nil
+		return mapped{m: plan.Mapping, seq: seq, fresh: true, sync: true, old: plan.Old}, nil
 	}
 }
 
