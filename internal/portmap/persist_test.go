@@ -221,6 +221,16 @@ func mustRule(t *testing.T, s string) policy.Rule {
 	return r
 }
 
+// pcpAndFiltered are a PCP request of hostA's and the same with a remote
+// peer filter: the second replaces the mapping of the first.
+func pcpAndFiltered() (pcp, filtered mapping.Request) {
+	pcp = pmp(hostA, mapping.UDP, 5000, 15000, time.Hour)
+	pcp.Origin.Kind = mapping.KindPCP
+	filtered = pcp
+	filtered.Peers = peerSet("192.0.2.1/32")
+	return pcp, filtered
+}
+
 // failingStore is a Store whose syncs fail while fail is set, as on a full
 // disk; it records what it was told.
 type failingStore struct {
@@ -320,10 +330,7 @@ func TestRefusedMappingLeavesTheStoreFirst(t *testing.T) {
 // synced (Wait), and so does every client of a deletion or a replacement:
 // a new epoch makes clients map again, never delete again.
 func TestLazyLeases(t *testing.T) {
-	pcp := pmp(hostA, mapping.UDP, 5000, 15000, time.Hour)
-	pcp.Origin.Kind = mapping.KindPCP
-	filtered := pcp
-	filtered.Peers = peerSet("192.0.2.1/32")
+	pcp, filtered := pcpAndFiltered()
 	for _, tt := range []struct {
 		name    string
 		r       mapping.Request
@@ -607,10 +614,7 @@ func TestRestoreRewritesOnlyWhatChanged(t *testing.T) {
 // table, in the backend, and written to the store again, since the
 // replacement's lease may have overwritten it there.
 func TestFullDiskReplacementKeepsTheOldMapping(t *testing.T) {
-	pcp := pmp(hostA, mapping.UDP, 5000, 15000, time.Hour)
-	pcp.Origin.Kind = mapping.KindPCP
-	filtered := pcp
-	filtered.Peers = peerSet("192.0.2.1/32")
+	pcp, filtered := pcpAndFiltered()
 	for _, tt := range []struct {
 		name           string
 		first, replace mapping.Request

@@ -73,12 +73,7 @@ func listenAnnouncement(t *testing.T, topo *topology, addr netip.Addr) func() st
 // by itself, announce the new address to the LAN, report it, and move the
 // mappings, so that traffic to the new address reaches the LAN host.
 func TestWANAddressChange(t *testing.T) {
-	requireTools(t)
-	bin := buildBerthd(t)
-	topo := newTopology(t)
-	if _, failed := launch(t, topo, bin, durableConfig, t.TempDir()); failed != "" {
-		t.Fatal(failed)
-	}
+	topo, _ := launchDurable(t)
 	natpmpcGranted(t, topo, 36000, 36000, "udp", 3600, 3600)
 	waitUDP(t, topo, ext(36000), 36000, true)
 
@@ -130,13 +125,7 @@ sys.exit(3)
 // berthd serves both without a restart, and a host of the new subnet
 // gets a mapping that carries traffic.
 func TestLANAddressAdded(t *testing.T) {
-	requireTools(t)
-	bin := buildBerthd(t)
-	topo := newTopology(t)
-	d, failed := launch(t, topo, bin, durableConfig, t.TempDir())
-	if failed != "" {
-		t.Fatal(failed)
-	}
+	topo, d := launchDurable(t)
 	// Control points keep the description's URL: it stays the same.
 	location := searchAt(t, topo, routerLAN.String())
 	router2, host2 := netip.MustParseAddr("10.78.0.1"), netip.MustParseAddr("10.78.0.10")

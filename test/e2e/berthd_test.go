@@ -73,6 +73,21 @@ func startBerthd(t *testing.T, topo *topology, bin, toml string) string {
 	return failed
 }
 
+// launchDurable builds berthd and the topology and starts berthd there
+// with durableConfig and a fresh lease store; the test fails unless it
+// serves.
+func launchDurable(t *testing.T) (*topology, *berthd) {
+	t.Helper()
+	requireTools(t)
+	bin := buildBerthd(t)
+	topo := newTopology(t)
+	d, failed := launch(t, topo, bin, durableConfig, t.TempDir())
+	if failed != "" {
+		t.Fatal(failed)
+	}
+	return topo, d
+}
+
 // launch is startBerthd with the lease store in stateDir; it also returns
 // the daemon, which a test may kill and start again over the same store.
 func launch(t *testing.T, topo *topology, bin, toml, stateDir string) (*berthd, string) {

@@ -11,13 +11,7 @@ import (
 // must notice by itself and put every mapping back, so that traffic flows
 // again without any client renewing.
 func TestFirewallReload(t *testing.T) {
-	requireTools(t)
-	bin := buildBerthd(t)
-	topo := newTopology(t)
-	d, failed := launch(t, topo, bin, durableConfig, t.TempDir())
-	if failed != "" {
-		t.Fatal(failed)
-	}
+	topo, d := launchDurable(t)
 	natpmpcGranted(t, topo, 33000, 33000, "udp", 3600, 3600)
 	waitUDP(t, topo, ext(33000), 33000, true)
 	for i, cmd := range [][]string{
