@@ -33,6 +33,7 @@ type addrWatch struct {
 	restart  func(ctx context.Context, det netif.Detected, ports map[netip.Addr]uint16) (*responders, error)
 	repolicy func()
 	wanMoved bool // the default route left the WAN; said once
+	failed   bool // the responders could not start after the last change
 }
 
 // watchAddrs starts following the addresses; the returned channel yields
@@ -57,9 +58,8 @@ func watchAddrs(ctx context.Context, w *addrWatch, watch func(context.Context, f
 	return ch
 }
 
-// changed looks at the addresses again and acts on what moved. An error
-// means the responders could not be started on a changed LAN.
-func (w *addrWatch) changed(ctx context.Context) error {
+// changed looks at the addresses again and acts on what moved.
+func (w *addrWatch) changed(ctx context.Context) {
 	if !w.cfg.ExternalAddr.IsValid() { // a configured address never moves
 		ps, err := w.addrs(w.det.WAN.Name)
 		if err != nil {
@@ -75,11 +75,10 @@ func (w *addrWatch) changed(ctx context.Context) error {
 			if err := w.svc.SetExternalAddr(ctx, a); err != nil {
 				w.log.Error("moving the mappings to the new external address", "addr", a, "err", err)
 			}
+			w.repolicy() // the router's own addresses changed
 		}
 	}
-	if err := w.relan(ctx); err != nil {
-		return err
-	}
+	w.relan(ctx)
 	now := w.present()
 	for a := range now {
 		if !w.vips[a] {
@@ -94,7 +93,6 @@ func (w *addrWatch) changed(ctx context.Context) error {
 		}
 	}
 	w.vips = now
-	return nil
 }
 
 // present returns the configured virtual addresses this router carries now.

@@ -55,6 +55,9 @@ type Options struct {
 	// (netif.Addrs when nil). Tests replace them.
 	WatchAddrs func(ctx context.Context, changed func(), log *slog.Logger) error
 	Addrs      func(name string) ([]netip.Prefix, error)
+	// AddrsHandled, if not nil, is called each time berthd has acted on
+	// a burst of address changes (tests use it).
+	AddrsHandled func()
 	// FreeMemory is called once berthd serves, when it read leases from
 	// the store: restoring 100,000 leases leaves garbage of twice the
 	// daemon's steady size (netlink messages for every element, the
@@ -101,6 +104,9 @@ var ownPorts = []ownPort{{pcpPort, "NAT-PMP and PCP"}, {ssdpPort, "SSDP"}}
 
 // Run serves until ctx ends, then removes every mapping it installed.
 func Run(ctx context.Context, cfg *config.Config, o Options) error {
+	// Whatever Run returns for, the address watch ends with it.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	log := o.Logger
 	clk := o.Clock
 	if clk == nil {
@@ -201,7 +207,14 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 		return fmt.Errorf("daemon: install static forwards: %w", err)
 	}
 	aw := &addrWatch{cfg: cfg, det: det, svc: svc, addrs: o.addrs(), detect: detect, log: log}
-	if aw.resp, err = startResponders(ctx, cfg, det, svc, clk, ls.bootID(clk.Now(), log), nil, o, log); err != nil {
+	// A new SSDP BOOTID for every start of the responders (UDA 1.1
+	// §1.2.2), growing even within a second when no store records it.
+	var lastBoot uint32
+	bootID := func() uint32 {
+		lastBoot = max(ls.bootID(clk.Now(), log), lastBoot+1)
+		return lastBoot
+	}
+	if aw.resp, err = startResponders(ctx, cfg, det, svc, clk, bootID(), nil, false, o, log); err != nil {
 		return err
 	}
 	// Before the Service closes: no request meets a closed table. UPnP
@@ -223,16 +236,21 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	}
 	polCfg := cfg // the configuration the policy comes from: the last one reloaded
 	aw.restart = func(ctx context.Context, det netif.Detected, ports map[netip.Addr]uint16) (*responders, error) {
-		return startResponders(ctx, cfg, det, svc, clk, ls.bootID(clk.Now(), log), ports, o, log)
+		return startResponders(ctx, cfg, det, svc, clk, bootID(), ports, true, o, log)
 	}
+	// repolicy applies what is served now, and the external address, to
+	// the policy of the last configuration loaded.
 	aw.repolicy = func() {
 		pol, err := policyFor(polCfg)
 		if err != nil {
-			log.Error("policy for the changed LAN rejected; keeping the running one", "err", err)
+			log.Error("policy for the changed addresses rejected; keeping the running one", "err", err)
 			return
 		}
 		if gone := svc.SetPolicy(pol); len(gone) > 0 {
-			log.Info("mappings of hosts no longer on the LAN withdrawn", "withdrawn", len(gone))
+			log.Info("mappings the policy no longer allows withdrawn", "withdrawn", len(gone))
+		}
+		if _, err := forwards(polCfg, aw.det, svc.ExternalAddr(), name); err != nil {
+			log.Warn("static forwards no longer fit the LAN; they stay until a reload or a restart, which will refuse them", "err", err)
 		}
 	}
 	log.Info("berthd serving",
@@ -271,8 +289,9 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 		case why := <-lost:
 			reapply(ctx, svc, why, log)
 		case <-addrs:
-			if err := aw.changed(ctx); err != nil {
-				return err
+			aw.changed(ctx)
+			if o.AddrsHandled != nil {
+				o.AddrsHandled()
 			}
 		}
 	}

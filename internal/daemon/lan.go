@@ -23,14 +23,21 @@ import (
 //   - the end of serving the WAN as LAN: with lan unset and no private
 //     interface at start, berthd served a private WAN (Detect's fallback);
 //     once a LAN interface has an address, the WAN is no longer served and
-//     the mappings of hosts on it are withdrawn.
+//     the mappings of hosts on it are withdrawn, as a restart would. Any
+//     private interface ends it (docker0 too), until a restart.
 //
-// Addresses that went away change nothing. Their sockets stay bound and
+// Addresses that went away change nothing: their sockets stay bound and
 // work again when the address returns (an interface restarted removes
-// and re-adds it within a second), and their prefixes stay LAN prefixes,
-// so that a flap withdraws no mapping. berthd never starts serving the
-// WAN while running, and a new default route through another interface
-// needs a restart.
+// and re-adds it within a second), until the responders next start
+// afresh, and their prefixes stay LAN prefixes for as long as berthd
+// runs, so that a flap withdraws no mapping. berthd never starts serving
+// the WAN while running, and a new default route through another
+// interface needs a restart.
+//
+// Starting afresh costs what a restart of the responders costs: a new
+// SSDP BOOTID with byebye and alive, which tells control points that
+// their GENA subscriptions are gone, and a new round of NAT-PMP and PCP
+// announcements. The IGD keeps its HTTP port on each address it served.
 
 // lanKey is one address berth serves and the interface index it is on.
 type lanKey struct {
@@ -57,15 +64,16 @@ func servedAddrs(d netif.Detected, virtual []netip.Addr) map[lanKey]bool {
 // nextLAN decides what to serve after an address change: cur is what is
 // served, found what Detect finds now (routed prefixes added). It returns
 // what to serve and a reason when the responders are to start afresh on
-// it; "" keeps cur.
-func nextLAN(cur, found netif.Detected, virtual []netip.Addr) (netif.Detected, string) {
+// it; "" keeps cur. retry asks for a start on what was found even when
+// nothing grew: the last one failed.
+func nextLAN(cur, found netif.Detected, virtual []netip.Addr, retry bool) (netif.Detected, string) {
 	if found.WAN.Name != cur.WAN.Name || (found.ServeWAN && !cur.ServeWAN) {
 		return cur, ""
 	}
 	next := found
 	next.Notes = nil
 	if cur.ServeWAN && !found.ServeWAN {
-		return next, fmt.Sprintf("a LAN interface (%s) has an address: no longer serving wan %s", names(found.LAN), cur.WAN.Name)
+		return next, fmt.Sprintf("a LAN interface (%s) has an address: no longer serving wan %s until a restart", names(found.LAN), cur.WAN.Name)
 	}
 	served := servedAddrs(cur, virtual)
 	var added []string
@@ -74,31 +82,70 @@ func nextLAN(cur, found netif.Detected, virtual []netip.Addr) (netif.Detected, s
 			added = append(added, k.addr.String())
 		}
 	}
-	if len(added) == 0 {
+	why := "serving the LAN again after a failed start"
+	switch {
+	case len(added) > 0:
+		slices.Sort(added)
+		why = fmt.Sprintf("new LAN address(es) %v", added)
+	case !retry:
 		return cur, ""
 	}
-	slices.Sort(added)
 	// Prefixes only grow: a prefix whose address went away may come back.
-	for _, p := range cur.LANPrefixes {
-		if !slices.Contains(next.LANPrefixes, p) {
-			next.LANPrefixes = append(next.LANPrefixes, p)
-		}
-	}
-	return next, fmt.Sprintf("new LAN address(es) %v", added)
+	next.LANPrefixes = union(next.LANPrefixes, cur.LANPrefixes)
+	return next, why
 }
 
-// relan detects the interfaces again and, if the LAN grew, starts the
-// responders afresh on it and rebuilds the policy. An error means nothing
-// serves any more.
-func (w *addrWatch) relan(ctx context.Context) error {
+// union is a with the prefixes of b it lacks appended.
+func union(a, b []netip.Prefix) []netip.Prefix {
+	out := slices.Clone(a)
+	for _, p := range b {
+		if !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// stillThere is d with only the addresses found still has on the same
+// interface: what can be bound of what was served.
+func stillThere(d, found netif.Detected) netif.Detected {
+	there := make(map[lanKey]bool)
+	for _, ifc := range found.LAN {
+		for _, p := range ifc.Prefixes {
+			there[lanKey{ifc.Index, p.Addr()}] = true
+		}
+	}
+	out := d
+	out.LAN = nil
+	for _, ifc := range d.LAN {
+		kept := ifc
+		kept.Prefixes = nil
+		for _, p := range ifc.Prefixes {
+			if there[lanKey{ifc.Index, p.Addr()}] {
+				kept.Prefixes = append(kept.Prefixes, p)
+			}
+		}
+		out.LAN = append(out.LAN, kept)
+	}
+	return out
+}
+
+// relan detects the interfaces again and, if the LAN grew, applies it to
+// the policy and starts the responders afresh on it. When they cannot
+// start there (an address went between Detect and the bind; another
+// program holds a port on a new address) they start on what is left of
+// the LAN served before, and failing that nothing serves until the next
+// address change, which tries again: berthd keeps its mappings running
+// either way.
+func (w *addrWatch) relan(ctx context.Context) {
 	if w.detect == nil {
-		return nil
+		return
 	}
 	found, err := w.detect(w.cfg.WAN, w.cfg.LAN)
 	if err != nil {
 		// The LAN is gone for now (WANOnlyError); its sockets stay.
 		w.log.Warn("detecting the LAN after an address change; serving it as before", "err", err)
-		return nil
+		return
 	}
 	if found.WAN.Name != w.det.WAN.Name {
 		if !w.wanMoved {
@@ -106,33 +153,40 @@ func (w *addrWatch) relan(ctx context.Context) error {
 				"wan", w.det.WAN.Name, "now", found.WAN.Name)
 		}
 		w.wanMoved = true
-		return nil
+		return
 	}
 	w.wanMoved = false
 	found.LANPrefixes = withRouted(found.LANPrefixes, w.cfg.LANRouted, discard)
-	next, why := nextLAN(w.det, found, w.cfg.VirtualAddrs)
+	next, why := nextLAN(w.det, found, w.cfg.VirtualAddrs, w.failed)
 	if why == "" {
 		w.det.WAN = found.WAN // its addresses are the router's
-		return nil
+		return
 	}
 	w.log.Info("LAN changed: serving it afresh", "why", why, "lan", names(next.LAN), "lan_prefixes", next.LANPrefixes)
-	ports := w.resp.httpPorts()
+	prev, ports := w.det, w.resp.httpPorts()
+	hadWAN := len(w.resp.wanPorts(prev, w.svc.ExternalAddr())) > 0
+	// The policy first: a host of the new LAN is served from the first
+	// answer, and a host of a WAN no longer served is refused at once.
+	w.det = next
+	w.repolicy()
 	w.resp.close()
-	w.resp = nil
+	w.resp = &responders{}
 	resp, err := w.restart(ctx, next, ports)
 	if err != nil {
-		// An address that went between Detect and the bind: serve what
-		// was served, and look again at the next change.
-		w.log.Error("cannot serve the changed LAN; serving the LAN as before", "err", err)
-		if resp, err = w.restart(ctx, w.det, ports); err != nil {
-			return fmt.Errorf("daemon: serving the LAN again after a change: %w", err)
+		w.log.Error("cannot serve the changed LAN; serving what is left of the LAN served before", "err", err)
+		keep := stillThere(prev, found)
+		keep.LANPrefixes = next.LANPrefixes
+		if resp, err = w.restart(ctx, keep, ports); err != nil {
+			w.log.Error("cannot serve the LAN: NAT-PMP, PCP and UPnP stop until the next address change; mappings keep working", "err", err)
+			w.failed = true
+			return
 		}
-		w.resp = resp
-		return nil
+		w.det = keep
 	}
-	w.resp, w.det = resp, next
-	w.repolicy()
-	return nil
+	w.resp, w.failed = resp, false
+	if hadWAN || len(w.resp.wanPorts(w.det, w.svc.ExternalAddr())) > 0 {
+		w.repolicy() // the IGD's HTTP ports on the WAN, reserved, changed
+	}
 }
 
 // discard is a logger for what is logged once already.

@@ -2,24 +2,22 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"log/slog"
-	"net"
 	"net/netip"
 	"reflect"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/berthd/berth/internal/clock"
+	"github.com/berthd/berth/internal/backend/fake"
+	"github.com/berthd/berth/internal/clock/clocktest"
 	"github.com/berthd/berth/internal/config"
 	"github.com/berthd/berth/internal/logtest"
-	"github.com/berthd/berth/internal/mapping"
 	"github.com/berthd/berth/internal/netif"
 	"github.com/berthd/berth/internal/policy"
 	"github.com/berthd/berth/internal/portmap"
-	"github.com/berthd/berth/natpmp"
 )
 
 func TestNextLAN(t *testing.T) {
@@ -47,6 +45,7 @@ func TestNextLAN(t *testing.T) {
 	for _, tt := range []struct {
 		name       string
 		cur, found netif.Detected
+		retry      bool     // the last start failed
 		why        string   // "" keeps cur
 		prefixes   []string // next's LAN prefixes, when it changes
 	}{
@@ -73,7 +72,13 @@ func TestNextLAN(t *testing.T) {
 		{name: "the LAN got its address: the WAN is no longer served",
 			cur:   det(true, iface("wan0", 2, "10.9.0.2/24")),
 			found: det(false, brLan),
-			why:   "a LAN interface (br-lan) has an address: no longer serving wan wan0", prefixes: []string{"192.168.1.0/24"}},
+			why:   "a LAN interface (br-lan) has an address: no longer serving wan wan0 until a restart", prefixes: []string{"192.168.1.0/24"}},
+		{name: "nothing new after a failed start: start again",
+			cur:   det(false, iface("br-lan", 3, "192.168.1.1/24", "fd00:1::1/64")),
+			found: det(false, brLan), retry: true,
+			why: "serving the LAN again after a failed start", prefixes: []string{"192.168.1.0/24", "fd00:1::/64"}},
+		{name: "after a failed start, still not the WAN", retry: true,
+			cur: det(false, brLan), found: det(true, iface("wan0", 2, "10.9.0.2/24"))},
 		{name: "the LAN lost its address: the WAN is not served while running",
 			cur: det(false, brLan), found: det(true, iface("wan0", 2, "10.9.0.2/24"))},
 		{name: "a new default route", cur: det(false, brLan),
@@ -84,7 +89,7 @@ func TestNextLAN(t *testing.T) {
 			}()},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			next, why := nextLAN(tt.cur, tt.found, []netip.Addr{vip})
+			next, why := nextLAN(tt.cur, tt.found, []netip.Addr{vip}, tt.retry)
 			if why != tt.why {
 				t.Fatalf("why %q, want %q", why, tt.why)
 			}
@@ -108,124 +113,91 @@ func TestNextLAN(t *testing.T) {
 	}
 }
 
-// askNATPMP sends req from the host from to the NAT-PMP server at to and
-// returns the answer; an error when the server's port refuses the packet
-// (nothing bound there) or nothing answers within 5 s.
-func askNATPMP(t *testing.T, from netip.Addr, to netip.AddrPort, req natpmp.Request) (natpmp.Response, error) {
-	t.Helper()
-	c, err := net.DialUDP("udp", &net.UDPAddr{IP: from.AsSlice()}, net.UDPAddrFromAddrPort(to))
+// When the responders cannot start on the changed LAN, berthd serves what
+// is left of the LAN it served, or failing that nothing until the next
+// address change, which starts them again; it never stops, since its
+// mappings keep working meanwhile.
+func TestRelanWhenTheStartFails(t *testing.T) {
+	pfx := netip.MustParsePrefix
+	lan := func(ps ...string) netif.Detected {
+		ifc := netif.Interface{Name: "br-lan", Index: 3}
+		d := netif.Detected{WAN: netif.Interface{Name: "wan0", Index: 2}}
+		for _, p := range ps {
+			ifc.Prefixes = append(ifc.Prefixes, pfx(p))
+			d.LANPrefixes = append(d.LANPrefixes, pfx(p).Masked())
+		}
+		d.LAN = []netif.Interface{ifc}
+		return d
+	}
+	addrsOf := func(d netif.Detected) []string {
+		var out []string
+		for _, ifc := range d.LAN {
+			for _, p := range ifc.Prefixes {
+				out = append(out, p.Addr().String())
+			}
+		}
+		return out
+	}
+	pol, err := policy.New(policy.Config{LAN: []netip.Prefix{pfx("192.168.1.0/24")}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	if _, err := c.Write(req.AppendTo(nil)); err != nil {
-		return natpmp.Response{}, err
-	}
-	c.SetReadDeadline(clock.Real{}.Now().Add(5 * time.Second))
-	buf := make([]byte, 64)
-	n, err := c.Read(buf)
-	if err != nil {
-		return natpmp.Response{}, err
-	}
-	return natpmp.ParseResponse(buf[:n])
-}
-
-// A router whose LAN bridge gets its address after berthd started: berthd
-// served its (private) WAN meanwhile, Detect's fallback. Once the LAN has
-// an address, berthd serves it without a restart, no longer answers on
-// the WAN, and withdraws the mappings of the WAN's hosts.
-func TestLANChangeServedWithoutRestart(t *testing.T) {
-	lo := netif.Interface{Name: "lo", Index: 1, Prefixes: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/8")}}
-	// The WAN's network is 127.1.0.0/16, the LAN's 127.2.0.0/16.
-	wanSide, lanSide := netip.MustParseAddr("127.1.0.1"), netip.MustParseAddr("127.2.0.1")
-	wanHost, lanHost := netip.MustParseAddr("127.1.0.2"), netip.MustParseAddr("127.2.0.2")
-	served := func(router netip.Addr, serveWAN bool) netif.Detected {
-		ifc := netif.Interface{Name: "lo", Index: 1, Prefixes: []netip.Prefix{netip.PrefixFrom(router, 16)}}
-		return netif.Detected{WAN: lo, ExternalAddr: lo.Prefixes[0].Addr(), LAN: []netif.Interface{ifc},
-			LANPrefixes: []netip.Prefix{netip.PrefixFrom(router, 16).Masked()}, ServeWAN: serveWAN}
-	}
-	var mu sync.Mutex
-	now := served(wanSide, true)
-	detect := func(string, []string) (netif.Detected, error) {
-		mu.Lock()
-		defer mu.Unlock()
-		return now, nil
-	}
-	changed := make(chan func(), 1)
-	watch := func(_ context.Context, f func(), _ *slog.Logger) error { changed <- f; return nil }
-
-	pmpPort, ssdpPort := freeUDPPort(t), freeUDPPort(t)
-	cfg := config.Default()
-	cfg.Store.Dir = t.TempDir() // never the host's /var/lib/berth
-	cfg.Backend = "relay"
-	cfg.ExternalAddr = lo.Prefixes[0].Addr() // Addrs' loopback address is no external one
-	// SIGHUP brings a policy that keeps port 4001 back: the policy for
-	// the changed LAN must be built from it, not from the first one.
-	reloaded := *cfg
-	rules, err := policy.ParseRules("deny 4001 0.0.0.0/0 0-65535\nallow 1024-65535 0.0.0.0/0 1024-65535")
-	if err != nil {
-		t.Fatal(err)
-	}
-	reloaded.Policy.Rules = rules
-	reload := make(chan struct{})
-	log := &logtest.Buffer{}
-	ready := make(chan *portmap.Service, 1)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- Run(ctx, cfg, Options{Logger: slog.New(slog.NewTextHandler(log, nil)), Detect: detect, OpenNft: noNft,
-			WatchAddrs: watch, Addrs: func(string) ([]netip.Prefix, error) { return lo.Prefixes, nil },
-			Reload: reload, Reread: func() (*config.Config, error) { return &reloaded, nil },
-			PortControlPort: pmpPort, SSDPPort: ssdpPort,
-			SSDPGroup: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), freeUDPPort(t)),
-			Ready:     func(s *portmap.Service) { ready <- s }})
-	}()
-	var svc *portmap.Service
-	select {
-	case svc = <-ready:
-	case err := <-done:
-		t.Fatalf("Run ended early: %v", err)
-	}
-	defer func() { cancel(); <-done }()
-
-	mapReq := natpmp.Request{Op: natpmp.OpMapTCP, InternalPort: 4000, SuggestedPort: 4000, Lifetime: 600}
-	if resp, err := askNATPMP(t, wanHost, netip.AddrPortFrom(wanSide, pmpPort), mapReq); err != nil || resp.Result != natpmp.Success {
-		t.Fatalf("a host on the served WAN maps: %+v, %v", resp, err)
-	}
-	if resp, err := askNATPMP(t, lanHost, netip.AddrPortFrom(lanSide, pmpPort), mapReq); err == nil {
-		t.Fatalf("the LAN address answers before it is served: %+v", resp)
-	}
-
-	reload <- struct{}{} // Run applies it before it looks at the addresses
-	mu.Lock()
-	now = served(lanSide, false)
-	mu.Unlock()
-	(<-changed)()
-
-	if !waitFor(func() bool {
-		resp, err := askNATPMP(t, lanHost, netip.AddrPortFrom(lanSide, pmpPort), mapReq)
-		return err == nil && resp.Result == natpmp.Success
-	}) {
-		t.Fatalf("the LAN is not served after its address arrived; log:\n%s", log)
-	}
-	if !waitFor(func() bool { return len(svc.List(mapping.Filter{Client: wanHost})) == 0 }) {
-		t.Errorf("the WAN host's mapping was kept: %+v", svc.List(mapping.Filter{Client: wanHost}))
-	}
-	if resp, err := askNATPMP(t, wanHost, netip.AddrPortFrom(wanSide, pmpPort), mapReq); err == nil {
-		t.Errorf("the WAN still answers NAT-PMP: %+v", resp)
-	}
-	kept := natpmp.Request{Op: natpmp.OpMapTCP, InternalPort: 4001, SuggestedPort: 4001, Lifetime: 600}
-	if resp, err := askNATPMP(t, lanHost, netip.AddrPortFrom(lanSide, pmpPort), kept); err != nil || resp.ExternalPort == 4001 {
-		t.Errorf("port 4001, which the reloaded policy denies, after the LAN change: %+v, %v", resp, err)
-	}
-	// SSDP answers on the LAN address, with a LOCATION there.
-	search := "M-SEARCH * HTTP/1.1\r\nHOST: 239.255.255.250:1900\r\nMAN: \"ssdp:discover\"\r\nMX: 1\r\n" +
-		"ST: urn:schemas-upnp-org:device:InternetGatewayDevice:1\r\n\r\n"
-	b, from := exchangeUDPFrom(t, lanHost, netip.AddrPortFrom(lanSide, ssdpPort), []byte(search))
-	if from.Addr() != lanSide || !strings.Contains(string(b), "http://"+lanSide.String()+":") {
-		t.Errorf("SSDP answer from %v:\n%s", from, b)
-	}
-	if !strings.Contains(log.String(), "no longer serving wan lo") {
-		t.Errorf("the log does not say why the LAN changed:\n%s", log)
+	svc := portmap.New(portmap.Config{Backend: &fake.Backend{}, Policy: pol, Clock: clocktest.NewFake(time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC)),
+		External: netip.MustParseAddr("203.0.113.2")})
+	defer svc.Close()
+	for _, tt := range []struct {
+		name       string
+		cur, found netif.Detected
+		fail       int        // restarts that fail, from the first
+		tried      [][]string // the addresses of each restart
+		failed     bool
+	}{
+		{name: "the new LAN starts",
+			cur: lan("192.168.1.1/24"), found: lan("192.168.1.1/24", "10.0.0.1/24"),
+			tried: [][]string{{"192.168.1.1", "10.0.0.1"}}},
+		{name: "the new LAN fails: what is left of the old one",
+			cur: lan("192.168.1.1/24", "172.16.0.1/24"), found: lan("192.168.1.1/24", "10.0.0.1/24"), fail: 1,
+			tried: [][]string{{"192.168.1.1", "10.0.0.1"}, {"192.168.1.1"}}},
+		{name: "both fail: nothing until the next change",
+			cur: lan("192.168.1.1/24"), found: lan("192.168.1.1/24", "10.0.0.1/24"), fail: 2,
+			tried: [][]string{{"192.168.1.1", "10.0.0.1"}, {"192.168.1.1"}}, failed: true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			log := &logtest.Buffer{}
+			var tried [][]string
+			policies, calls := 0, 0
+			w := &addrWatch{cfg: config.Default(), det: tt.cur, svc: svc, resp: &responders{}, log: slog.New(slog.NewTextHandler(log, nil)),
+				detect: func(string, []string) (netif.Detected, error) { return tt.found, nil },
+				restart: func(_ context.Context, d netif.Detected, _ map[netip.Addr]uint16) (*responders, error) {
+					tried = append(tried, addrsOf(d))
+					if calls++; calls <= tt.fail {
+						return nil, errors.New("test: bind: cannot assign requested address")
+					}
+					return &responders{}, nil
+				},
+				repolicy: func() { policies++ },
+			}
+			w.relan(context.Background())
+			if !reflect.DeepEqual(tried, tt.tried) || w.failed != tt.failed || w.resp == nil || policies == 0 {
+				t.Fatalf("restarts %v, failed %t, responders %v, %d policies; want restarts %v, failed %t, responders, a policy",
+					tried, w.failed, w.resp, policies, tt.tried, tt.failed)
+			}
+			// Every LAN prefix stays in the policy, whatever served.
+			if got := w.det.LANPrefixes; !slices.Contains(got, pfx("10.0.0.0/24")) || !slices.Contains(got, pfx("192.168.1.0/24")) {
+				t.Errorf("LAN prefixes %v", got)
+			}
+			// The next look, with nothing new, starts the responders on
+			// the whole LAN again only after a failure, and that start
+			// succeeds.
+			tried = nil
+			w.relan(context.Background())
+			var want [][]string
+			if tt.fail > 0 {
+				want = [][]string{{"192.168.1.1", "10.0.0.1"}}
+			}
+			if !reflect.DeepEqual(tried, want) || w.failed {
+				t.Errorf("the next look: restarts %v, failed %t; want %v", tried, w.failed, want)
+			}
+		})
 	}
 }

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -97,10 +98,11 @@ func (r *responders) httpPorts() map[netip.Addr]uint16 {
 // startResponders serves NAT-PMP and PCP on port 5351 of every LAN
 // address and of every virtual gateway address (bound whether present or
 // not), announcing the external address, and UPnP IGD (startUPnP; prefer
-// and bootID are its). Either is left out when switched off. On error
-// nothing serves.
+// and bootID are its). Either is left out when switched off. After a LAN
+// change (again), a LAN without IPv4 leaves UPnP out until it has an
+// address, where at start it is an error. On error nothing serves.
 func startResponders(ctx context.Context, cfg *config.Config, det netif.Detected, svc *portmap.Service,
-	clk clock.Clock, bootID uint32, prefer map[netip.Addr]uint16, o Options, log *slog.Logger) (*responders, error) {
+	clk clock.Clock, bootID uint32, prefer map[netip.Addr]uint16, again bool, o Options, log *slog.Logger) (*responders, error) {
 	r := &responders{}
 	if !cfg.NATPMP.Enabled && !cfg.PCP.Enabled {
 		log.Info("NAT-PMP and PCP are switched off")
@@ -117,6 +119,10 @@ func startResponders(ctx context.Context, cfg *config.Config, det netif.Detected
 		r.pcStop = stop
 	}
 	up, err := startUPnP(ctx, cfg, det, svc, clk, bootID, prefer, o, log)
+	if again && errors.Is(err, errNoIPv4) {
+		log.Warn("UPnP IGD paused: no IPv4 LAN address; it serves again when one appears")
+		err = nil
+	}
 	if err != nil {
 		r.close()
 		return nil, fmt.Errorf("daemon: UPnP: %w", err)

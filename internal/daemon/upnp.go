@@ -35,6 +35,9 @@ type upnp struct {
 	stop  context.CancelFunc    // ends the eventing subscription
 }
 
+// errNoIPv4 is startUPnP's error for a LAN without an IPv4 address.
+var errNoIPv4 = errors.New("upnp: no IPv4 LAN address to serve on")
+
 // startUPnP serves UPnP IGD on every LAN IPv4 address: the descriptions
 // and SOAP control over HTTP (a port per address, named in LOCATION),
 // SSDP discovery and GENA eventing. Virtual gateway addresses (COMPAT S4)
@@ -116,7 +119,7 @@ func startUPnP(ctx context.Context, cfg *config.Config, det netif.Detected, svc 
 	}
 	if len(binds) == 0 {
 		u.close()
-		return nil, errors.New("upnp: no IPv4 LAN address to serve on")
+		return nil, errNoIPv4
 	}
 	// SSDP advertises what the descriptions describe: IGD:1 only when
 	// forced to v1, IGD:2 (which answers v1 searches too) otherwise.
