@@ -127,14 +127,14 @@ func (s *Service) settle(ctx context.Context, seq store.Seq, written bool) error
 // undo withdraws a new mapping that the client will not be told of: its
 // lease could not be stored (a client must not hold a port that a restart
 // would silently take away), or the backend refused it. It does nothing
-// when m has changed or gone meanwhile. installed, called with mu held,
-// says whether the backend may hold m; nil means it does. It returns the
-// store sequence number of the lease's removal.
+// when m has changed (new filters too) or gone meanwhile. installed,
+// called with mu held, says whether the backend may hold m; nil means it
+// does. It returns the store sequence number of the lease's removal.
 func (s *Service) undo(m mapping.Mapping, why string, installed func() bool) store.Seq {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	cur, ok := s.table.Get(m.Key)
-	if s.closed || !ok || cur.Client != m.Client || cur.Internal != m.Internal {
+	if s.closed || !ok || cur.Client != m.Client || cur.Internal != m.Internal || !cur.Peers.Equal(m.Peers) {
 		return 0
 	}
 	if installed == nil || installed() {
@@ -176,15 +176,17 @@ func (s *Service) revert(m, old mapping.Mapping) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), backendTimeout)
 	defer cancel()
 	if err := s.ap.apply(ctx, []backend.Change{{Op: backend.Delete, Mapping: cur}, {Op: backend.Add, Mapping: old}}); err != nil {
-		s.log.Error("backend failed to put back a replaced mapping; will reconcile", "key", old.Key, "err", err)
-		s.scheduleSync()
+		// The kernel may no longer let old in (its port taken): withdraw
+		// m as before.
+		s.log.Warn("backend refused to put back a replaced mapping", "key", old.Key, "err", err)
+		return false
 	}
 	s.table.Delete(m.Key)
 	s.table.Put(old)
 	s.gen++
 	s.schedule()
 	if old.Key != m.Key {
-		s.forget(cur, false)
+		s.forget(cur, true)
 	}
 	s.persist(old, 0)
 	s.publish(Event{Kind: Removed, Mapping: cur})
