@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"slices"
+	"time"
 
 	"github.com/berthd/berth/internal/config"
 	"github.com/berthd/berth/internal/netif"
@@ -18,13 +19,17 @@ import (
 // active one) is announced over NAT-PMP, PCP and SSDP. Only Run's
 // goroutine uses it.
 type addrWatch struct {
-	cfg   *config.Config // as at start: interfaces and responders
-	det   netif.Detected // what is served now
-	svc   *portmap.Service
-	resp  *responders
-	addrs func(name string) ([]netip.Prefix, error)
-	vips  map[netip.Addr]bool // virtual addresses present at the last look
-	log   *slog.Logger
+	cfg  *config.Config // as at start: interfaces and responders
+	det  netif.Detected // the LAN as the policy knows it
+	svc  *portmap.Service
+	resp *responders
+	// served is the LAN the responders last started on; ports are the
+	// IGD's HTTP ports on every address it has served.
+	served netif.Detected
+	ports  map[netip.Addr]uint16
+	addrs  func(name string) ([]netip.Prefix, error)
+	vips   map[netip.Addr]bool // virtual addresses present at the last look
+	log    *slog.Logger
 
 	// detect finds the interfaces again; nil leaves the LAN as at start.
 	detect func(wan string, lan []string) (netif.Detected, error)
@@ -32,8 +37,15 @@ type addrWatch struct {
 	// ports kept where free; repolicy applies the LAN to the policy.
 	restart  func(ctx context.Context, det netif.Detected, ports map[netip.Addr]uint16) (*responders, error)
 	repolicy func()
+	// after arms the retry of a failed start: Run looks again (relan
+	// with timer set) d later.
+	after    func(d time.Duration)
 	wanMoved bool // the default route left the WAN; said once
-	failed   bool // the responders could not start after the last change
+	// failed says the responders could not start on the LAN last found,
+	// tried; backoff is how long until the next retry.
+	failed  bool
+	tried   map[lanKey]bool
+	backoff time.Duration
 }
 
 // watchAddrs starts following the addresses; the returned channel yields
@@ -60,6 +72,7 @@ func watchAddrs(ctx context.Context, w *addrWatch, watch func(context.Context, f
 
 // changed looks at the addresses again and acts on what moved.
 func (w *addrWatch) changed(ctx context.Context) {
+	moved := false
 	if !w.cfg.ExternalAddr.IsValid() { // a configured address never moves
 		ps, err := w.addrs(w.det.WAN.Name)
 		if err != nil {
@@ -75,10 +88,12 @@ func (w *addrWatch) changed(ctx context.Context) {
 			if err := w.svc.SetExternalAddr(ctx, a); err != nil {
 				w.log.Error("moving the mappings to the new external address", "addr", a, "err", err)
 			}
-			w.repolicy() // the router's own addresses changed
+			moved = true
 		}
 	}
-	w.relan(ctx)
+	if !w.relan(ctx, false) && moved {
+		w.repolicy() // the router's own addresses changed
+	}
 	now := w.present()
 	for a := range now {
 		if !w.vips[a] {

@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"runtime/debug"
 	"slices"
@@ -235,11 +236,25 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 		svc.SetPolicy(pol)
 	}
 	polCfg := cfg // the configuration the policy comes from: the last one reloaded
+	aw.served, aw.ports = det, maps.Clone(aw.resp.httpPorts())
+	if aw.ports == nil {
+		aw.ports = make(map[netip.Addr]uint16)
+	}
 	aw.restart = func(ctx context.Context, det netif.Detected, ports map[netip.Addr]uint16) (*responders, error) {
 		return startResponders(ctx, cfg, det, svc, clk, bootID(), ports, true, o, log)
 	}
+	retry := make(chan struct{}, 1)
+	aw.after = func(d time.Duration) {
+		clk.AfterFunc(d, func() {
+			select {
+			case retry <- struct{}{}:
+			default: // one pending look is enough
+			}
+		})
+	}
 	// repolicy applies what is served now, and the external address, to
 	// the policy of the last configuration loaded.
+	forwardsErr := "<nil>" // said once for as long as it lasts
 	aw.repolicy = func() {
 		pol, err := policyFor(polCfg)
 		if err != nil {
@@ -249,9 +264,11 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 		if gone := svc.SetPolicy(pol); len(gone) > 0 {
 			log.Info("mappings the policy no longer allows withdrawn", "withdrawn", len(gone))
 		}
-		if _, err := forwards(polCfg, aw.det, svc.ExternalAddr(), name); err != nil {
-			log.Warn("static forwards no longer fit the LAN; they stay until a reload or a restart, which will refuse them", "err", err)
+		_, err = forwards(polCfg, aw.det, svc.ExternalAddr(), name)
+		if msg := fmt.Sprint(err); err != nil && msg != forwardsErr {
+			log.Warn("static forwards no longer fit the LAN or the external address; they stay until a reload or a restart, which will refuse them", "err", err)
 		}
+		forwardsErr = fmt.Sprint(err)
 	}
 	log.Info("berthd serving",
 		"wan", det.WAN.Name, "external", ext, "lan", names(det.LAN), "lan_prefixes", det.LANPrefixes,
@@ -290,6 +307,11 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 			reapply(ctx, svc, why, log)
 		case <-addrs:
 			aw.changed(ctx)
+			if o.AddrsHandled != nil {
+				o.AddrsHandled()
+			}
+		case <-retry:
+			aw.relan(ctx, true)
 			if o.AddrsHandled != nil {
 				o.AddrsHandled()
 			}

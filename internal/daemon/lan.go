@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"slices"
+	"time"
 
 	"github.com/berthd/berth/internal/netif"
 )
@@ -130,22 +132,33 @@ func stillThere(d, found netif.Detected) netif.Detected {
 	return out
 }
 
+// Retrying a failed start: first after retryFirst, then at twice the
+// interval each time, at most retryMax apart.
+const (
+	retryFirst = 30 * time.Second
+	retryMax   = 10 * time.Minute
+)
+
 // relan detects the interfaces again and, if the LAN grew, applies it to
-// the policy and starts the responders afresh on it. When they cannot
-// start there (an address went between Detect and the bind; another
-// program holds a port on a new address) they start on what is left of
-// the LAN served before, and failing that nothing serves until the next
-// address change, which tries again: berthd keeps its mappings running
-// either way.
-func (w *addrWatch) relan(ctx context.Context) {
+// the policy and starts the responders afresh on it; it reports whether
+// it rebuilt the policy. timer says the retry timer called it.
+//
+// When the responders cannot start on the new LAN (an address went
+// between Detect and the bind; another program holds a port on a new
+// address) they start on what is left of the LAN they last served, and
+// failing that nothing serves; berthd keeps its mappings either way. The
+// next try comes with the retry timer (retryFirst, doubling to retryMax),
+// or sooner when the addresses change: a lifetime refresh of the same
+// addresses (IPv6 router advertisements) is no reason to fail again.
+func (w *addrWatch) relan(ctx context.Context, timer bool) bool {
 	if w.detect == nil {
-		return
+		return false
 	}
 	found, err := w.detect(w.cfg.WAN, w.cfg.LAN)
 	if err != nil {
 		// The LAN is gone for now (WANOnlyError); its sockets stay.
 		w.log.Warn("detecting the LAN after an address change; serving it as before", "err", err)
-		return
+		return false
 	}
 	if found.WAN.Name != w.det.WAN.Name {
 		if !w.wanMoved {
@@ -153,40 +166,51 @@ func (w *addrWatch) relan(ctx context.Context) {
 				"wan", w.det.WAN.Name, "now", found.WAN.Name)
 		}
 		w.wanMoved = true
-		return
+		return false
 	}
 	w.wanMoved = false
 	found.LANPrefixes = withRouted(found.LANPrefixes, w.cfg.LANRouted, discard)
+	addrs := servedAddrs(found, w.cfg.VirtualAddrs)
+	if w.failed && !timer && maps.Equal(addrs, w.tried) {
+		return false // nothing new to try before the timer
+	}
 	next, why := nextLAN(w.det, found, w.cfg.VirtualAddrs, w.failed)
 	if why == "" {
 		w.det.WAN = found.WAN // its addresses are the router's
-		return
+		return false
 	}
 	w.log.Info("LAN changed: serving it afresh", "why", why, "lan", names(next.LAN), "lan_prefixes", next.LANPrefixes)
-	prev, ports := w.det, w.resp.httpPorts()
-	hadWAN := len(w.resp.wanPorts(prev, w.svc.ExternalAddr())) > 0
+	hadWAN := len(w.resp.wanPorts(w.det, w.svc.ExternalAddr())) > 0
 	// The policy first: a host of the new LAN is served from the first
 	// answer, and a host of a WAN no longer served is refused at once.
 	w.det = next
 	w.repolicy()
 	w.resp.close()
 	w.resp = &responders{}
-	resp, err := w.restart(ctx, next, ports)
-	if err != nil {
+	resp, err := w.restart(ctx, next, w.ports)
+	if err == nil {
+		w.served, w.failed, w.backoff = next, false, 0
+	} else {
 		w.log.Error("cannot serve the changed LAN; serving what is left of the LAN served before", "err", err)
-		keep := stillThere(prev, found)
+		keep := stillThere(w.served, found)
 		keep.LANPrefixes = next.LANPrefixes
-		if resp, err = w.restart(ctx, keep, ports); err != nil {
-			w.log.Error("cannot serve the LAN: NAT-PMP, PCP and UPnP stop until the next address change; mappings keep working", "err", err)
-			w.failed = true
-			return
+		if resp, err = w.restart(ctx, keep, w.ports); err != nil {
+			w.log.Error("cannot serve the LAN: NAT-PMP, PCP and UPnP stop until the next try; mappings keep working", "err", err)
+		} else {
+			w.served = keep
 		}
-		w.det = keep
+		w.failed, w.tried = true, addrs
+		w.backoff = min(max(2*w.backoff, retryFirst), retryMax)
+		w.after(w.backoff)
 	}
-	w.resp, w.failed = resp, false
+	if resp != nil {
+		w.resp = resp
+		maps.Copy(w.ports, resp.httpPorts())
+	}
 	if hadWAN || len(w.resp.wanPorts(w.det, w.svc.ExternalAddr())) > 0 {
 		w.repolicy() // the IGD's HTTP ports on the WAN, reserved, changed
 	}
+	return true
 }
 
 // discard is a logger for what is logged once already.

@@ -114,9 +114,10 @@ func TestNextLAN(t *testing.T) {
 }
 
 // When the responders cannot start on the changed LAN, berthd serves what
-// is left of the LAN it served, or failing that nothing until the next
-// address change, which starts them again; it never stops, since its
-// mappings keep working meanwhile.
+// is left of the LAN it last served, or failing that nothing; it tries
+// again when the retry timer fires or the addresses change, not for a
+// refresh of the same addresses; it never stops, since its mappings keep
+// working meanwhile; and the IGD keeps its HTTP ports through it all.
 func TestRelanWhenTheStartFails(t *testing.T) {
 	pfx := netip.MustParsePrefix
 	lan := func(ps ...string) netif.Detected {
@@ -129,14 +130,14 @@ func TestRelanWhenTheStartFails(t *testing.T) {
 		d.LAN = []netif.Interface{ifc}
 		return d
 	}
-	addrsOf := func(d netif.Detected) []string {
+	addrsOf := func(d netif.Detected) string {
 		var out []string
 		for _, ifc := range d.LAN {
 			for _, p := range ifc.Prefixes {
 				out = append(out, p.Addr().String())
 			}
 		}
-		return out
+		return strings.Join(out, " ")
 	}
 	pol, err := policy.New(policy.Config{LAN: []netip.Prefix{pfx("192.168.1.0/24")}})
 	if err != nil {
@@ -145,59 +146,104 @@ func TestRelanWhenTheStartFails(t *testing.T) {
 	svc := portmap.New(portmap.Config{Backend: &fake.Backend{}, Policy: pol, Clock: clocktest.NewFake(time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC)),
 		External: netip.MustParseAddr("203.0.113.2")})
 	defer svc.Close()
+	type step struct {
+		found  netif.Detected
+		timer  bool     // the retry timer fired
+		fail   int      // restarts in this step that fail, from the first
+		tried  []string // the addresses of each restart
+		failed bool
+		after  time.Duration // the retry armed, 0 for none
+	}
+	old, grown, shrunk := lan("192.168.1.1/24", "172.16.0.1/24"), lan("192.168.1.1/24", "10.0.0.1/24"), lan("192.168.1.1/24")
 	for _, tt := range []struct {
-		name       string
-		cur, found netif.Detected
-		fail       int        // restarts that fail, from the first
-		tried      [][]string // the addresses of each restart
-		failed     bool
+		name  string
+		steps []step
 	}{
-		{name: "the new LAN starts",
-			cur: lan("192.168.1.1/24"), found: lan("192.168.1.1/24", "10.0.0.1/24"),
-			tried: [][]string{{"192.168.1.1", "10.0.0.1"}}},
-		{name: "the new LAN fails: what is left of the old one",
-			cur: lan("192.168.1.1/24", "172.16.0.1/24"), found: lan("192.168.1.1/24", "10.0.0.1/24"), fail: 1,
-			tried: [][]string{{"192.168.1.1", "10.0.0.1"}, {"192.168.1.1"}}},
-		{name: "both fail: nothing until the next change",
-			cur: lan("192.168.1.1/24"), found: lan("192.168.1.1/24", "10.0.0.1/24"), fail: 2,
-			tried: [][]string{{"192.168.1.1", "10.0.0.1"}, {"192.168.1.1"}}, failed: true},
+		{"the new LAN starts", []step{
+			{found: grown, tried: []string{"192.168.1.1 10.0.0.1"}},
+			{found: grown}, // nothing new
+		}},
+		{"the new LAN fails: what is left of the old one, then the timer", []step{
+			{found: grown, fail: 1, tried: []string{"192.168.1.1 10.0.0.1", "192.168.1.1"}, failed: true, after: 30 * time.Second},
+			{found: grown, failed: true}, // the same addresses again: wait for the timer
+			{found: grown, timer: true, tried: []string{"192.168.1.1 10.0.0.1"}},
+		}},
+		{"both fail, twice: nothing serves; an address went: try at once", []step{
+			{found: grown, fail: 2, tried: []string{"192.168.1.1 10.0.0.1", "192.168.1.1"}, failed: true, after: 30 * time.Second},
+			{found: grown, timer: true, fail: 2, tried: []string{"192.168.1.1 10.0.0.1", "192.168.1.1"}, failed: true, after: time.Minute},
+			{found: shrunk, tried: []string{"192.168.1.1"}},
+		}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			log := &logtest.Buffer{}
-			var tried [][]string
-			policies, calls := 0, 0
-			w := &addrWatch{cfg: config.Default(), det: tt.cur, svc: svc, resp: &responders{}, log: slog.New(slog.NewTextHandler(log, nil)),
-				detect: func(string, []string) (netif.Detected, error) { return tt.found, nil },
-				restart: func(_ context.Context, d netif.Detected, _ map[netip.Addr]uint16) (*responders, error) {
+			var tried []string
+			var after []time.Duration
+			fail, policies := 0, 0
+			ports := map[netip.Addr]uint16{netip.MustParseAddr("192.168.1.1"): 5000}
+			w := &addrWatch{cfg: config.Default(), det: old, served: old, svc: svc, resp: &responders{}, ports: ports,
+				log:      slog.New(slog.NewTextHandler(log, nil)),
+				after:    func(d time.Duration) { after = append(after, d) },
+				repolicy: func() { policies++ },
+				restart: func(_ context.Context, d netif.Detected, p map[netip.Addr]uint16) (*responders, error) {
 					tried = append(tried, addrsOf(d))
-					if calls++; calls <= tt.fail {
+					if p[netip.MustParseAddr("192.168.1.1")] != 5000 {
+						t.Errorf("restart with HTTP ports %v: the port of 192.168.1.1 is lost", p)
+					}
+					if fail > 0 {
+						fail--
 						return nil, errors.New("test: bind: cannot assign requested address")
 					}
 					return &responders{}, nil
 				},
-				repolicy: func() { policies++ },
 			}
-			w.relan(context.Background())
-			if !reflect.DeepEqual(tried, tt.tried) || w.failed != tt.failed || w.resp == nil || policies == 0 {
-				t.Fatalf("restarts %v, failed %t, responders %v, %d policies; want restarts %v, failed %t, responders, a policy",
-					tried, w.failed, w.resp, policies, tt.tried, tt.failed)
-			}
-			// Every LAN prefix stays in the policy, whatever served.
-			if got := w.det.LANPrefixes; !slices.Contains(got, pfx("10.0.0.0/24")) || !slices.Contains(got, pfx("192.168.1.0/24")) {
-				t.Errorf("LAN prefixes %v", got)
-			}
-			// The next look, with nothing new, starts the responders on
-			// the whole LAN again only after a failure, and that start
-			// succeeds.
-			tried = nil
-			w.relan(context.Background())
-			var want [][]string
-			if tt.fail > 0 {
-				want = [][]string{{"192.168.1.1", "10.0.0.1"}}
-			}
-			if !reflect.DeepEqual(tried, want) || w.failed {
-				t.Errorf("the next look: restarts %v, failed %t; want %v", tried, w.failed, want)
+			for i, st := range tt.steps {
+				tried, after, fail, policies = nil, nil, st.fail, 0
+				w.detect = func(string, []string) (netif.Detected, error) { return st.found, nil }
+				rebuilt := w.relan(context.Background(), st.timer)
+				var wantAfter []time.Duration
+				if st.after > 0 {
+					wantAfter = []time.Duration{st.after}
+				}
+				if !slices.Equal(tried, st.tried) || w.failed != st.failed || !slices.Equal(after, wantAfter) || w.resp == nil {
+					t.Fatalf("step %d: restarts %q, failed %t, retry %v, responders %v; want restarts %q, failed %t, retry %v",
+						i, tried, w.failed, after, w.resp, st.tried, st.failed, wantAfter)
+				}
+				if rebuilt != (len(st.tried) > 0) || (policies > 0) != rebuilt {
+					t.Errorf("step %d: relan says it rebuilt the policy: %t, and did %d times", i, rebuilt, policies)
+				}
+				// Every LAN prefix found stays in the policy.
+				for _, p := range st.found.LANPrefixes {
+					if !slices.Contains(w.det.LANPrefixes, p) {
+						t.Errorf("step %d: LAN prefixes %v, without %v", i, w.det.LANPrefixes, p)
+					}
+				}
 			}
 		})
+	}
+}
+
+// A new WAN address reaches the policy too: its list of the router's own
+// addresses names the external address.
+func TestWANChangeRebuildsThePolicy(t *testing.T) {
+	pol, err := policy.New(policy.Config{LAN: []netip.Prefix{netip.MustParsePrefix("192.168.1.0/24")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := portmap.New(portmap.Config{Backend: &fake.Backend{}, Policy: pol, Clock: clocktest.NewFake(time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC)),
+		External: netip.MustParseAddr("203.0.113.2")})
+	defer svc.Close()
+	policies := 0
+	w := &addrWatch{cfg: config.Default(), det: netif.Detected{WAN: netif.Interface{Name: "wan0", Index: 2}}, svc: svc, resp: &responders{},
+		addrs: func(string) ([]netip.Prefix, error) {
+			return []netip.Prefix{netip.MustParsePrefix("198.51.100.7/24")}, nil
+		},
+		repolicy: func() { policies++ }, log: slog.New(slog.DiscardHandler)}
+	w.changed(context.Background())
+	if got := svc.ExternalAddr(); got != netip.MustParseAddr("198.51.100.7") || policies != 1 {
+		t.Fatalf("external address %v, %d policies built; want 198.51.100.7 and one", got, policies)
+	}
+	w.changed(context.Background()) // nothing moved
+	if policies != 1 {
+		t.Fatalf("%d policies built after a look that found nothing new; want still one", policies)
 	}
 }

@@ -2,16 +2,20 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/berthd/berth/internal/backend/fake"
 	"github.com/berthd/berth/internal/clock"
+	"github.com/berthd/berth/internal/clock/clocktest"
 	"github.com/berthd/berth/internal/config"
 	"github.com/berthd/berth/internal/logtest"
 	"github.com/berthd/berth/internal/mapping"
@@ -77,9 +81,9 @@ type lanRig struct {
 	done              chan error
 }
 
-// newLANRig starts the daemon on first; reread is what SIGHUP loads, and
-// adjust, when not nil, changes the configuration.
-func newLANRig(t *testing.T, first netif.Detected, reread *config.Config, adjust func(*config.Config)) *lanRig {
+// newLANRig starts the daemon on first; setup, when not nil, adjusts the
+// configuration and the options (Reread, Clock).
+func newLANRig(t *testing.T, first netif.Detected, setup func(*config.Config, *Options)) *lanRig {
 	t.Helper()
 	r := &lanRig{log: &logtest.Buffer{}, pmpPort: freeUDPPort(t), ssdpPort: freeUDPPort(t), reload: make(chan struct{}),
 		now: first, changed: make(chan func(), 1), handled: make(chan struct{}, 1), done: make(chan error, 1)}
@@ -87,41 +91,48 @@ func newLANRig(t *testing.T, first netif.Detected, reread *config.Config, adjust
 	cfg.Store.Dir = t.TempDir() // never the host's /var/lib/berth
 	cfg.Backend = "relay"
 	cfg.ExternalAddr = loWAN.Prefixes[0].Addr() // Addrs' loopback address is no external one
-	if adjust != nil {
-		adjust(cfg)
-	}
 	ready := make(chan *portmap.Service, 1)
+	o := Options{Logger: slog.New(slog.NewTextHandler(r.log, nil)), OpenNft: noNft,
+		Detect: func(string, []string) (netif.Detected, error) {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			return r.now, nil
+		},
+		WatchAddrs:      func(_ context.Context, f func(), _ *slog.Logger) error { r.changed <- f; return nil },
+		Addrs:           func(string) ([]netip.Prefix, error) { return loWAN.Prefixes, nil },
+		AddrsHandled:    func() { r.handled <- struct{}{} },
+		Reload:          r.reload,
+		PortControlPort: r.pmpPort, SSDPPort: r.ssdpPort,
+		SSDPGroup: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), freeUDPPort(t)),
+		Ready:     func(s *portmap.Service) { ready <- s }}
+	if setup != nil {
+		setup(cfg, &o)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	go func() {
-		r.done <- Run(ctx, cfg, Options{Logger: slog.New(slog.NewTextHandler(r.log, nil)), OpenNft: noNft,
-			Detect: func(string, []string) (netif.Detected, error) {
-				r.mu.Lock()
-				defer r.mu.Unlock()
-				return r.now, nil
-			},
-			WatchAddrs:   func(_ context.Context, f func(), _ *slog.Logger) error { r.changed <- f; return nil },
-			Addrs:        func(string) ([]netip.Prefix, error) { return loWAN.Prefixes, nil },
-			AddrsHandled: func() { r.handled <- struct{}{} },
-			Reload:       r.reload, Reread: func() (*config.Config, error) { return reread, nil },
-			PortControlPort: r.pmpPort, SSDPPort: r.ssdpPort,
-			SSDPGroup: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), freeUDPPort(t)),
-			Ready:     func(s *portmap.Service) { ready <- s }})
-	}()
+	go func() { r.done <- Run(ctx, cfg, o) }()
+	timeout := time.After(30 * time.Second)
 	select {
 	case r.svc = <-ready:
 	case err := <-r.done:
 		cancel()
 		t.Fatalf("Run ended early: %v", err)
+	case <-timeout:
+		cancel()
+		t.Fatalf("Run did not serve; log:\n%s", r.log)
 	}
-	// The watch starts after Ready: wait for it, and keep it for change.
-	watch := <-r.changed
-	r.changed <- watch
 	t.Cleanup(func() {
 		cancel()
 		if err := <-r.done; err != nil {
 			t.Errorf("Run: %v", err)
 		}
 	})
+	// The watch starts after Ready: wait for it, and keep it for change.
+	select {
+	case watch := <-r.changed:
+		r.changed <- watch
+	case <-timeout:
+		t.Fatal("the address watch did not start")
+	}
 	return r
 }
 
@@ -135,6 +146,12 @@ func (r *lanRig) change(t *testing.T, d netif.Detected) {
 	watch := <-r.changed
 	r.changed <- watch
 	watch()
+	r.wait(t)
+}
+
+// wait waits until the daemon has acted on a change or a retry.
+func (r *lanRig) wait(t *testing.T) {
+	t.Helper()
 	select {
 	case <-r.handled:
 	case err := <-r.done:
@@ -173,7 +190,9 @@ func TestLANChangeServedWithoutRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	reloaded.Policy.Rules = rules
-	r := newLANRig(t, lanOn(true, "127.1.0.1/16"), reloaded, nil)
+	r := newLANRig(t, lanOn(true, "127.1.0.1/16"), func(_ *config.Config, o *Options) {
+		o.Reread = func() (*config.Config, error) { return reloaded, nil }
+	})
 
 	mapReq := natpmp.Request{Op: natpmp.OpMapTCP, InternalPort: 4000, SuggestedPort: 4000, Lifetime: 600}
 	if resp, err := askNATPMP(t, wanHost, netip.AddrPortFrom(wanSide, r.pmpPort), mapReq); err != nil || resp.Result != natpmp.Success {
@@ -209,16 +228,9 @@ func TestLANChangeServedWithoutRestart(t *testing.T) {
 // with a new BOOTID once the LAN has an IPv4 address again, within the
 // same second and without a lease store to record the last one.
 func TestLANWithoutIPv4PausesUPnP(t *testing.T) {
-	if c, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback}); err != nil {
-		if os.Getenv("BERTH_E2E") == "1" {
-			t.Fatalf("no IPv6 loopback: %v", err)
-		}
-		t.Skip("no IPv6 loopback; BERTH_E2E=1 makes this a failure:", err)
-	} else {
-		c.Close()
-	}
+	needIPv6Loopback(t)
 	router, host := netip.MustParseAddr("127.3.0.1"), netip.MustParseAddr("127.3.0.2")
-	r := newLANRig(t, lanOn(false, "127.3.0.1/16"), config.Default(), func(c *config.Config) { c.Store.Enabled = false })
+	r := newLANRig(t, lanOn(false, "127.3.0.1/16"), func(c *config.Config, _ *Options) { c.Store.Enabled = false })
 	first := r.search(t, host, router)
 
 	r.change(t, lanOn(false, "::1/128"))
@@ -227,18 +239,102 @@ func TestLANWithoutIPv4PausesUPnP(t *testing.T) {
 	}
 	r.change(t, lanOn(false, "127.3.0.1/16", "::1/128"))
 	again := r.search(t, host, router)
-	bootID := func(answer string) string {
+	bootID := func(answer string) uint64 {
 		for _, l := range strings.Split(answer, "\r\n") {
 			if v, ok := strings.CutPrefix(strings.ToUpper(l), "BOOTID.UPNP.ORG:"); ok {
-				return strings.TrimSpace(v)
+				n, _ := strconv.ParseUint(strings.TrimSpace(v), 10, 32)
+				return n
 			}
 		}
-		return ""
+		return 0
 	}
-	if b1, b2 := bootID(first), bootID(again); b1 == "" || b1 == b2 {
-		t.Errorf("BOOTID %q before and %q after the LAN changed: want a new one", b1, b2)
+	if b1, b2 := bootID(first), bootID(again); b1 == 0 || b2 <= b1 {
+		t.Errorf("BOOTID %d before and %d after the LAN changed: want a larger one", b1, b2)
 	}
 	if resp, err := askNATPMP(t, host, netip.AddrPortFrom(router, r.pmpPort), natpmp.Request{Op: natpmp.OpAddress}); err != nil || resp.Result != natpmp.Success {
 		t.Errorf("NAT-PMP after the LAN changed twice: %+v, %v", resp, err)
+	}
+}
+
+// Another program holds the NAT-PMP/PCP port on a new LAN address: berthd
+// keeps serving the LAN it served, says why, and serves the new address
+// too once the retry timer finds the port free.
+func TestLANStartRetried(t *testing.T) {
+	clk := clocktest.NewFake(time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC))
+	r := newLANRig(t, lanOn(false, "127.3.0.1/16"), func(_ *config.Config, o *Options) { o.Clock = clk })
+	oldSide, newSide := netip.MustParseAddr("127.3.0.1"), netip.MustParseAddr("127.4.0.1")
+	oldHost, newHost := netip.MustParseAddr("127.3.0.2"), netip.MustParseAddr("127.4.0.2")
+	blocker, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(newSide, r.pmpPort)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer blocker.Close()
+	addr := natpmp.Request{Op: natpmp.OpAddress}
+
+	r.change(t, lanOn(false, "127.3.0.1/16", "127.4.0.1/16"))
+	if !strings.Contains(r.log.String(), "cannot serve the changed LAN") {
+		t.Errorf("the log does not say why the new address is not served:\n%s", r.log)
+	}
+	if resp, err := askNATPMP(t, oldHost, netip.AddrPortFrom(oldSide, r.pmpPort), addr); err != nil || resp.Result != natpmp.Success {
+		t.Fatalf("the LAN served before, while the new address fails: %+v, %v; log:\n%s", resp, err, r.log)
+	}
+	blocker.Close()
+	clk.Advance(retryFirst)
+	r.wait(t)
+	if resp, err := askNATPMP(t, newHost, netip.AddrPortFrom(newSide, r.pmpPort), addr); err != nil || resp.Result != natpmp.Success {
+		t.Fatalf("the new address after the retry: %+v, %v; log:\n%s", resp, err, r.log)
+	}
+}
+
+// needIPv6Loopback skips the test without IPv6 on loopback, or fails it
+// under BERTH_E2E=1.
+func needIPv6Loopback(t *testing.T) {
+	t.Helper()
+	c, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback})
+	if err != nil {
+		if os.Getenv("BERTH_E2E") == "1" {
+			t.Fatalf("no IPv6 loopback: %v", err)
+		}
+		t.Skip("no IPv6 loopback; BERTH_E2E=1 makes this a failure:", err)
+	}
+	c.Close()
+}
+
+// A LAN without IPv4 stops berthd's start, where UPnP has nothing to
+// serve on; after a LAN change it pauses UPnP only, and only for that:
+// any other failure of UPnP is a failed start.
+func TestUPnPPausesOnlyAfterStart(t *testing.T) {
+	needIPv6Loopback(t)
+	clk := clocktest.NewFake(time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC))
+	pol, err := policy.New(policy.Config{LAN: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := portmap.New(portmap.Config{Backend: &fake.Backend{}, Policy: pol, Clock: clk, External: loWAN.Prefixes[0].Addr()})
+	defer svc.Close()
+	cfg := config.Default()
+	o := Options{PortControlPort: freeUDPPort(t), SSDPPort: freeUDPPort(t),
+		SSDPGroup: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), freeUDPPort(t))}
+	ctx := context.Background()
+	v6only := lanOn(false, "::1/128")
+	if r, err := startResponders(ctx, cfg, v6only, svc, clk, 1, nil, false, o, discard); !errors.Is(err, errNoIPv4) {
+		r.close()
+		t.Fatalf("start on a LAN without IPv4: %v, want %v", err, errNoIPv4)
+	}
+	r, err := startResponders(ctx, cfg, v6only, svc, clk, 2, nil, true, o, discard)
+	if err != nil || r.up != nil || r.pc == nil {
+		t.Fatalf("after a change, a LAN without IPv4: %+v, %v; want NAT-PMP/PCP without UPnP", r, err)
+	}
+	r.close()
+	// The IGD's fixed HTTP port is taken on the LAN address.
+	taken, err := net.Listen("tcp4", "127.5.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	o.UPnPHTTPPort = uint16(taken.Addr().(*net.TCPAddr).Port)
+	if r, err := startResponders(ctx, cfg, lanOn(false, "127.5.0.1/16"), svc, clk, 3, nil, true, o, discard); err == nil {
+		r.close()
+		t.Fatal("after a change, UPnP's port taken: started; want an error")
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -54,6 +55,9 @@ func startUPnP(ctx context.Context, cfg *config.Config, det netif.Detected, svc 
 	vips, err := virtualAddrs(cfg, det)
 	if err != nil {
 		return nil, fmt.Errorf("upnp: %w", err)
+	}
+	if !hasIPv4(det, vips) || len(det.LANPrefixes) == 0 {
+		return nil, errNoIPv4
 	}
 	udns := deviceUDNs(det.WAN.Name)
 	dev := description.Device{UDNs: udns, FriendlyName: "berth gateway", Manufacturer: "berth",
@@ -117,10 +121,6 @@ func startUPnP(ctx context.Context, cfg *config.Config, det netif.Detected, svc 
 		binds = append(binds, ssdp.Bind{Interface: v.Interface, Addr: v.Addr, Virtual: true})
 		log.Info("serving a virtual gateway address", "addr", v.Addr, "interface", v.Interface, "http_port", port)
 	}
-	if len(binds) == 0 {
-		u.close()
-		return nil, errNoIPv4
-	}
 	// SSDP advertises what the descriptions describe: IGD:1 only when
 	// forced to v1, IGD:2 (which answers v1 searches too) otherwise.
 	version := 2
@@ -158,6 +158,19 @@ func startUPnP(ctx context.Context, cfg *config.Config, det netif.Detected, svc 
 		log.Info("serving UPnP IGD", "http", netip.AddrPortFrom(a, p), "mode", cfg.UPnP.Mode)
 	}
 	return u, nil
+}
+
+// hasIPv4 reports whether the LAN has an IPv4 address for UPnP: its own
+// or a virtual one.
+func hasIPv4(det netif.Detected, vips []vip) bool {
+	for _, ifc := range det.LAN {
+		for _, p := range ifc.Prefixes {
+			if p.Addr().Is4() {
+				return true
+			}
+		}
+	}
+	return slices.ContainsFunc(vips, func(v vip) bool { return v.Addr.Is4() })
 }
 
 // wanPorts reserves the HTTP ports the IGD serves on the external address
