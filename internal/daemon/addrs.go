@@ -37,6 +37,9 @@ type addrWatch struct {
 	// ports kept where free; repolicy applies the LAN to the policy.
 	restart  func(ctx context.Context, det netif.Detected, ports map[netip.Addr]uint16) (*responders, error)
 	repolicy func()
+	// readmit, when not nil, restores the stored leases of LAN hosts that
+	// waited while berthd served its WAN; called once, when that ends.
+	readmit func()
 	// after arms the retry of a failed start: Run looks again (relan
 	// with timer set) d later.
 	after    func(d time.Duration)

@@ -125,6 +125,12 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 		log.Info("detected", "note", n)
 	}
 	det.LANPrefixes = withRouted(det.LANPrefixes, cfg.LANRouted, log)
+	if len(det.LANPrefixes) == 0 {
+		// Serving no prefix, the policy would refuse every stored lease
+		// and Restore would drop them from the store: stop instead, for
+		// the supervisor to start berthd again once the LAN is up.
+		return fmt.Errorf("daemon: lan %s has no address to serve yet; berthd follows LAN addresses once it runs, but needs one to start", names(det.LAN))
+	}
 	ext := det.ExternalAddr
 	if cfg.ExternalAddr.IsValid() {
 		ext = cfg.ExternalAddr
@@ -196,7 +202,10 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 		}
 	}()
 	// Stored leases first, then the static forwards, which win a conflict.
-	stored, err := ls.restore(ctx, svc, log)
+	// Serving the WAN only until a LAN has an address (Detect's
+	// fallback), the leases of LAN hosts wait in the store for it.
+	provisional := det.ServeWAN && len(cfg.LAN) == 0
+	stored, kept, err := ls.restore(ctx, svc, provisional, log)
 	if err != nil {
 		return err
 	}
@@ -242,6 +251,16 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	}
 	aw.restart = func(ctx context.Context, det netif.Detected, ports map[netip.Addr]uint16) (*responders, error) {
 		return startResponders(ctx, cfg, det, svc, clk, bootID(), ports, true, o, log)
+	}
+	if len(kept) > 0 {
+		aw.readmit = func() {
+			r, err := svc.Restore(ctx, kept)
+			if err != nil {
+				log.Error("restoring the leases kept for the LAN", "err", err)
+			}
+			log.Info("leases kept for the LAN restored", "restored", r.Restored, "expired", r.Expired, "refused", r.Refused)
+			kept = nil
+		}
 	}
 	retry := make(chan struct{}, 1)
 	aw.after = func(d time.Duration) {

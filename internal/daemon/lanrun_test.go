@@ -79,6 +79,7 @@ type lanRig struct {
 	changed           chan func()
 	handled           chan struct{}
 	done              chan error
+	stop              func() // stops the daemon; Cleanup calls it too
 }
 
 // newLANRig starts the daemon on first; setup, when not nil, adjusts the
@@ -120,12 +121,13 @@ func newLANRig(t *testing.T, first netif.Detected, setup func(*config.Config, *O
 		cancel()
 		t.Fatalf("Run did not serve; log:\n%s", r.log)
 	}
-	t.Cleanup(func() {
+	r.stop = sync.OnceFunc(func() {
 		cancel()
 		if err := <-r.done; err != nil {
 			t.Errorf("Run: %v", err)
 		}
 	})
+	t.Cleanup(r.stop)
 	// The watch starts after Ready: wait for it, and keep it for change.
 	select {
 	case watch := <-r.changed:
@@ -336,5 +338,45 @@ func TestUPnPPausesOnlyAfterStart(t *testing.T) {
 	if r, err := startResponders(ctx, cfg, lanOn(false, "127.5.0.1/16"), svc, clk, 3, nil, true, o, discard); err == nil {
 		r.close()
 		t.Fatal("after a change, UPnP's port taken: started; want an error")
+	}
+}
+
+// A configured LAN without an address at start stops berthd with a clear
+// error, before the stored leases meet a policy that would drop them all.
+func TestStartWithoutLANAddress(t *testing.T) {
+	cfg := config.Default()
+	cfg.Store.Dir = t.TempDir() // never the host's /var/lib/berth
+	cfg.Backend = "relay"
+	err := Run(context.Background(), cfg, Options{Logger: discard, OpenNft: noNft,
+		Detect: func(string, []string) (netif.Detected, error) {
+			return netif.Detected{WAN: loWAN, ExternalAddr: loWAN.Prefixes[0].Addr(),
+				LAN: []netif.Interface{{Name: "br-lan", Index: 3}}}, nil
+		}})
+	if err == nil || !strings.Contains(err.Error(), "lan br-lan has no address to serve yet") {
+		t.Fatalf("got %v, want an error saying br-lan has no address", err)
+	}
+}
+
+// berthd restarts before the LAN has an address and serves its WAN
+// meanwhile: the stored leases of LAN hosts are not dropped, and come
+// back when the LAN is served.
+func TestLeasesWaitForTheLAN(t *testing.T) {
+	dir := t.TempDir()
+	inDir := func(c *config.Config, _ *Options) { c.Store.Dir = dir }
+	lanSide, lanHost := netip.MustParseAddr("127.2.0.1"), netip.MustParseAddr("127.2.0.2")
+	first := newLANRig(t, lanOn(false, "127.2.0.1/16"), inDir)
+	req := natpmp.Request{Op: natpmp.OpMapUDP, InternalPort: 4100, SuggestedPort: 4100, Lifetime: 3600}
+	if resp, err := askNATPMP(t, lanHost, netip.AddrPortFrom(lanSide, first.pmpPort), req); err != nil || resp.Result != natpmp.Success {
+		t.Fatalf("map: %+v, %v", resp, err)
+	}
+	first.stop()
+
+	r := newLANRig(t, lanOn(true, "127.1.0.1/16"), inDir)
+	if n := r.svc.Len(); n != 0 || !strings.Contains(r.log.String(), "kept_for_the_lan=1") {
+		t.Fatalf("serving the WAN: %d mappings, want none, and the lease kept; log:\n%s", n, r.log)
+	}
+	r.change(t, lanOn(false, "127.2.0.1/16"))
+	if ms := r.svc.List(mapping.Filter{Client: lanHost}); len(ms) != 1 || ms[0].Internal.Port() != 4100 {
+		t.Fatalf("the LAN host's lease once the LAN is served: %v; log:\n%s", ms, r.log)
 	}
 }

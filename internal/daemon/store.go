@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/berthd/berth/internal/config"
+	"github.com/berthd/berth/internal/mapping"
 	"github.com/berthd/berth/internal/portmap"
 	"github.com/berthd/berth/internal/store"
 )
@@ -75,23 +76,33 @@ func (l *leases) config(c portmap.Config) portmap.Config {
 
 // restore puts the stored leases back into svc and the backend, and
 // records the epoch the run uses. It returns how many leases the store
-// held, restored or not (expired, refused): what it decoded.
-func (l *leases) restore(ctx context.Context, svc *portmap.Service, log *slog.Logger) (int, error) {
+// held, restored or not (expired, refused): what it decoded. With
+// provisional set (berthd serves its WAN because no LAN has an address
+// yet) the leases the policy refuses stay stored and are returned, for
+// svc.Restore once the LAN is served.
+func (l *leases) restore(ctx context.Context, svc *portmap.Service, provisional bool, log *slog.Logger) (int, []mapping.Mapping, error) {
 	if l.st == nil {
-		return 0, nil
+		return 0, nil, nil
 	}
 	stored := len(l.loaded.Mappings)
-	r, err := svc.Restore(ctx, l.loaded.Mappings)
+	var r portmap.Restored
+	var kept []mapping.Mapping
+	var err error
+	if provisional {
+		r, kept, err = svc.RestoreKeeping(ctx, l.loaded.Mappings)
+	} else {
+		r, err = svc.Restore(ctx, l.loaded.Mappings)
+	}
 	if err != nil {
-		return 0, fmt.Errorf("daemon: %w", err)
+		return 0, nil, fmt.Errorf("daemon: %w", err)
 	}
 	l.loaded.Mappings = nil // not needed again; let the memory go
 	log.Info("leases restored", "restored", r.Restored, "expired", r.Expired, "refused", r.Refused,
-		"epoch", svc.Epoch())
+		"kept_for_the_lan", r.Kept, "epoch", svc.Epoch())
 	if err := l.st.Wait(ctx, l.st.SetEpochBase(svc.EpochStart())); err != nil {
-		return 0, fmt.Errorf("daemon: lease store: record the epoch: %w", err)
+		return 0, nil, fmt.Errorf("daemon: lease store: record the epoch: %w", err)
 	}
-	return stored, nil
+	return stored, kept, nil
 }
 
 // close flushes and closes the store.

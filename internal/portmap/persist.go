@@ -200,6 +200,9 @@ type Restored struct {
 	Restored int // in the table and the backend again
 	Expired  int // ended while berthd was not running
 	Refused  int // the current policy, a static forward or another lease holds the port
+	// Kept are the leases RestoreKeeping did not restore because the
+	// policy refused them: still in the store.
+	Kept int
 }
 
 // Restore puts leases loaded from the store back: each one still running,
@@ -208,11 +211,25 @@ type Restored struct {
 // changed. Dropped leases are removed from the store. The backend is then
 // reconciled with the whole table in one Sync. Call it once, before the
 // responders serve and before SetStatic (whose forwards then win any
-// conflict).
+// conflict); and once more with the leases RestoreKeeping kept, once the
+// policy serves their hosts.
 func (s *Service) Restore(ctx context.Context, ms []mapping.Mapping) (Restored, error) {
+	r, _, err := s.restoreLeases(ctx, ms, false)
+	return r, err
+}
+
+// RestoreKeeping is Restore for a provisional policy (berthd serving its
+// WAN because no LAN has an address yet): a lease the policy refuses
+// stays in the store and is returned, for Restore once the LAN is served.
+func (s *Service) RestoreKeeping(ctx context.Context, ms []mapping.Mapping) (Restored, []mapping.Mapping, error) {
+	return s.restoreLeases(ctx, ms, true)
+}
+
+func (s *Service) restoreLeases(ctx context.Context, ms []mapping.Mapping, keep bool) (Restored, []mapping.Mapping, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var r Restored
+	var kept []mapping.Mapping
 	now := s.clk.Now()
 	s.table.Grow(len(ms))
 	for _, m := range ms {
@@ -221,11 +238,16 @@ func (s *Service) Restore(ctx context.Context, ms []mapping.Mapping) (Restored, 
 			s.forget(m, false)
 			continue
 		}
-		old, orig := m.Key, m.Expires
+		stored, old, orig := m, m.Key, m.Expires
 		if s.ext.IsValid() {
 			m.External = netip.AddrPortFrom(s.ext, m.External.Port())
 		}
-		m, why := s.admit(m, now)
+		m, why, byPolicy := s.admit(m, now)
+		if keep && byPolicy {
+			r.Kept++
+			kept = append(kept, stored)
+			continue
+		}
 		if why != "" {
 			r.Refused++
 			s.forget(mapping.Mapping{Key: old, Origin: m.Origin}, false)
@@ -247,20 +269,20 @@ func (s *Service) Restore(ctx context.Context, ms []mapping.Mapping) (Restored, 
 		s.schedule()
 	}
 	if err := s.syncLocked(ctx); err != nil {
-		return r, fmt.Errorf("portmap: restore: %w: %w", mapping.ErrNetworkFailure, err)
+		return r, kept, fmt.Errorf("portmap: restore: %w: %w", mapping.ErrNetworkFailure, err)
 	}
-	return r, nil
+	return r, kept, nil
 }
 
-// admit says why a stored lease m cannot come back, or "" when it can; it
-// returns m with its lease shortened to what the current policy grants.
-// Called with mu held.
-func (s *Service) admit(m mapping.Mapping, now time.Time) (mapping.Mapping, string) {
+// admit says why a stored lease m cannot come back, or "" when it can, and
+// whether the policy is why; it returns m with its lease shortened to what
+// the current policy grants. Called with mu held.
+func (s *Service) admit(m mapping.Mapping, now time.Time) (mapping.Mapping, string, bool) {
 	if !m.Proto.Valid() || !m.Client.IsValid() || !m.Internal.IsValid() || m.Internal.Port() == 0 || !durable(m) {
-		return m, "malformed"
+		return m, "malformed", false
 	}
 	if cur, ok := s.table.Get(m.Key); ok {
-		return m, fmt.Sprintf("port held by %v", cur.Client)
+		return m, fmt.Sprintf("port held by %v", cur.Client), false
 	}
 	r := mapping.Request{
 		Client: m.Client, Proto: m.Proto, Internal: m.Internal, Suggest: m.External, Exact: true,
@@ -271,7 +293,7 @@ func (s *Service) admit(m mapping.Mapping, now time.Time) (mapping.Mapping, stri
 	}
 	d := s.pol.Decide(r, policy.Usage{Client: s.table.ClientCount(m.Client), Total: s.table.Len()})
 	if !d.Allow {
-		return m, fmt.Sprintf("policy: %v (%s)", d.Err, d.Rule)
+		return m, fmt.Sprintf("policy: %v (%s)", d.Err, d.Rule), true
 	}
 	// The stored lease may end up to a slack after the one granted
 	// (persist); only a lease beyond what the policy grants now, slack
@@ -282,5 +304,5 @@ func (s *Service) admit(m mapping.Mapping, now time.Time) (mapping.Mapping, stri
 			m.Expires = now.Add(limit)
 		}
 	}
-	return m, ""
+	return m, "", false
 }
