@@ -160,7 +160,33 @@ func TestLANAddressAdded(t *testing.T) {
 	default:
 	}
 	// A tentative address is not bound: binding it fails (EADDRNOTAVAIL).
-	if d.waitMsg("cannot serve the changed LAN; serving the LAN as before", 0) {
+	if d.waitLine(func(_, m string) bool { return strings.HasPrefix(m, "cannot serve the changed LAN") }, 0) {
 		t.Error("berthd tried to serve an address it could not bind")
 	}
+}
+
+// TestLANInterfaceCreatedAgain: the LAN interface is deleted and created
+// again under the same name with the same address (netifd rebuilding a
+// bridge). Its index changes, and the responders check the interface a
+// request arrived on by index: berthd must serve the new interface
+// without a restart, and keep the mappings it had.
+func TestLANInterfaceCreatedAgain(t *testing.T) {
+	topo, d := launchDurable(t)
+	natpmpcGranted(t, topo, 36200, 36200, "udp", 600, 600)
+	r, l := topo.router, topo.lan
+	ipSteps(t, [][]string{
+		{"-n", r, "link", "del", "lan0"}, // its peer in the LAN namespace goes too
+		{"-n", r, "link", "add", "lan0", "type", "veth", "peer", "name", "lan0", "netns", l},
+		{"-n", r, "addr", "add", routerLAN.String() + "/24", "dev", "lan0"},
+		{"-n", l, "addr", "add", lanHost.String() + "/24", "dev", "lan0"},
+		{"-n", r, "link", "set", "lan0", "up"},
+		{"-n", l, "link", "set", "lan0", "up"},
+		{"-n", l, "route", "add", "default", "via", routerLAN.String()},
+	})
+	if !d.waitMsg("LAN changed: serving it afresh", 15*time.Second) {
+		t.Fatal("berthd did not serve the LAN interface created again")
+	}
+	natpmpcGranted(t, topo, 36201, 36201, "udp", 600, 600)
+	waitUDP(t, topo, ext(36200), 36200, true)
+	searchAt(t, topo, routerLAN.String())
 }
