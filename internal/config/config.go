@@ -289,6 +289,10 @@ func Load(path string) (*Config, error) {
 // errors.Join (sorted by line) when the file has more than one problem;
 // errors.As finds the first.
 func Parse(file string, data []byte) (*Config, error) {
+	lines, deep := indexLines(string(data))
+	if deep > 0 {
+		return nil, &Error{File: file, Line: deep, Err: fmt.Errorf("keys, tables or arrays nested deeper than %d levels", maxDepth)}
+	}
 	var raw map[string]any
 	if _, err := toml.Decode(string(data), &raw); err != nil {
 		var pe toml.ParseError
@@ -297,7 +301,7 @@ func Parse(file string, data []byte) (*Config, error) {
 		}
 		return nil, &Error{File: file, Err: err}
 	}
-	d := &decoder{file: file, lines: indexLines(string(data))}
+	d := &decoder{file: file, lines: lines}
 	c := Default()
 	c.File = file
 	c.lines = d.lines

@@ -29,6 +29,7 @@ func FuzzConfig(f *testing.F) {
 		"[policy]\nrules = [\"allow 1-2 10.0.0.0/8 1-2 ^a\"]\nreserved_ports = [\"tcp:1-2\"]",
 		"[policy.lifetime.natpmp]\nmin = \"1s\"\nmax = \"0s\"",
 		"log = {level = \"debug\"}", "x = '''\n[y]\n'''\n[z]", `"a\"b".'c' = 1`,
+		"a = " + strings.Repeat("[", 40) + strings.Repeat("]", 40), strings.Repeat("k.", 40) + "z = 1",
 	} {
 		f.Add([]byte(s))
 	}

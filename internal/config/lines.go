@@ -93,12 +93,19 @@ func (ix lineIndex) lineOf(field string) int {
 	return 0
 }
 
+// maxDepth bounds how deep keys, tables and arrays may nest: berth's own
+// settings go four levels deep. TOML sets no bound, and both the TOML
+// decoder's work and this index's grow faster than the depth: 5,000
+// nested brackets took minutes (found by FuzzConfig).
+const maxDepth = 32
+
 // indexLines scans src and returns the line of every key, table header
-// and array element it defines.
-func indexLines(src string) lineIndex {
+// and array element it defines, and the line where something nests
+// deeper than maxDepth (0 if nothing does; the scan stops there).
+func indexLines(src string) (lineIndex, int) {
 	s := &scanner{src: src, line: 1, ix: lineIndex{}, aot: map[string]int{}}
 	s.document()
-	return s.ix
+	return s.ix, s.deep
 }
 
 type scanner struct {
@@ -109,6 +116,16 @@ type scanner struct {
 	// aot counts the [[headers]] seen for each array of tables, by the
 	// path's String.
 	aot map[string]int
+	// deep is the line where a path grew beyond maxDepth, or 0.
+	deep int
+}
+
+// tooDeep notes that a path grew beyond maxDepth here and ends the scan.
+func (s *scanner) tooDeep() {
+	if s.deep == 0 {
+		s.deep = s.line
+	}
+	s.pos = len(s.src)
 }
 
 func (s *scanner) eof() bool { return s.pos >= len(s.src) }
@@ -130,13 +147,20 @@ func (s *scanner) advance(n int) {
 }
 
 // record notes the line of p and of each of its ancestors, keeping the
-// first line seen for each.
+// first line seen for each. Once a path is recorded so are all its
+// ancestors, so the walk up stops at the first one known: an array
+// element costs one name, not one per level.
 func (s *scanner) record(p path) {
-	for n := 1; n <= len(p); n++ {
+	if len(p) > maxDepth {
+		s.tooDeep()
+		return
+	}
+	for n := len(p); n >= 1; n-- {
 		k := p[:n].String()
-		if _, ok := s.ix[k]; !ok {
-			s.ix[k] = s.line
+		if _, ok := s.ix[k]; ok {
+			return
 		}
+		s.ix[k] = s.line
 	}
 }
 
@@ -260,6 +284,10 @@ func (s *scanner) keys() []string {
 			return keys
 		}
 		keys = append(keys, k)
+		if len(keys) > maxDepth {
+			s.tooDeep()
+			return keys
+		}
 		s.skipSpace(false)
 		if s.peek() != '.' {
 			return keys

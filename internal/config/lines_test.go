@@ -1,6 +1,8 @@
 package config
 
 import (
+	"errors"
+	"strings"
 	"testing"
 
 	"github.com/BurntSushi/toml"
@@ -88,7 +90,10 @@ o = 16
 	if _, err := toml.Decode(src, &v); err != nil {
 		t.Fatalf("test input is not TOML: %v", err)
 	}
-	ix := indexLines(src)
+	ix, deep := indexLines(src)
+	if deep != 0 {
+		t.Errorf("nesting too deep at line %d", deep)
+	}
 	for k, l := range want {
 		if ix[k] != l {
 			t.Errorf("%s: got line %d, want %d", k, ix[k], l)
@@ -105,7 +110,7 @@ o = 16
 }
 
 func TestLineFallsBackToAncestor(t *testing.T) {
-	ix := indexLines("\n[[forward]]\nname = \"a\"\n")
+	ix, _ := indexLines("\n[[forward]]\nname = \"a\"\n")
 	tests := []struct {
 		p    path
 		want int
@@ -147,5 +152,39 @@ func TestIndexLinesJunk(t *testing.T) {
 		"a = [1,,]", "a = {b}", "]]]", "a = \"\\u12", "x = [[[[[[",
 	} {
 		indexLines(s)
+	}
+}
+
+// Deep nesting is refused before the TOML decoder sees it, at the line
+// where it passes maxDepth; up to maxDepth is left to the decoder. 5,000
+// nested brackets took Parse minutes before (FuzzConfig found it): the
+// index named every ancestor of every element, and the decoder's work
+// grows faster than the depth too.
+func TestDeepNestingRefused(t *testing.T) {
+	for _, tt := range []struct {
+		name, src string
+		line      int // 0: not refused for depth
+	}{
+		{"nested arrays", "wan = \"eth0\"\na = " + strings.Repeat("[", 5000) + strings.Repeat("]", 5000), 2},
+		{"nested inline tables", "a = " + strings.Repeat("{b=", 3000) + "1" + strings.Repeat("}", 3000), 1},
+		{"arrays over lines", "a = [\n" + strings.Repeat("[\n", 40) + strings.Repeat("]", 41), 33},
+		{"a long dotted key", strings.Repeat("k.", 3000) + "z = 1", 1},
+		{"a long table header", "\n[" + strings.Repeat("k.", 3000) + "z]", 2},
+		{"just deep enough", "a = " + strings.Repeat("[", maxDepth-1) + strings.Repeat("]", maxDepth-1), 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse("f.toml", []byte(tt.src))
+			var e *Error
+			deep := err != nil && strings.Contains(err.Error(), "nested deeper than 32 levels")
+			if tt.line == 0 {
+				if deep {
+					t.Fatalf("refused for depth: %v", err)
+				}
+				return
+			}
+			if !deep || !errors.As(err, &e) || e.Line != tt.line {
+				t.Fatalf("got %v, want a depth error at line %d", err, tt.line)
+			}
+		})
 	}
 }
