@@ -38,8 +38,9 @@ type addrWatch struct {
 	restart  func(ctx context.Context, det netif.Detected, ports map[netip.Addr]uint16) (*responders, error)
 	repolicy func()
 	// readmit, when not nil, restores the stored leases of LAN hosts that
-	// waited while berthd served its WAN; called once, when that ends.
-	readmit func()
+	// waited while berthd served no LAN, or its WAN, and reports whether
+	// none waits any longer.
+	readmit func() bool
 	// after arms the retry of a failed start: Run looks again (relan
 	// with timer set) d later.
 	after    func(d time.Duration)

@@ -125,11 +125,12 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 		log.Info("detected", "note", n)
 	}
 	det.LANPrefixes = withRouted(det.LANPrefixes, cfg.LANRouted, log)
-	if len(det.LANPrefixes) == 0 {
-		// Serving no prefix, the policy would refuse every stored lease
-		// and Restore would drop them from the store: stop instead, for
-		// the supervisor to start berthd again once the LAN is up.
-		return fmt.Errorf("daemon: lan %s has no address to serve yet; berthd follows LAN addresses once it runs, but needs one to start", names(det.LAN))
+	// A LAN without an address yet (a bridge that comes up after berthd)
+	// is served once it has one: until then nothing answers, and the
+	// stored leases wait.
+	waiting := len(servedAddrs(det, nil)) == 0
+	if waiting {
+		log.Warn("the LAN has no address yet: NAT-PMP, PCP and UPnP answer once it has one; stored leases wait for it", "lan", names(det.LAN))
 	}
 	ext := det.ExternalAddr
 	if cfg.ExternalAddr.IsValid() {
@@ -202,9 +203,9 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 		}
 	}()
 	// Stored leases first, then the static forwards, which win a conflict.
-	// Serving the WAN only until a LAN has an address (Detect's
-	// fallback), the leases of LAN hosts wait in the store for it.
-	provisional := det.ServeWAN && len(cfg.LAN) == 0
+	// Serving no LAN, or the WAN only until a LAN has an address
+	// (Detect's fallback), the leases of LAN hosts wait in the store.
+	provisional := waiting || (det.ServeWAN && len(cfg.LAN) == 0)
 	stored, kept, err := ls.restore(ctx, svc, provisional, log)
 	if err != nil {
 		return err
@@ -224,7 +225,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 		lastBoot = max(ls.bootID(clk.Now(), log), lastBoot+1)
 		return lastBoot
 	}
-	if aw.resp, err = startResponders(ctx, cfg, det, svc, clk, bootID(), nil, false, o, log); err != nil {
+	if aw.resp, err = startResponders(ctx, cfg, det, svc, clk, bootID(), nil, waiting, o, log); err != nil {
 		return err
 	}
 	// Before the Service closes: no request meets a closed table. UPnP
@@ -253,13 +254,16 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 		return startResponders(ctx, cfg, det, svc, clk, bootID(), ports, true, o, log)
 	}
 	if len(kept) > 0 {
-		aw.readmit = func() {
-			r, err := svc.Restore(ctx, kept)
+		// Each change of the LAN brings back the kept leases its policy
+		// now allows; the others wait on (a second LAN still down).
+		aw.readmit = func() bool {
+			r, still, err := svc.RestoreKeeping(ctx, kept)
 			if err != nil {
 				log.Error("restoring the leases kept for the LAN", "err", err)
 			}
-			log.Info("leases kept for the LAN restored", "restored", r.Restored, "expired", r.Expired, "refused", r.Refused)
-			kept = nil
+			log.Info("leases kept for the LAN restored", "restored", r.Restored, "expired", r.Expired, "refused", r.Refused, "still_kept", r.Kept)
+			kept = still
+			return len(kept) == 0
 		}
 	}
 	retry := make(chan struct{}, 1)

@@ -183,11 +183,9 @@ func (w *addrWatch) relan(ctx context.Context, timer bool) bool {
 	hadWAN := len(w.resp.wanPorts(w.det, w.svc.ExternalAddr())) > 0
 	// The policy first: a host of the new LAN is served from the first
 	// answer, and a host of a WAN no longer served is refused at once.
-	wanEnds := w.det.ServeWAN && !next.ServeWAN
 	w.det = next
 	w.repolicy()
-	if wanEnds && w.readmit != nil {
-		w.readmit()
+	if w.readmit != nil && w.readmit() {
 		w.readmit = nil
 	}
 	w.resp.close()

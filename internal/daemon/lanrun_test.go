@@ -341,22 +341,6 @@ func TestUPnPPausesOnlyAfterStart(t *testing.T) {
 	}
 }
 
-// A configured LAN without an address at start stops berthd with a clear
-// error, before the stored leases meet a policy that would drop them all.
-func TestStartWithoutLANAddress(t *testing.T) {
-	cfg := config.Default()
-	cfg.Store.Dir = t.TempDir() // never the host's /var/lib/berth
-	cfg.Backend = "relay"
-	err := Run(context.Background(), cfg, Options{Logger: discard, OpenNft: noNft,
-		Detect: func(string, []string) (netif.Detected, error) {
-			return netif.Detected{WAN: loWAN, ExternalAddr: loWAN.Prefixes[0].Addr(),
-				LAN: []netif.Interface{{Name: "br-lan", Index: 3}}}, nil
-		}})
-	if err == nil || !strings.Contains(err.Error(), "lan br-lan has no address to serve yet") {
-		t.Fatalf("got %v, want an error saying br-lan has no address", err)
-	}
-}
-
 // berthd restarts before the LAN has an address and serves its WAN
 // meanwhile: the stored leases of LAN hosts are not dropped, and come
 // back when the LAN is served.
@@ -379,4 +363,35 @@ func TestLeasesWaitForTheLAN(t *testing.T) {
 	if ms := r.svc.List(mapping.Filter{Client: lanHost}); len(ms) != 1 || ms[0].Internal.Port() != 4100 {
 		t.Fatalf("the LAN host's lease once the LAN is served: %v; log:\n%s", ms, r.log)
 	}
+}
+
+// berthd starts before its LAN (named in the configuration) has an
+// address: it answers nothing and keeps the stored leases, then serves
+// the LAN and restores them once the address arrives.
+func TestStartBeforeTheLANHasAnAddress(t *testing.T) {
+	dir := t.TempDir()
+	inDir := func(c *config.Config, _ *Options) { c.Store.Dir = dir }
+	lanSide, lanHost := netip.MustParseAddr("127.6.0.1"), netip.MustParseAddr("127.6.0.2")
+	first := newLANRig(t, lanOn(false, "127.6.0.1/16"), inDir)
+	req := natpmp.Request{Op: natpmp.OpMapUDP, InternalPort: 4200, SuggestedPort: 4200, Lifetime: 3600}
+	if resp, err := askNATPMP(t, lanHost, netip.AddrPortFrom(lanSide, first.pmpPort), req); err != nil || resp.Result != natpmp.Success {
+		t.Fatalf("map: %+v, %v", resp, err)
+	}
+	first.stop()
+
+	r := newLANRig(t, lanOn(false), inDir)
+	if n := r.svc.Len(); n != 0 || !strings.Contains(r.log.String(), "the LAN has no address yet") {
+		t.Fatalf("without a LAN address: %d mappings, want none, and a word of waiting; log:\n%s", n, r.log)
+	}
+	if resp, err := askNATPMP(t, lanHost, netip.AddrPortFrom(lanSide, r.pmpPort), natpmp.Request{Op: natpmp.OpAddress}); err == nil {
+		t.Fatalf("answered before the LAN has an address: %+v", resp)
+	}
+	r.change(t, lanOn(false, "127.6.0.1/16"))
+	if resp, err := askNATPMP(t, lanHost, netip.AddrPortFrom(lanSide, r.pmpPort), natpmp.Request{Op: natpmp.OpAddress}); err != nil || resp.Result != natpmp.Success {
+		t.Fatalf("once the LAN has its address: %+v, %v; log:\n%s", resp, err, r.log)
+	}
+	if ms := r.svc.List(mapping.Filter{Client: lanHost}); len(ms) != 1 || ms[0].Internal.Port() != 4200 {
+		t.Fatalf("the stored lease once the LAN is served: %v; log:\n%s", ms, r.log)
+	}
+	r.search(t, lanHost, lanSide) // UPnP too
 }

@@ -132,13 +132,11 @@ type Policy struct {
 }
 
 // New validates c and builds a Policy from a copy of it. It rejects an
-// empty or invalid LAN, invalid rules (a bad prefix, an empty port range),
+// invalid LAN, invalid rules (a bad prefix, an empty port range),
 // IPv4-mapped IPv6 prefixes, negative quotas and lifetimes, Min > Max when
 // Max > 0, and reserved blocks with an empty range or an unknown protocol.
+// An empty LAN serves no client (berthd waiting for its LAN's address).
 func New(c Config) (*Policy, error) {
-	if len(c.LAN) == 0 {
-		return nil, errors.New("policy: no lan prefix")
-	}
 	p := &Policy{
 		lan:       make([]netip.Prefix, 0, len(c.LAN)),
 		secure:    !c.Insecure,

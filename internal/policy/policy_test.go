@@ -249,7 +249,7 @@ func TestNew(t *testing.T) {
 		wantErr string // "" = valid
 	}{
 		{name: "minimal", change: func(*Config) {}},
-		{name: "no lan", change: func(c *Config) { c.LAN = nil }, wantErr: "no lan prefix"},
+		{name: "no lan: valid, serves no client", change: func(c *Config) { c.LAN = nil }},
 		{name: "invalid lan", change: func(c *Config) { c.LAN = []netip.Prefix{{}} }, wantErr: "invalid prefix"},
 		{name: "ipv4-mapped lan", change: func(c *Config) { c.LAN = []netip.Prefix{netip.MustParsePrefix("::ffff:192.168.0.0/120")} }, wantErr: "ipv4-mapped"},
 		{name: "negative per-client quota", change: func(c *Config) { c.MaxPerClient = -1 }, wantErr: "negative quota"},
@@ -412,5 +412,18 @@ func TestSecureByDefault(t *testing.T) {
 	}
 	if d := p.Decide(req("192.168.0.5", "192.168.0.5:5000", 0, false), Usage{}); !d.Allow {
 		t.Errorf("mapping for itself: denied by %q", d.Rule)
+	}
+}
+
+// A policy without LAN prefixes (berthd waiting for its LAN's address)
+// refuses every client, as outside the LAN.
+func TestNoLANServesNoClient(t *testing.T) {
+	p, err := New(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := p.Decide(req("192.168.0.5", "192.168.0.5:5000", 0, false), Usage{})
+	if d.Allow || !errors.Is(d.Err, mapping.ErrNotAuthorized) || d.Rule != "client outside LAN" {
+		t.Fatalf("got %+v, want a refusal: client outside LAN", d)
 	}
 }

@@ -190,3 +190,29 @@ func TestLANInterfaceCreatedAgain(t *testing.T) {
 	waitUDP(t, topo, ext(36200), 36200, true)
 	searchAt(t, topo, routerLAN.String())
 }
+
+// TestStartBeforeTheLANHasAnAddress: berthd starts while its LAN
+// interface has no address yet (a bridge that comes up after it). It
+// serves nothing meanwhile and must not exit; once the address arrives it
+// serves the LAN without a restart.
+func TestStartBeforeTheLANHasAnAddress(t *testing.T) {
+	requireTools(t)
+	bin := buildBerthd(t)
+	topo := newTopology(t)
+	mustRun(t, 10*time.Second, topo.router, "ip", "addr", "del", routerLAN.String()+"/24", "dev", "lan0")
+	d, failed := launch(t, topo, bin, durableConfig, t.TempDir())
+	if failed != "" {
+		t.Fatal(failed)
+	}
+	if !d.waitMsg("the LAN has no address yet: NAT-PMP, PCP and UPnP answer once it has one; stored leases wait for it", 0) {
+		t.Fatal("berthd did not say that it waits for the LAN's address")
+	}
+	mustRun(t, 10*time.Second, topo.router, "ip", "addr", "add", routerLAN.String()+"/24", "dev", "lan0")
+	mustRun(t, 10*time.Second, topo.lan, "ip", "route", "replace", "default", "via", routerLAN.String())
+	if !d.waitMsg("LAN changed: serving it afresh", 15*time.Second) {
+		t.Fatal("berthd did not serve the LAN once it had its address")
+	}
+	natpmpcGranted(t, topo, 36300, 36300, "udp", 600, 600)
+	waitUDP(t, topo, ext(36300), 36300, true)
+	searchAt(t, topo, routerLAN.String())
+}
