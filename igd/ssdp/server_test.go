@@ -15,6 +15,7 @@ import (
 
 	"github.com/berthd/berth/internal/clock"
 	"github.com/berthd/berth/internal/clock/clocktest"
+	"github.com/berthd/berth/internal/porttest"
 )
 
 var t0 = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
@@ -68,12 +69,7 @@ func newRig(t *testing.T, mod func(*Config)) *rig {
 
 func freePort(t *testing.T, addr string) uint16 {
 	t.Helper()
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(addr)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return uint16(c.LocalAddr().(*net.UDPAddr).Port)
+	return porttest.Free(t, "udp", netip.MustParseAddr(addr))
 }
 
 type client struct {

@@ -24,6 +24,7 @@ import (
 	"github.com/berthd/berth/internal/mapping"
 	"github.com/berthd/berth/internal/netif"
 	"github.com/berthd/berth/internal/portmap"
+	"github.com/berthd/berth/internal/porttest"
 )
 
 // loopback serves 127.0.0.0/8 as both WAN and LAN.
@@ -59,15 +60,10 @@ func echoServerOn(t *testing.T, addr string) netip.AddrPort {
 	return netip.MustParseAddrPort(ln.Addr().String())
 }
 
-// freePort returns a TCP port that was free a moment ago.
+// freePort returns a TCP port of 127.0.0.1 that was free a moment ago.
 func freePort(t *testing.T) uint16 {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return netip.MustParseAddrPort(ln.Addr().String()).Port()
+	return porttest.Free(t, "tcp", netip.MustParseAddr("127.0.0.1"))
 }
 
 func writeConfig(t *testing.T, path string, forwards map[string][2]string) {
@@ -340,12 +336,7 @@ func waitFor(cond func() bool) bool {
 // freeUDPPort returns a UDP port on 127.0.0.1 that was free a moment ago.
 func freeUDPPort(t *testing.T) uint16 {
 	t.Helper()
-	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).AddrPort().Port()
+	return porttest.Free(t, "udp", netip.MustParseAddr("127.0.0.1"))
 }
 
 // TestRestoreGivesMemoryBack: a start that restored leases hands the

@@ -20,6 +20,7 @@ import (
 	"github.com/berthd/berth/internal/clock"
 	"github.com/berthd/berth/internal/clock/clocktest"
 	"github.com/berthd/berth/internal/mapping"
+	"github.com/berthd/berth/internal/porttest"
 )
 
 // wait bounds every wait in these tests. It is generous on purpose: it
@@ -55,31 +56,14 @@ func freePort(t testing.TB, proto mapping.Protocol) uint16 {
 	return freePortOn(t, proto, lo)
 }
 
-// freePortOn returns a port that was free on addr for proto a moment ago.
+// freePortOn returns a port that was free on addr for proto a moment ago,
+// outside the ephemeral range (porttest).
 func freePortOn(t testing.TB, proto mapping.Protocol, addr netip.Addr) uint16 {
 	t.Helper()
-	var a net.Addr
-	switch proto {
-	case mapping.TCP:
-		l, err := net.Listen("tcp", netip.AddrPortFrom(addr, 0).String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		a = l.Addr()
-		l.Close()
-	case mapping.UDP:
-		c, err := net.ListenPacket("udp", netip.AddrPortFrom(addr, 0).String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		a = c.LocalAddr()
-		c.Close()
+	if proto == mapping.TCP {
+		return porttest.Free(t, "tcp", addr)
 	}
-	ap, err := netip.ParseAddrPort(a.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ap.Port()
+	return porttest.Free(t, "udp", addr)
 }
 
 // bindPort binds addr:port for proto and reports whether that succeeded; the
