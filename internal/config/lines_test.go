@@ -171,6 +171,9 @@ func TestDeepNestingRefused(t *testing.T) {
 		{"a long dotted key", strings.Repeat("k.", 3000) + "z = 1", 1},
 		{"a long table header", "\n[" + strings.Repeat("k.", 3000) + "z]", 2},
 		{"just deep enough", "a = " + strings.Repeat("[", maxDepth-1) + strings.Repeat("]", maxDepth-1), 0},
+		// The TOML decoder skips a byte-order mark; the index must too.
+		{"behind a UTF-8 BOM", "\xef\xbb\xbfx = " + strings.Repeat("{a=", 3000) + "1" + strings.Repeat("}", 3000), 1},
+		{"behind a UTF-16 BOM", "\xff\xfex = " + strings.Repeat("[", 3000) + strings.Repeat("]", 3000), 1},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := Parse("f.toml", []byte(tt.src))
