@@ -13,6 +13,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"sync"
 	"testing"
 )
 
@@ -23,8 +24,15 @@ const (
 	High = 32767
 )
 
-// tries bounds the search; a busy machine holds a few ports of Range.
+// tries bounds the search; a busy machine holds a few ports of the range.
 const tries = 200
+
+// given are the ports Free returned in this process: a test that asks for
+// several gets different ones, bound or not.
+var (
+	mu    sync.Mutex
+	given = map[uint16]bool{}
+)
 
 // Free returns a port of Range that network ("tcp" or "udp") could bind on
 // addr a moment ago; the test fails when none could.
@@ -32,6 +40,12 @@ func Free(t testing.TB, network string, addr netip.Addr) uint16 {
 	t.Helper()
 	for range tries {
 		p := uint16(Low + rand.IntN(High-Low+1))
+		mu.Lock()
+		taken := given[p]
+		mu.Unlock()
+		if taken {
+			continue
+		}
 		ap := netip.AddrPortFrom(addr, p).String()
 		var err error
 		switch network {
@@ -49,6 +63,9 @@ func Free(t testing.TB, network string, addr netip.Addr) uint16 {
 			t.Fatalf("porttest: network %q, want tcp or udp", network)
 		}
 		if err == nil {
+			mu.Lock()
+			given[p] = true
+			mu.Unlock()
 			return p
 		}
 	}

@@ -7,12 +7,17 @@ import (
 )
 
 // Free gives ports in its range that can then be bound, for both
-// networks.
+// networks, never the same one twice.
 func TestFree(t *testing.T) {
 	lo := netip.MustParseAddr("127.0.0.1")
+	seen := map[uint16]bool{}
 	for _, network := range []string{"tcp", "udp"} {
 		for range 20 {
 			p := Free(t, network, lo)
+			if seen[p] {
+				t.Fatalf("port %d given twice", p)
+			}
+			seen[p] = true
 			if p < Low || p > High {
 				t.Fatalf("%s port %d outside %d–%d", network, p, Low, High)
 			}
