@@ -203,19 +203,24 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 		}
 	}()
 	// Stored leases first, then the static forwards, which win a conflict.
-	// Serving no LAN, or the WAN only until a LAN has an address
-	// (Detect's fallback), the leases of LAN hosts wait in the store.
-	provisional := waiting || (det.ServeWAN && len(cfg.LAN) == 0)
-	stored, kept, err := ls.restore(ctx, svc, provisional, log)
+	// The leases of hosts outside every LAN prefix served now (a LAN
+	// without an address yet, the WAN served meanwhile) wait in the store
+	// for their LAN, until they end.
+	stored, kept, err := ls.restore(ctx, svc, log)
 	if err != nil {
 		return err
 	}
-	fs, err := forwards(cfg, det, ext, name)
-	if err != nil {
-		return err
-	}
-	if err := svc.SetStatic(ctx, fs); err != nil {
-		return fmt.Errorf("daemon: install static forwards: %w", err)
+	// Without a LAN the static forwards cannot be checked against it:
+	// they are installed once it has an address.
+	forwardsWait := waiting
+	if !waiting {
+		fs, err := forwards(cfg, det, ext, name)
+		if err != nil {
+			return err
+		}
+		if err := svc.SetStatic(ctx, fs); err != nil {
+			return fmt.Errorf("daemon: install static forwards: %w", err)
+		}
 	}
 	aw := &addrWatch{cfg: cfg, det: det, svc: svc, addrs: o.addrs(), detect: detect, log: log}
 	// A new SSDP BOOTID for every start of the responders (UDA 1.1
@@ -253,18 +258,30 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	aw.restart = func(ctx context.Context, det netif.Detected, ports map[netip.Addr]uint16) (*responders, error) {
 		return startResponders(ctx, cfg, det, svc, clk, bootID(), ports, true, o, log)
 	}
-	if len(kept) > 0 {
-		// Each change of the LAN brings back the kept leases its policy
-		// now allows; the others wait on (a second LAN still down).
-		aw.readmit = func() bool {
-			r, still, err := svc.RestoreKeeping(ctx, kept)
-			if err != nil {
-				log.Error("restoring the leases kept for the LAN", "err", err)
-			}
-			log.Info("leases kept for the LAN restored", "restored", r.Restored, "expired", r.Expired, "refused", r.Refused, "still_kept", r.Kept)
+	// Each change of the LAN brings back the kept leases its policy now
+	// allows (the others wait on: a second LAN still down), then the
+	// static forwards that waited for a LAN.
+	aw.readmit = func() bool {
+		if len(kept) > 0 {
+			r, still, err := svc.Readmit(ctx, kept)
 			kept = still
-			return len(kept) == 0
+			if err != nil {
+				log.Error("restoring the leases kept for the LAN; the backend catches up later", "err", err)
+			}
+			log.Info("leases kept for the LAN", "restored", r.Restored, "expired", r.Expired, "refused", r.Refused, "still_kept", r.Kept)
 		}
+		if forwardsWait {
+			fs, err := forwards(polCfg, aw.det, svc.ExternalAddr(), name)
+			if err == nil {
+				err = svc.SetStatic(ctx, fs)
+			}
+			if err != nil {
+				log.Error("static forwards not installed; the next change of the LAN tries again", "err", err)
+			} else {
+				forwardsWait = false
+			}
+		}
+		return len(kept) == 0 && !forwardsWait
 	}
 	retry := make(chan struct{}, 1)
 	aw.after = func(d time.Duration) {
@@ -323,7 +340,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 			log.Info("stopping", "mappings", svc.Len())
 			return nil
 		case <-o.Reload:
-			if c := reload(ctx, svc, aw.det, name, policyFor, o, log); c != nil {
+			if c := reload(ctx, svc, aw.det, name, !forwardsWait, policyFor, o, log); c != nil {
 				polCfg = c
 			}
 		case why := <-lost:
@@ -358,10 +375,11 @@ func reapply(ctx context.Context, svc *portmap.Service, why string, log *slog.Lo
 }
 
 // reload re-reads the configuration and applies the policy (built by
-// policyFor) and the static forwards; it returns the configuration
-// applied, or nil. Interface, address and backend settings need a
-// restart; a bad configuration is reported and the running one kept.
-func reload(ctx context.Context, svc *portmap.Service, det netif.Detected, backendName string,
+// policyFor) and, with withForwards, the static forwards (without, they
+// wait for the LAN); it returns the configuration applied, or nil.
+// Interface, address and backend settings need a restart; a bad
+// configuration is reported and the running one kept.
+func reload(ctx context.Context, svc *portmap.Service, det netif.Detected, backendName string, withForwards bool,
 	policyFor func(*config.Config) (*policy.Policy, error), o Options, log *slog.Logger) *config.Config {
 	if o.Reread == nil {
 		return nil
@@ -377,14 +395,16 @@ func reload(ctx context.Context, svc *portmap.Service, det netif.Detected, backe
 		return nil
 	}
 	// Forwards first: if they cannot be applied, nothing changes.
-	fs, err := forwards(cfg, det, svc.ExternalAddr(), backendName)
-	if err != nil {
-		log.Error("reload: static forwards rejected; keeping the running configuration", "err", err)
-		return nil
-	}
-	if err := svc.SetStatic(ctx, fs); err != nil {
-		log.Error("reload: static forwards not applied; keeping the running configuration", "err", err)
-		return nil
+	if withForwards {
+		fs, err := forwards(cfg, det, svc.ExternalAddr(), backendName)
+		if err != nil {
+			log.Error("reload: static forwards rejected; keeping the running configuration", "err", err)
+			return nil
+		}
+		if err := svc.SetStatic(ctx, fs); err != nil {
+			log.Error("reload: static forwards not applied; keeping the running configuration", "err", err)
+			return nil
+		}
 	}
 	gone := svc.SetPolicy(pol)
 	log.Info("reloaded", "config", orDefault(cfg.File), "rules", len(pol.Rules()), "static_forwards", len(cfg.Forwards),

@@ -366,11 +366,18 @@ func TestLeasesWaitForTheLAN(t *testing.T) {
 }
 
 // berthd starts before its LAN (named in the configuration) has an
-// address: it answers nothing and keeps the stored leases, then serves
-// the LAN and restores them once the address arrives.
+// address, with a static forward and a virtual gateway address into it:
+// it answers nothing and keeps the stored leases, then serves the LAN,
+// restores them, installs the forward and serves the virtual address once
+// the address arrives.
 func TestStartBeforeTheLANHasAnAddress(t *testing.T) {
 	dir := t.TempDir()
-	inDir := func(c *config.Config, _ *Options) { c.Store.Dir = dir }
+	vip := netip.MustParseAddr("127.6.0.254")
+	inDir := func(c *config.Config, _ *Options) {
+		c.Store.Dir = dir
+		c.Forwards = []config.Forward{{Name: "nas", Proto: mapping.TCP, External: 4443, Internal: netip.MustParseAddrPort("127.6.0.9:443")}}
+		c.VirtualAddrs = []netip.Addr{vip}
+	}
 	lanSide, lanHost := netip.MustParseAddr("127.6.0.1"), netip.MustParseAddr("127.6.0.2")
 	first := newLANRig(t, lanOn(false, "127.6.0.1/16"), inDir)
 	req := natpmp.Request{Op: natpmp.OpMapUDP, InternalPort: 4200, SuggestedPort: 4200, Lifetime: 3600}
@@ -393,5 +400,11 @@ func TestStartBeforeTheLANHasAnAddress(t *testing.T) {
 	if ms := r.svc.List(mapping.Filter{Client: lanHost}); len(ms) != 1 || ms[0].Internal.Port() != 4200 {
 		t.Fatalf("the stored lease once the LAN is served: %v; log:\n%s", ms, r.log)
 	}
+	if ms := r.svc.List(mapping.Filter{Kind: mapping.KindStatic}); len(ms) != 1 || ms[0].External.Port() != 4443 {
+		t.Fatalf("the static forward once the LAN is served: %v; log:\n%s", ms, r.log)
+	}
 	r.search(t, lanHost, lanSide) // UPnP too
+	if resp, err := askNATPMP(t, lanHost, netip.AddrPortFrom(vip, r.pmpPort), natpmp.Request{Op: natpmp.OpAddress}); err != nil || resp.Result != natpmp.Success {
+		t.Fatalf("the virtual address once the LAN is served: %+v, %v", resp, err)
+	}
 }

@@ -99,10 +99,18 @@ func (r *responders) httpPorts() map[netip.Addr]uint16 {
 // address and of every virtual gateway address (bound whether present or
 // not), announcing the external address, and UPnP IGD (startUPnP; prefer
 // and bootID are its). Either is left out when switched off. After a LAN
-// change (again), a LAN without IPv4 leaves UPnP out until it has an
-// address, where at start it is an error. On error nothing serves.
+// change, or while the LAN has no address (again), a LAN without IPv4
+// leaves UPnP out and virtual addresses that no LAN prefix holds are left
+// out, until the LAN changes again; at a start with a LAN, both are errors.
+// On error nothing serves.
 func startResponders(ctx context.Context, cfg *config.Config, det netif.Detected, svc *portmap.Service,
 	clk clock.Clock, bootID uint32, prefer map[netip.Addr]uint16, again bool, o Options, log *slog.Logger) (*responders, error) {
+	if _, err := virtualAddrs(cfg, det); err != nil && again {
+		log.Warn("virtual gateway addresses not served until a LAN prefix holds them", "err", err)
+		c := *cfg
+		c.VirtualAddrs = nil
+		cfg = &c
+	}
 	r := &responders{}
 	if !cfg.NATPMP.Enabled && !cfg.PCP.Enabled {
 		log.Info("NAT-PMP and PCP are switched off")

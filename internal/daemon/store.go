@@ -76,23 +76,15 @@ func (l *leases) config(c portmap.Config) portmap.Config {
 
 // restore puts the stored leases back into svc and the backend, and
 // records the epoch the run uses. It returns how many leases the store
-// held, restored or not (expired, refused): what it decoded. With
-// provisional set (berthd serves its WAN because no LAN has an address
-// yet) the leases the policy refuses stay stored and are returned, for
-// svc.Restore once the LAN is served.
-func (l *leases) restore(ctx context.Context, svc *portmap.Service, provisional bool, log *slog.Logger) (int, []mapping.Mapping, error) {
+// held, restored or not (expired, refused): what it decoded. The leases
+// of hosts outside every LAN prefix served now stay stored and are
+// returned, for svc.Readmit when the LAN changes (RestoreKeeping).
+func (l *leases) restore(ctx context.Context, svc *portmap.Service, log *slog.Logger) (int, []mapping.Mapping, error) {
 	if l.st == nil {
 		return 0, nil, nil
 	}
 	stored := len(l.loaded.Mappings)
-	var r portmap.Restored
-	var kept []mapping.Mapping
-	var err error
-	if provisional {
-		r, kept, err = svc.RestoreKeeping(ctx, l.loaded.Mappings)
-	} else {
-		r, err = svc.Restore(ctx, l.loaded.Mappings)
-	}
+	r, kept, err := svc.RestoreKeeping(ctx, l.loaded.Mappings)
 	if err != nil {
 		return 0, nil, fmt.Errorf("daemon: %w", err)
 	}

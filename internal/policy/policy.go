@@ -87,6 +87,13 @@ type Decision struct {
 	Ports []mapping.PortRange
 }
 
+// OutsideLAN reports whether d refused a request only because its client
+// or internal address is in no LAN prefix: a host of a LAN not served
+// now, which may be served later.
+func (d Decision) OutsideLAN() bool {
+	return !d.Allow && (d.Rule == whyClientOutside || d.Rule == whyInternalOutside)
+}
+
 // What Decision.Rule says when no rule text decided.
 const (
 	whyClientOutside   = "client outside LAN"

@@ -211,21 +211,31 @@ type Restored struct {
 // changed. Dropped leases are removed from the store. The backend is then
 // reconciled with the whole table in one Sync. Call it once, before the
 // responders serve and before SetStatic (whose forwards then win any
-// conflict); and once more with the leases RestoreKeeping kept, once the
-// policy serves their hosts.
+// conflict).
 func (s *Service) Restore(ctx context.Context, ms []mapping.Mapping) (Restored, error) {
-	r, _, err := s.restoreLeases(ctx, ms, false)
+	r, _, err := s.restoreLeases(ctx, ms, false, false)
 	return r, err
 }
 
-// RestoreKeeping is Restore for a provisional policy (berthd serving its
-// WAN because no LAN has an address yet): a lease the policy refuses
-// stays in the store and is returned, for Restore once the LAN is served.
+// RestoreKeeping is Restore that keeps the leases of hosts outside every
+// LAN prefix served now (a LAN without an address yet, berthd serving its
+// WAN meanwhile): they stay in the store and are returned, for Readmit
+// once their LAN may be served.
 func (s *Service) RestoreKeeping(ctx context.Context, ms []mapping.Mapping) (Restored, []mapping.Mapping, error) {
-	return s.restoreLeases(ctx, ms, true)
+	return s.restoreLeases(ctx, ms, true, false)
 }
 
-func (s *Service) restoreLeases(ctx context.Context, ms []mapping.Mapping, keep bool) (Restored, []mapping.Mapping, error) {
+// Readmit puts back leases RestoreKeeping kept, while berthd serves: those
+// the policy allows now come back and are written to the store again
+// (the entry may have been replaced meanwhile), those still outside every
+// LAN prefix are returned to wait on, and the rest are dropped. A lease
+// whose port another mapping took meanwhile is dropped; that mapping's
+// stored lease stays.
+func (s *Service) Readmit(ctx context.Context, ms []mapping.Mapping) (Restored, []mapping.Mapping, error) {
+	return s.restoreLeases(ctx, ms, true, true)
+}
+
+func (s *Service) restoreLeases(ctx context.Context, ms []mapping.Mapping, keep, rewrite bool) (Restored, []mapping.Mapping, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var r Restored
@@ -242,23 +252,27 @@ func (s *Service) restoreLeases(ctx context.Context, ms []mapping.Mapping, keep 
 		if s.ext.IsValid() {
 			m.External = netip.AddrPortFrom(s.ext, m.External.Port())
 		}
-		m, why, byPolicy := s.admit(m, now)
-		if keep && byPolicy {
+		m, why, outside := s.admit(m, now)
+		if keep && outside {
 			r.Kept++
 			kept = append(kept, stored)
 			continue
 		}
 		if why != "" {
 			r.Refused++
-			s.forget(mapping.Mapping{Key: old, Origin: m.Origin}, false)
+			// A durable mapping on the same key owns the stored entry now.
+			if cur, held := s.table.Get(old); !held || !durable(cur) {
+				s.forget(mapping.Mapping{Key: old, Origin: m.Origin}, false)
+			}
 			s.log.Info("stored lease not restored", "key", old, "client", m.Client, "why", why)
 			continue
 		}
 		s.table.Put(m)
-		if old != m.Key || m.Expires != orig {
-			s.forget(mapping.Mapping{Key: old, Origin: m.Origin}, false)
+		if rewrite || old != m.Key || m.Expires != orig {
+			if old != m.Key {
+				s.forget(mapping.Mapping{Key: old, Origin: m.Origin}, false)
+			}
 			s.persist(m, 0)
-
 		} else {
 			s.table.SetStoredUntil(m.Key, m.Expires)
 		}
@@ -269,14 +283,16 @@ func (s *Service) restoreLeases(ctx context.Context, ms []mapping.Mapping, keep 
 		s.schedule()
 	}
 	if err := s.syncLocked(ctx); err != nil {
+		s.scheduleSync() // the table is the truth; the backend catches up
 		return r, kept, fmt.Errorf("portmap: restore: %w: %w", mapping.ErrNetworkFailure, err)
 	}
 	return r, kept, nil
 }
 
 // admit says why a stored lease m cannot come back, or "" when it can, and
-// whether the policy is why; it returns m with its lease shortened to what
-// the current policy grants. Called with mu held.
+// whether only its host being outside every LAN prefix is why; it returns
+// m with its lease shortened to what the current policy grants. Called
+// with mu held.
 func (s *Service) admit(m mapping.Mapping, now time.Time) (mapping.Mapping, string, bool) {
 	if !m.Proto.Valid() || !m.Client.IsValid() || !m.Internal.IsValid() || m.Internal.Port() == 0 || !durable(m) {
 		return m, "malformed", false
@@ -293,7 +309,7 @@ func (s *Service) admit(m mapping.Mapping, now time.Time) (mapping.Mapping, stri
 	}
 	d := s.pol.Decide(r, policy.Usage{Client: s.table.ClientCount(m.Client), Total: s.table.Len()})
 	if !d.Allow {
-		return m, fmt.Sprintf("policy: %v (%s)", d.Err, d.Rule), true
+		return m, fmt.Sprintf("policy: %v (%s)", d.Err, d.Rule), d.OutsideLAN()
 	}
 	// The stored lease may end up to a slack after the one granted
 	// (persist); only a lease beyond what the policy grants now, slack
