@@ -341,19 +341,27 @@ func TestUPnPPausesOnlyAfterStart(t *testing.T) {
 	}
 }
 
+// storeLease runs the daemon once on the LAN of router (a /16), has host
+// map UDP port over NAT-PMP for an hour, and stops it: the lease stays in
+// the store that setup names.
+func storeLease(t *testing.T, router, host netip.Addr, port uint16, setup func(*config.Config, *Options)) {
+	t.Helper()
+	r := newLANRig(t, lanOn(false, netip.PrefixFrom(router, 16).String()), setup)
+	req := natpmp.Request{Op: natpmp.OpMapUDP, InternalPort: port, SuggestedPort: port, Lifetime: 3600}
+	if resp, err := askNATPMP(t, host, netip.AddrPortFrom(router, r.pmpPort), req); err != nil || resp.Result != natpmp.Success {
+		t.Fatalf("map: %+v, %v", resp, err)
+	}
+	r.stop()
+}
+
 // berthd restarts before the LAN has an address and serves its WAN
 // meanwhile: the stored leases of LAN hosts are not dropped, and come
 // back when the LAN is served.
 func TestLeasesWaitForTheLAN(t *testing.T) {
 	dir := t.TempDir()
 	inDir := func(c *config.Config, _ *Options) { c.Store.Dir = dir }
-	lanSide, lanHost := netip.MustParseAddr("127.2.0.1"), netip.MustParseAddr("127.2.0.2")
-	first := newLANRig(t, lanOn(false, "127.2.0.1/16"), inDir)
-	req := natpmp.Request{Op: natpmp.OpMapUDP, InternalPort: 4100, SuggestedPort: 4100, Lifetime: 3600}
-	if resp, err := askNATPMP(t, lanHost, netip.AddrPortFrom(lanSide, first.pmpPort), req); err != nil || resp.Result != natpmp.Success {
-		t.Fatalf("map: %+v, %v", resp, err)
-	}
-	first.stop()
+	lanHost := netip.MustParseAddr("127.2.0.2")
+	storeLease(t, netip.MustParseAddr("127.2.0.1"), lanHost, 4100, inDir)
 
 	r := newLANRig(t, lanOn(true, "127.1.0.1/16"), inDir)
 	if n := r.svc.Len(); n != 0 || !strings.Contains(r.log.String(), "kept_for_the_lan=1") {
@@ -379,12 +387,7 @@ func TestStartBeforeTheLANHasAnAddress(t *testing.T) {
 		c.VirtualAddrs = []netip.Addr{vip}
 	}
 	lanSide, lanHost := netip.MustParseAddr("127.6.0.1"), netip.MustParseAddr("127.6.0.2")
-	first := newLANRig(t, lanOn(false, "127.6.0.1/16"), inDir)
-	req := natpmp.Request{Op: natpmp.OpMapUDP, InternalPort: 4200, SuggestedPort: 4200, Lifetime: 3600}
-	if resp, err := askNATPMP(t, lanHost, netip.AddrPortFrom(lanSide, first.pmpPort), req); err != nil || resp.Result != natpmp.Success {
-		t.Fatalf("map: %+v, %v", resp, err)
-	}
-	first.stop()
+	storeLease(t, lanSide, lanHost, 4200, inDir)
 
 	r := newLANRig(t, lanOn(false), inDir)
 	if n := r.svc.Len(); n != 0 || !strings.Contains(r.log.String(), "the LAN has no address yet") {
