@@ -290,15 +290,18 @@ func Load(path string) (*Config, error) {
 // errors.Join (sorted by line) when the file has more than one problem;
 // errors.As finds the first.
 func Parse(file string, data []byte) (*Config, error) {
-	// The TOML decoder skips a byte-order mark; so must the line index,
-	// or it would not see the first line, nor how deep it nests.
+	// The TOML decoder skips one byte-order mark; so must the line index,
+	// or it would not see the first line, nor how deep it nests. The
+	// decoder gets the text as it came: given the stripped text it would
+	// skip a second mark that the index does not.
+	text := data
 	for _, bom := range []string{"\xef\xbb\xbf", "\xff\xfe", "\xfe\xff"} {
 		if after, ok := bytes.CutPrefix(data, []byte(bom)); ok {
-			data = after
+			text = after
 			break
 		}
 	}
-	lines, deep := indexLines(string(data))
+	lines, deep := indexLines(string(text))
 	if deep > 0 {
 		return nil, &Error{File: file, Line: deep, Err: fmt.Errorf("keys, tables or arrays nested deeper than %d levels", maxDepth)}
 	}

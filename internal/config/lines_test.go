@@ -163,7 +163,7 @@ func TestIndexLinesJunk(t *testing.T) {
 func TestDeepNestingRefused(t *testing.T) {
 	for _, tt := range []struct {
 		name, src string
-		line      int // 0: not refused for depth
+		line      int // 0: not refused for depth; -1: refused as a syntax error
 	}{
 		{"nested arrays", "wan = \"eth0\"\na = " + strings.Repeat("[", 5000) + strings.Repeat("]", 5000), 2},
 		{"nested inline tables", "a = " + strings.Repeat("{b=", 3000) + "1" + strings.Repeat("}", 3000), 1},
@@ -174,11 +174,19 @@ func TestDeepNestingRefused(t *testing.T) {
 		// The TOML decoder skips a byte-order mark; the index must too.
 		{"behind a UTF-8 BOM", "\xef\xbb\xbfx = " + strings.Repeat("{a=", 3000) + "1" + strings.Repeat("}", 3000), 1},
 		{"behind a UTF-16 BOM", "\xff\xfex = " + strings.Repeat("[", 3000) + strings.Repeat("]", 3000), 1},
+		// Two marks: the decoder skips one and refuses the other at once.
+		{"behind two BOMs", "\xef\xbb\xbf\xef\xbb\xbfx = " + strings.Repeat("{a=", 6000) + "1" + strings.Repeat("}", 6000), -1},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := Parse("f.toml", []byte(tt.src))
 			var e *Error
 			deep := err != nil && strings.Contains(err.Error(), "nested deeper than 32 levels")
+			if tt.line == -1 {
+				if err == nil || !strings.Contains(err.Error(), "toml syntax") {
+					t.Fatalf("got %v, want a syntax error", err)
+				}
+				return
+			}
 			if tt.line == 0 {
 				if deep {
 					t.Fatalf("refused for depth: %v", err)

@@ -304,6 +304,9 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 		if gone := svc.SetPolicy(pol); len(gone) > 0 {
 			log.Info("mappings the policy no longer allows withdrawn", "withdrawn", len(gone))
 		}
+		if forwardsWait {
+			return // not installed yet: readmit checks them
+		}
 		_, err = forwards(polCfg, aw.det, svc.ExternalAddr(), name)
 		if msg := fmt.Sprint(err); err != nil && msg != forwardsErr {
 			log.Warn("static forwards no longer fit the LAN or the external address; they stay until a reload or a restart, which will refuse them", "err", err)
@@ -340,8 +343,11 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 			log.Info("stopping", "mappings", svc.Len())
 			return nil
 		case <-o.Reload:
-			if c := reload(ctx, svc, aw.det, name, !forwardsWait, policyFor, o, log); c != nil {
+			// Forwards that wait for a LAN are checked once one is served.
+			withForwards := !forwardsWait || len(servedAddrs(aw.det, nil)) > 0
+			if c := reload(ctx, svc, aw.det, name, withForwards, policyFor, o, log); c != nil {
 				polCfg = c
+				forwardsWait = forwardsWait && !withForwards
 			}
 		case why := <-lost:
 			reapply(ctx, svc, why, log)

@@ -411,3 +411,36 @@ func TestStartBeforeTheLANHasAnAddress(t *testing.T) {
 		t.Fatalf("the virtual address once the LAN is served: %+v, %v", resp, err)
 	}
 }
+
+// While the LAN has no address: a forward that does not fit the LAN
+// when it arrives waits for a SIGHUP that mends it, and a virtual address
+// that no prefix holds yet does not keep another one from being served.
+func TestWaitingForwardsAndVirtualAddresses(t *testing.T) {
+	lanHost := netip.MustParseAddr("127.6.0.2")
+	vip, guestVIP := netip.MustParseAddr("127.6.0.254"), netip.MustParseAddr("127.7.0.254")
+	forward := func(internal string) []config.Forward {
+		return []config.Forward{{Name: "nas", Proto: mapping.TCP, External: 4443, Internal: netip.MustParseAddrPort(internal)}}
+	}
+	mended := config.Default()
+	mended.Forwards = forward("127.6.0.9:443")
+	reloads := make(chan struct{})
+	r := newLANRig(t, lanOn(false), func(c *config.Config, o *Options) {
+		c.Forwards = forward("10.99.0.9:443") // in no LAN prefix
+		c.VirtualAddrs = []netip.Addr{vip, guestVIP}
+		o.Reread = func() (*config.Config, error) { reloads <- struct{}{}; return mended, nil }
+	})
+	r.change(t, lanOn(false, "127.6.0.1/16"))
+	if ms := r.svc.List(mapping.Filter{Kind: mapping.KindStatic}); len(ms) != 0 || !strings.Contains(r.log.String(), "static forwards not installed") {
+		t.Fatalf("a forward outside the LAN: %v; log:\n%s", ms, r.log)
+	}
+	if resp, err := askNATPMP(t, lanHost, netip.AddrPortFrom(vip, r.pmpPort), natpmp.Request{Op: natpmp.OpAddress}); err != nil || resp.Result != natpmp.Success {
+		t.Fatalf("the virtual address a LAN prefix holds: %+v, %v", resp, err)
+	}
+	r.reload <- struct{}{}
+	<-reloads
+	// Run handles the reload before it looks at the addresses again.
+	r.change(t, lanOn(false, "127.6.0.1/16"))
+	if ms := r.svc.List(mapping.Filter{Kind: mapping.KindStatic}); len(ms) != 1 || ms[0].Internal.Addr() != netip.MustParseAddr("127.6.0.9") {
+		t.Fatalf("the forward after a SIGHUP mended it: %v; log:\n%s", ms, r.log)
+	}
+}

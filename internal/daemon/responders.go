@@ -106,9 +106,17 @@ func (r *responders) httpPorts() map[netip.Addr]uint16 {
 func startResponders(ctx context.Context, cfg *config.Config, det netif.Detected, svc *portmap.Service,
 	clk clock.Clock, bootID uint32, prefer map[netip.Addr]uint16, again bool, o Options, log *slog.Logger) (*responders, error) {
 	if _, err := virtualAddrs(cfg, det); err != nil && again {
-		log.Warn("virtual gateway addresses not served until a LAN prefix holds them", "err", err)
 		c := *cfg
 		c.VirtualAddrs = nil
+		for _, a := range cfg.VirtualAddrs {
+			one := c
+			one.VirtualAddrs = []netip.Addr{a}
+			if _, err := virtualAddrs(&one, det); err != nil {
+				log.Warn("virtual gateway address not served until a LAN prefix holds it", "err", err)
+				continue
+			}
+			c.VirtualAddrs = append(c.VirtualAddrs, a)
+		}
 		cfg = &c
 	}
 	r := &responders{}

@@ -282,6 +282,9 @@ func (s *Service) restoreLeases(ctx context.Context, ms []mapping.Mapping, keep,
 		s.gen++
 		s.schedule()
 	}
+	if rewrite && r.Restored == 0 {
+		return r, kept, nil // nothing new for the backend
+	}
 	if err := s.syncLocked(ctx); err != nil {
 		s.scheduleSync() // the table is the truth; the backend catches up
 		return r, kept, fmt.Errorf("portmap: restore: %w: %w", mapping.ErrNetworkFailure, err)
