@@ -294,7 +294,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	}
 	// repolicy applies what is served now, and the external address, to
 	// the policy of the last configuration loaded.
-	forwardsErr := "<nil>" // said once for as long as it lasts
+	var forwardsErr string // the forwards' last problem, said once for as long as it lasts
 	aw.repolicy = func() {
 		pol, err := policyFor(polCfg)
 		if err != nil {
@@ -307,11 +307,14 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 		if forwardsWait {
 			return // not installed yet: readmit checks them
 		}
-		_, err = forwards(polCfg, aw.det, svc.ExternalAddr(), name)
-		if msg := fmt.Sprint(err); err != nil && msg != forwardsErr {
-			log.Warn("static forwards no longer fit the LAN or the external address; they stay until a reload or a restart, which will refuse them", "err", err)
+		msg := ""
+		if _, err := forwards(polCfg, aw.det, svc.ExternalAddr(), name); err != nil {
+			msg = err.Error()
 		}
-		forwardsErr = fmt.Sprint(err)
+		if msg != "" && msg != forwardsErr {
+			log.Warn("static forwards no longer fit the LAN or the external address; they stay until a reload or a restart, which will refuse them", "err", msg)
+		}
+		forwardsErr = msg
 	}
 	log.Info("berthd serving",
 		"wan", det.WAN.Name, "external", ext, "lan", names(det.LAN), "lan_prefixes", det.LANPrefixes,
@@ -505,12 +508,8 @@ func keepKernel(cfg *config.Config) bool {
 // policy rules then serve them. Their requests must still arrive on a LAN
 // interface; the responders check that separately.
 func withRouted(lan, routed []netip.Prefix, log *slog.Logger) []netip.Prefix {
-	out := slices.Clone(lan)
-	for _, p := range routed {
-		if slices.Contains(out, p) {
-			continue
-		}
-		out = append(out, p)
+	out := union(lan, routed)
+	for _, p := range out[len(lan):] {
 		log.Info("serving a routed LAN subnet", "prefix", p)
 	}
 	return out

@@ -192,7 +192,12 @@ func TestLANChangeServedWithoutRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	reloaded.Policy.Rules = rules
-	r := newLANRig(t, lanOn(true, "127.1.0.1/16"), func(_ *config.Config, o *Options) {
+	// A static forward into the WAN's network no longer fits once the
+	// LAN is served: berthd says so.
+	nas := []config.Forward{{Name: "nas", Proto: mapping.TCP, External: 4500, Internal: netip.MustParseAddrPort("127.1.0.9:80")}}
+	reloaded.Forwards = nas
+	r := newLANRig(t, lanOn(true, "127.1.0.1/16"), func(c *config.Config, o *Options) {
+		c.Forwards = nas
 		o.Reread = func() (*config.Config, error) { return reloaded, nil }
 	})
 
@@ -222,6 +227,9 @@ func TestLANChangeServedWithoutRestart(t *testing.T) {
 	r.search(t, lanHost, lanSide)
 	if !strings.Contains(r.log.String(), "no longer serving wan lo") {
 		t.Errorf("the log does not say why the LAN changed:\n%s", r.log)
+	}
+	if n := strings.Count(r.log.String(), "static forwards no longer fit"); n != 1 {
+		t.Errorf("the misfit forward said %d times, want once; log:\n%s", n, r.log)
 	}
 }
 

@@ -231,6 +231,16 @@ func pcpAndFiltered() (pcp, filtered mapping.Request) {
 	return pcp, filtered
 }
 
+// onFailingStore is a Service on the fake backend and a failingStore,
+// closed when the test ends.
+func onFailingStore(t *testing.T) (*Service, *failingStore, *fake.Backend) {
+	t.Helper()
+	fs, be := &failingStore{}, &fake.Backend{}
+	s := New(Config{Backend: be, Policy: testPolicy(t, nil), Clock: clocktest.NewFake(t0), External: ext, Store: fs})
+	t.Cleanup(func() { s.Close() })
+	return s, fs, be
+}
+
 // failingStore is a Store whose syncs fail while fail is set, as on a full
 // disk; it records what it was told.
 type failingStore struct {
@@ -303,10 +313,7 @@ func (f *failingStore) Wait(_ context.Context, seq store.Seq) error {
 // disk before the client hears of the failure: a crash then cannot bring
 // back a mapping the client was told it does not have.
 func TestRefusedMappingLeavesTheStoreFirst(t *testing.T) {
-	fs := &failingStore{}
-	be := &fake.Backend{}
-	s := New(Config{Backend: be, Policy: testPolicy(t, nil), Clock: clocktest.NewFake(t0), External: ext, Store: fs})
-	defer s.Close()
+	s, fs, be := onFailingStore(t)
 	be.Fail(errors.New("test: netlink refused the batch"))
 	if _, err := s.Map(ctx, pmp(hostA, mapping.UDP, 5000, 15000, time.Hour)); !errors.Is(err, mapping.ErrNetworkFailure) {
 		t.Fatalf("got %v, want ErrNetworkFailure", err)
@@ -342,9 +349,7 @@ func TestLazyLeases(t *testing.T) {
 		{"UPnP", igd(hostA, mapping.UDP, 5000, 15000, time.Hour), false, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			fs := &failingStore{}
-			s := New(Config{Backend: &fake.Backend{}, Policy: testPolicy(t, nil), Clock: clocktest.NewFake(t0), External: ext, Store: fs})
-			defer s.Close()
+			s, fs, _ := onFailingStore(t)
 			// step checks that do waited only for the write when
 			// lazyWait, for the sync otherwise, and made lazy changes only
 			// when lazy.
@@ -384,10 +389,7 @@ func TestLazyLeases(t *testing.T) {
 }
 
 func TestFullDiskFailsNewMappingsOnly(t *testing.T) {
-	fs := &failingStore{}
-	be := &fake.Backend{}
-	s := New(Config{Backend: be, Policy: testPolicy(t, nil), Clock: clocktest.NewFake(t0), External: ext, Store: fs})
-	defer s.Close()
+	s, fs, be := onFailingStore(t)
 	kept, err := s.Map(ctx, pmp(hostA, mapping.UDP, 5000, 15000, time.Hour))
 	if err != nil {
 		t.Fatal(err)

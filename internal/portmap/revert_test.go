@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"github.com/berthd/berth/internal/backend"
-	"github.com/berthd/berth/internal/backend/fake"
-	"github.com/berthd/berth/internal/clock/clocktest"
 	"github.com/berthd/berth/internal/lease"
 	"github.com/berthd/berth/internal/mapping"
 )
@@ -30,10 +28,7 @@ func TestFullDiskReplacementKeepsTheOldMapping(t *testing.T) {
 		{"PCP, new filters", pcp, filtered},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			fs := &failingStore{}
-			be := &fake.Backend{}
-			s := New(Config{Backend: be, Policy: testPolicy(t, nil), Clock: clocktest.NewFake(t0), External: ext, Store: fs})
-			defer s.Close()
+			s, fs, be := onFailingStore(t)
 			old, err := s.Map(ctx, tt.first)
 			if err != nil {
 				t.Fatal(err)
@@ -99,10 +94,7 @@ func TestRevertToAnotherKey(t *testing.T) {
 		{"the backend refuses", false, true, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			fs := &failingStore{}
-			be := &fake.Backend{}
-			s := New(Config{Backend: be, Policy: testPolicy(t, nil), Clock: clocktest.NewFake(t0), External: ext, Store: fs})
-			defer s.Close()
+			s, fs, be := onFailingStore(t)
 			old, err := s.Map(ctx, igd(hostA, mapping.TCP, 8000, 8080, time.Hour))
 			if err != nil {
 				t.Fatal(err)

@@ -313,7 +313,7 @@ func (s *Service) Map(ctx context.Context, r mapping.Request) (mapping.Mapping, 
 		// client hears of it; requests that arrive meanwhile share the
 		// same disk sync.
 		if err := s.settle(ctx, res.seq, lazy(r.Origin.Kind) && !res.sync); err != nil {
-			if res.fresh && !(res.sync && s.revert(res.m, res.old)) {
+			if res.fresh && !(res.old != nil && s.revert(res.m, *res.old)) {
 				s.undo(res.m, "its lease could not be stored", nil)
 			}
 			s.log.Error("mapping not acknowledged: lease store failed", "key", res.m.Key, "client", r.Client, "err", err)
@@ -359,7 +359,7 @@ type mapped struct {
 	// sync makes the answer wait for the disk sync whatever the kind (a
 	// replacement); old is the mapping replaced.
 	sync bool
-	old  mapping.Mapping
+	old  *mapping.Mapping
 }
 
 // mapLocked does Map's work with mu held. avoid are ports the backend
@@ -462,7 +462,7 @@ func (s *Service) mapLocked(ctx context.Context, r mapping.Request, avoid []uint
 			"client", r.Client, "lifetime", d.Lifetime, "rule", d.Rule, "origin", r.Origin.Kind,
 			"replaced", true, "peers", plan.Mapping.Peers.String())
 		// Synced before the answer: the old mapping must not come back.
-		return mapped{m: plan.Mapping, seq: seq, fresh: true, sync: true, old: plan.Old}, nil
+		return mapped{m: plan.Mapping, seq: seq, fresh: true, sync: true, old: &plan.Old}, nil
 	}
 }
 
