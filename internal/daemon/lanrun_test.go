@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -310,10 +309,9 @@ func needIPv6Loopback(t *testing.T) {
 	c.Close()
 }
 
-// A LAN without IPv4 stops berthd's start, where UPnP has nothing to
-// serve on; after a LAN change it pauses UPnP only, and only for that:
-// any other failure of UPnP is a failed start.
-func TestUPnPPausesOnlyAfterStart(t *testing.T) {
+// A LAN without IPv4 pauses UPnP only, at a start as after a change, and
+// only that: any other failure of UPnP is a failed start.
+func TestUPnPPausesOnlyWithoutIPv4(t *testing.T) {
 	needIPv6Loopback(t)
 	clk := clocktest.NewFake(time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC))
 	pol, err := policy.New(policy.Config{LAN: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
@@ -327,11 +325,12 @@ func TestUPnPPausesOnlyAfterStart(t *testing.T) {
 		SSDPGroup: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), freeUDPPort(t))}
 	ctx := context.Background()
 	v6only := lanOn(false, "::1/128")
-	if r, err := startResponders(ctx, cfg, v6only, svc, clk, 1, nil, false, o, discard); !errors.Is(err, errNoIPv4) {
-		r.close()
-		t.Fatalf("start on a LAN without IPv4: %v, want %v", err, errNoIPv4)
+	r, err := startResponders(ctx, cfg, v6only, svc, clk, 1, nil, false, o, discard)
+	if err != nil || r.up != nil || r.pc == nil {
+		t.Fatalf("start on a LAN without IPv4: %+v, %v; want NAT-PMP/PCP without UPnP", r, err)
 	}
-	r, err := startResponders(ctx, cfg, v6only, svc, clk, 2, nil, true, o, discard)
+	r.close()
+	r, err = startResponders(ctx, cfg, v6only, svc, clk, 2, nil, true, o, discard)
 	if err != nil || r.up != nil || r.pc == nil {
 		t.Fatalf("after a change, a LAN without IPv4: %+v, %v; want NAT-PMP/PCP without UPnP", r, err)
 	}
@@ -343,10 +342,26 @@ func TestUPnPPausesOnlyAfterStart(t *testing.T) {
 	}
 	defer taken.Close()
 	o.UPnPHTTPPort = uint16(taken.Addr().(*net.TCPAddr).Port)
-	if r, err := startResponders(ctx, cfg, lanOn(false, "127.5.0.1/16"), svc, clk, 3, nil, true, o, discard); err == nil {
-		r.close()
-		t.Fatal("after a change, UPnP's port taken: started; want an error")
+	for i, again := range []bool{false, true} {
+		if r, err := startResponders(ctx, cfg, lanOn(false, "127.5.0.1/16"), svc, clk, uint32(3+i), nil, again, o, discard); err == nil {
+			r.close()
+			t.Errorf("UPnP's port taken (after a change: %v): started; want an error", again)
+		}
 	}
+}
+
+// berthd started while the LAN has an IPv6 address but no IPv4 address
+// yet starts (NAT-PMP/PCP: TestUPnPPausesOnlyWithoutIPv4), pauses UPnP,
+// and serves UPnP once the IPv4 address arrives.
+func TestStartOnALANWithoutIPv4(t *testing.T) {
+	needIPv6Loopback(t)
+	router, host := netip.MustParseAddr("127.3.0.1"), netip.MustParseAddr("127.3.0.2")
+	r := newLANRig(t, lanOn(false, "::1/128"), nil)
+	if !strings.Contains(r.log.String(), "UPnP IGD paused: no IPv4 LAN address") {
+		t.Fatalf("no word of UPnP pausing; log:\n%s", r.log)
+	}
+	r.change(t, lanOn(false, "127.3.0.1/16", "::1/128"))
+	r.search(t, host, router)
 }
 
 // storeLease runs the daemon once on the LAN of router (a /16), has host

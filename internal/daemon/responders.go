@@ -98,11 +98,12 @@ func (r *responders) httpPorts() map[netip.Addr]uint16 {
 // startResponders serves NAT-PMP and PCP on port 5351 of every LAN
 // address and of every virtual gateway address (bound whether present or
 // not), announcing the external address, and UPnP IGD (startUPnP; prefer
-// and bootID are its). Either is left out when switched off. After a LAN
-// change, or while the LAN has no address (again), a LAN without IPv4
-// leaves UPnP out and virtual addresses that no LAN prefix holds are left
-// out, until the LAN changes again; at a start with a LAN, both are errors.
-// On error nothing serves.
+// and bootID are its). Either is left out when switched off. A LAN without
+// IPv4 leaves UPnP out until the LAN changes again (an IPv6 prefix may
+// come before the IPv4 address, and a supervisor gives up on a daemon that
+// fails at every start). After a LAN change, or while the LAN has no
+// address (again), virtual addresses that no LAN prefix holds are left out
+// too; at a start with a LAN they are an error. On error nothing serves.
 func startResponders(ctx context.Context, cfg *config.Config, det netif.Detected, svc *portmap.Service,
 	clk clock.Clock, bootID uint32, prefer map[netip.Addr]uint16, again bool, o Options, log *slog.Logger) (*responders, error) {
 	if _, err := virtualAddrs(cfg, det); err != nil && again {
@@ -135,7 +136,7 @@ func startResponders(ctx context.Context, cfg *config.Config, det netif.Detected
 		r.pcStop = stop
 	}
 	up, err := startUPnP(ctx, cfg, det, svc, clk, bootID, prefer, o, log)
-	if again && errors.Is(err, errNoIPv4) {
+	if errors.Is(err, errNoIPv4) {
 		log.Warn("UPnP IGD paused: no IPv4 LAN address; it serves again when one appears")
 		err = nil
 	}
