@@ -462,7 +462,8 @@ func (s *Service) mapLocked(ctx context.Context, r mapping.Request, avoid []uint
 			"client", r.Client, "lifetime", d.Lifetime, "rule", d.Rule, "origin", r.Origin.Kind,
 			"replaced", true, "peers", plan.Mapping.Peers.String())
 		// Synced before the answer: the old mapping must not come back.
-		return mapped{m: plan.Mapping, seq: seq, fresh: true, sync: true, old: &plan.Old}, nil
+		old := plan.Old // a copy: &plan.Old would put every request's plan on the heap
+		return mapped{m: plan.Mapping, seq: seq, fresh: true, sync: true, old: &old}, nil
 	}
 }
 
