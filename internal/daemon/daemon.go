@@ -319,7 +319,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	log.Info("berthd serving",
 		"wan", det.WAN.Name, "external", ext, "lan", names(det.LAN), "lan_prefixes", det.LANPrefixes,
 		"serving_wan", det.ServeWAN, "backend", name, "static_forwards", len(cfg.Forwards),
-		"natpmp", cfg.NATPMP.Enabled, "pcp", cfg.PCP.Enabled, "upnp", cfg.UPnP.Enabled,
+		"natpmp", cfg.NATPMP.Enabled, "pcp", cfg.PCP.Enabled, "upnp", upnpState(cfg, aw.resp),
 		"secure_mode", cfg.Policy.SecureMode, "config", orDefault(cfg.File))
 	if stored > 0 {
 		o.freeMemory()
@@ -539,4 +539,13 @@ func orDefault(file string) string {
 		return "(built-in defaults)"
 	}
 	return file
+}
+
+// upnpState is UPnP's state for the start-up summary: true, false, or
+// "paused" when it is on but has no LAN IPv4 address to serve yet.
+func upnpState(cfg *config.Config, r *responders) any {
+	if cfg.UPnP.Enabled && (r == nil || r.up == nil) {
+		return "paused"
+	}
+	return cfg.UPnP.Enabled
 }

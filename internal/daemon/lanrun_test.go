@@ -357,8 +357,8 @@ func TestStartOnALANWithoutIPv4(t *testing.T) {
 	needIPv6Loopback(t)
 	router, host := netip.MustParseAddr("127.3.0.1"), netip.MustParseAddr("127.3.0.2")
 	r := newLANRig(t, lanOn(false, "::1/128"), nil)
-	if !strings.Contains(r.log.String(), "UPnP IGD paused: no IPv4 LAN address") {
-		t.Fatalf("no word of UPnP pausing; log:\n%s", r.log)
+	if l := r.log.String(); !strings.Contains(l, "UPnP IGD paused: no IPv4 LAN address") || !strings.Contains(l, "upnp=paused") {
+		t.Fatalf("no word of UPnP pausing at the start; log:\n%s", r.log)
 	}
 	r.change(t, lanOn(false, "127.3.0.1/16", "::1/128"))
 	r.search(t, host, router)
