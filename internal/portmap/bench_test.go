@@ -278,6 +278,27 @@ func BenchmarkServiceMapParallel(b *testing.B) {
 	b.ReportMetric(float64(applies)/float64(mappings), "batches/mapping")
 }
 
+// BenchmarkServiceMoveAll is a WAN address change with 1,000 and 100,000
+// mappings: SetExternalAddr moves every one, holding the Service's lock,
+// on a backend that does nothing and without a lease store (the nft
+// backend's part: BenchmarkMoveAll in internal/backend/nft).
+func BenchmarkServiceMoveAll(b *testing.B) {
+	for _, n := range benchSizes[:2] {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			s, _ := benchService(b, n)
+			addrs := [2]netip.Addr{extN(200), extN(0)}
+			for i := 0; b.Loop(); i++ {
+				if err := s.SetExternalAddr(ctx, addrs[i%2]); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if got := len(s.List(mapping.Filter{})); got != n {
+				b.Fatalf("%d mappings after the moves, want %d", got, n)
+			}
+		})
+	}
+}
+
 // A renewal is the request clients send most (every few minutes each,
 // COMPAT N7): it must not put the Service's working state on the heap.
 // Taking the address of a field of the allocation plan once did, for

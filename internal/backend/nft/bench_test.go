@@ -176,3 +176,59 @@ func BenchmarkApplyBatch(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkMoveAll is a WAN address change with n mappings installed:
+// one Apply that deletes every mapping and adds it again on the new
+// external address (portmap's SetExternalAddr), and one that moves them
+// back.
+func BenchmarkMoveAll(b *testing.B) {
+	for _, size := range []int{10000, 100000} {
+		b.Run(fmt.Sprintf("n=%d", size), func(b *testing.B) {
+			ctx := context.Background()
+			ns := newNetNS(b)
+			cfg := berthdConfig
+			cfg.Conn, cfg.PortID = ns.lastingConn(b)
+			cfg.Conntrack = ns.conntrack(b)
+			n, err := New(cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer n.Close()
+			at := func(ext netip.Addr) []mapping.Mapping {
+				ms := make([]mapping.Mapping, size)
+				for i := range ms {
+					ms[i] = mixed(i)
+					ms[i].External = netip.AddrPortFrom(ext, ms[i].External.Port())
+					if i >= 60000 { // ports repeat: another protocol keeps the keys apart
+						ms[i].Proto = mapping.TCP + mapping.UDP - ms[i].Proto
+					}
+				}
+				return ms
+			}
+			a, z := at(netip.MustParseAddr("198.51.100.1")), at(netip.MustParseAddr("198.51.100.2"))
+			if err := n.Sync(ctx, a); err != nil {
+				b.Fatalf("Sync of %d mappings: %v", size, err)
+			}
+			move := func(from, to []mapping.Mapping) []backend.Change {
+				cs := make([]backend.Change, 0, 2*len(from))
+				for _, m := range from {
+					cs = append(cs, backend.Change{Op: backend.Delete, Mapping: m})
+				}
+				for _, m := range to {
+					cs = append(cs, backend.Change{Op: backend.Add, Mapping: m})
+				}
+				return cs
+			}
+			there, back := move(a, z), move(z, a)
+			for b.Loop() {
+				if err := n.Apply(ctx, there); err != nil {
+					b.Fatalf("move %d mappings: %v", size, err)
+				}
+				if err := n.Apply(ctx, back); err != nil {
+					b.Fatalf("move %d mappings back: %v", size, err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(2*b.N), "ns/move")
+		})
+	}
+}
