@@ -216,3 +216,36 @@ func TestStartBeforeTheLANHasAnAddress(t *testing.T) {
 	waitUDP(t, topo, ext(36300), 36300, true)
 	searchAt(t, topo, routerLAN.String())
 }
+
+// TestStartWithOnlyIPv6OnTheLAN: berthd starts while the router's LAN has
+// an IPv6 prefix but not yet its IPv4 address (the order netifd or a DHCP
+// client may bring them in). It serves PCP over IPv6 at once, pauses UPnP,
+// and serves UPnP and NAT-PMP once the IPv4 address arrives.
+func TestStartWithOnlyIPv6OnTheLAN(t *testing.T) {
+	requireTools(t)
+	bin := buildBerthd(t)
+	topo := newTopology(t)
+	router6, host6 := netip.MustParseAddr("fd00:79::1"), netip.MustParseAddr("fd00:79::10")
+	mustRun(t, 10*time.Second, topo.lan, "ip", "addr", "add", host6.String()+"/64", "dev", "lan0", "nodad")
+	mustRun(t, 10*time.Second, topo.router, "ip", "addr", "add", router6.String()+"/64", "dev", "lan0", "nodad")
+	mustRun(t, 10*time.Second, topo.router, "ip", "addr", "del", routerLAN.String()+"/24", "dev", "lan0")
+	d, failed := launch(t, topo, bin, durableConfig, t.TempDir())
+	if failed != "" {
+		t.Fatal(failed)
+	}
+	if !d.waitMsg("UPnP IGD paused: no IPv4 LAN address; it serves again when one appears", 0) {
+		t.Fatal("berthd did not say that UPnP waits for an IPv4 address")
+	}
+	out := mustRun(t, 20*time.Second, topo.lan, python, "-c", pcpAnnounce6, router6.String(), host6.String(), "15")
+	if !strings.Contains(out, "version 2 opcode 128 result 0") {
+		t.Fatalf("PCP ANNOUNCE to %v: %s", router6, out)
+	}
+	mustRun(t, 10*time.Second, topo.router, "ip", "addr", "add", routerLAN.String()+"/24", "dev", "lan0")
+	mustRun(t, 10*time.Second, topo.lan, "ip", "route", "replace", "default", "via", routerLAN.String())
+	if !d.waitMsg("LAN changed: serving it afresh", 15*time.Second) {
+		t.Fatal("berthd did not serve the LAN once it had its IPv4 address")
+	}
+	searchAt(t, topo, routerLAN.String())
+	natpmpcGranted(t, topo, 36400, 36400, "udp", 600, 600)
+	waitUDP(t, topo, ext(36400), 36400, true)
+}
