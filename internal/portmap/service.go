@@ -523,15 +523,15 @@ func (s *Service) unmapLocked(ctx context.Context, r mapping.Request) (unmapping
 	switch {
 	case r.Suggest.Port() != 0:
 		k := mapping.Key{Proto: r.Proto, External: netip.AddrPortFrom(s.ext, r.Suggest.Port()), Remote: r.Remote}
-		m, ok := s.table.Get(k)
+		m, ok := s.onExternalPort(k, r.Client)
 		if !ok {
-			return unmapping{}, fmt.Errorf("portmap: %v: %w", k, mapping.ErrNotFound)
+			return unmapping{}, fmt.Errorf("portmap: %v port %d: %w", r.Proto, r.Suggest.Port(), mapping.ErrNotFound)
 		}
 		if m.Origin.Kind == mapping.KindStatic {
-			return unmapping{}, fmt.Errorf("portmap: %v is a static forward: %w", k, mapping.ErrNotAuthorized)
+			return unmapping{}, fmt.Errorf("portmap: %v is a static forward: %w", m.Key, mapping.ErrNotAuthorized)
 		}
 		if m.Client != r.Client && s.pol.SecureMode() {
-			return unmapping{}, fmt.Errorf("portmap: %v belongs to %v: %w", k, m.Client, mapping.ErrNotAuthorized)
+			return unmapping{}, fmt.Errorf("portmap: %v belongs to %v: %w", m.Key, m.Client, mapping.ErrNotAuthorized)
 		}
 		victims = []mapping.Mapping{m}
 	case r.Internal.Port() != 0:
@@ -566,6 +566,25 @@ func (s *Service) unmapLocked(ctx context.Context, r mapping.Request) (unmapping
 	u.t = s.ap.submit(t)
 	s.gen++
 	return u, nil
+}
+
+// onExternalPort returns the mapping with key k. While the WAN has no
+// address (k's is zero) the mappings stay on the one they had
+// (SetExternalAddr), so it looks for k's protocol, port and remote host on
+// any address, the client's own mapping first: a UPnP client can still
+// delete its mapping while the WAN is down. Called with mu held.
+func (s *Service) onExternalPort(k mapping.Key, client netip.Addr) (mapping.Mapping, bool) {
+	if k.External.Addr().IsValid() {
+		return s.table.Get(k)
+	}
+	var found mapping.Mapping
+	ok := false
+	for _, m := range s.table.OnPort(k.Proto, k.External.Port()) {
+		if m.Remote == k.Remote && (!ok || m.Client == client) {
+			found, ok = m, true
+		}
+	}
+	return found, ok
 }
 
 // removed announces mappings Unmap took out of the backend.

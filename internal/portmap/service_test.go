@@ -413,6 +413,32 @@ func TestExternalAddressChange(t *testing.T) {
 	}
 }
 
+// While the WAN has no address the mappings stay on the last one, and a
+// UPnP client can still delete its mapping by external port
+// (DeletePortMapping), and only its own.
+func TestUnmapByPortWhileTheWANIsDown(t *testing.T) {
+	h := newHarness(t, nil)
+	mine := h.mustMap(t, igd(hostA, mapping.UDP, 5000, 5000, time.Hour))
+	theirs := h.mustMap(t, igd(hostB, mapping.TCP, 5001, 5001, time.Hour))
+	if err := h.SetExternalAddr(ctx, netip.Addr{}); err != nil {
+		t.Fatal(err)
+	}
+	del := igd(hostA, mapping.TCP, 5001, 5001, 0)
+	if err := h.Unmap(ctx, del); !errors.Is(err, mapping.ErrNotAuthorized) {
+		t.Fatalf("deleting another host's mapping while the WAN is down: %v, want ErrNotAuthorized", err)
+	}
+	del = igd(hostA, mapping.UDP, 5000, 5000, 0)
+	if err := h.Unmap(ctx, del); err != nil {
+		t.Fatalf("deleting its own mapping while the WAN is down: %v", err)
+	}
+	if got := h.be.State(); len(got) != 1 || got[0].Key != theirs.Key {
+		t.Fatalf("backend holds %v, want only %v (%v deleted)", got, theirs.Key, mine.Key)
+	}
+	if err := h.Unmap(ctx, del); !errors.Is(err, mapping.ErrNotFound) {
+		t.Fatalf("deleting it again: %v, want ErrNotFound", err)
+	}
+}
+
 func TestEpochAndClose(t *testing.T) {
 	h := newHarness(t, nil)
 	h.clk.Advance(90 * time.Second)
