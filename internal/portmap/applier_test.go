@@ -434,6 +434,57 @@ func TestRefusedUnmapPutsBack(t *testing.T) {
 	}
 }
 
+// TestRefusedUnmapAfterSync: a deletion the backend refuses while a Sync
+// is queued behind it (a firewall reload flushed berth's table while the
+// deletion was on its way). The Sync installs the table without the
+// mapping; the client, told the deletion failed, keeps it, and so must
+// the backend, before the client hears so: not only at the next
+// reconciliation, seconds later, while renewals already answer success.
+func TestRefusedUnmapAfterSync(t *testing.T) {
+	s, g := newGatedService(t)
+	m := outcome(t, mapAsync(s, pmp(hostB, mapping.TCP, 7000, 7000, time.Hour)))
+	if m.err != nil {
+		t.Fatal(m.err)
+	}
+	drainEntered(g)
+	first, _ := queueBehind(t, s, g, 0)
+	del := unmapAsync(s, pmp(hostB, mapping.TCP, 7000, 0, 0))
+	leftInTable(t, s, 1)
+	synced := make(chan error, 1)
+	go func() { synced <- s.Sync(ctx) }() // holds mu until its ticket is done
+	for i := 0; ; i++ { // the deletion's ticket and the Sync's queued
+		s.ap.mu.Lock()
+		queued := len(s.ap.queue) == 2 && s.ap.queue[1].sync
+		s.ap.mu.Unlock()
+		if queued {
+			break
+		}
+		if i == int(waitFor/time.Millisecond) {
+			t.Fatal("the Sync was not queued behind the deletion")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	g.Fail(nil, fake.ErrInjected) // hostA's mapping goes in, the deletion is refused
+	g.open()
+	if r := outcome(t, first); r.err != nil {
+		t.Fatal(r.err)
+	}
+	if r := outcome(t, del); !errors.Is(r.err, mapping.ErrNetworkFailure) {
+		t.Fatalf("Unmap: got %v, want ErrNetworkFailure", r.err)
+	}
+	if fmt.Sprint(g.State()) != fmt.Sprint(s.List(mapping.Filter{})) {
+		t.Errorf("when the client hears the deletion failed, the backend holds %v, the table %v", g.State(), s.List(mapping.Filter{}))
+	}
+	select {
+	case err := <-synced:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(waitFor):
+		t.Fatal("Sync did not return")
+	}
+}
+
 // TestRunCutAtRepeatedKey checks that a new mapping, its deletion and a
 // new mapping of the same port, all queued behind one batch, reach the
 // backend in batches that hold the key once each.

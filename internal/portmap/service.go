@@ -490,9 +490,18 @@ func (s *Service) Unmap(ctx context.Context, r mapping.Request) error {
 	}
 	<-u.t.done
 	if err := u.t.err; err != nil {
-		// The client is told its mappings are still there: their leases
-		// must be on disk again before it hears so.
-		_ = s.settle(ctx, s.restore(u), false)
+		// The client is told its mappings are still there: they must be
+		// in the backend and their leases on disk again before it hears so.
+		seq, back := s.restore(u)
+		for _, t := range back {
+			if <-t.done; t.err != nil {
+				s.mu.Lock()
+				s.log.Error("backend refused a mapping put back after a refused deletion; will reconcile", "key", t.track, "err", t.err)
+				s.scheduleSync()
+				s.mu.Unlock()
+			}
+		}
+		_ = s.settle(ctx, seq, false)
 		return fmt.Errorf("portmap: backend: %w: %w", mapping.ErrNetworkFailure, err)
 	}
 	s.removed(ctx, u.victims, r)
@@ -602,10 +611,11 @@ func (s *Service) removed(ctx context.Context, victims []mapping.Mapping, r mapp
 
 // restore puts back the mappings of a deletion the backend refused,
 // which it therefore still holds, unless their key or port was taken
-// meanwhile; when one could not be put back, or a Sync ran meanwhile, the
-// backend is then reconciled with the table. It returns
-// the store sequence number of the leases written again.
-func (s *Service) restore(u unmapping) store.Seq {
+// meanwhile; when one could not be put back, the backend is then
+// reconciled with the table. It returns the store sequence number of the
+// leases written again, and the tickets that put them back into the
+// backend when a Sync ran meanwhile.
+func (s *Service) restore(u unmapping) (store.Seq, []*ticket) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	back := make([]bool, len(u.victims))
@@ -614,24 +624,33 @@ func (s *Service) restore(u unmapping) store.Seq {
 		back[i] = !s.closed && !u.unsure[i] && !s.taken(m)
 		lost = lost || !back[i]
 	}
+	// A Sync queued since they left the table makes the backend hold the
+	// table without them (nft flush ruleset while the deletion was on its
+	// way): they go back into the backend too, behind that Sync, and a
+	// renewal meanwhile waits for them. An Add of a mapping the backend
+	// still holds changes nothing.
+	resync := s.syncs != u.syncs
 	var seq store.Seq
+	var adds []*ticket
 	for i, m := range u.victims {
 		if back[i] {
 			s.table.Put(m)
 			seq = max(seq, s.persist(m, 0))
+			if resync {
+				adds = append(adds, s.ap.submit(newAddTicket(m)))
+			}
 		}
 	}
 	s.gen++
 	s.schedule()
-	if s.syncs != u.syncs {
-		// A Sync queued meanwhile installed the table without them.
-		lost = true
-	}
 	if lost {
 		s.log.Warn("backend refused a deletion; will reconcile", "client", u.victims[0].Client, "mappings", len(u.victims))
 		s.scheduleSync()
 	}
-	return seq
+	if len(adds) > 0 {
+		s.log.Warn("backend refused a deletion after a reconciliation; the mappings go back", "client", u.victims[0].Client, "mappings", len(adds))
+	}
+	return seq, adds
 }
 
 // taken reports whether the table holds a mapping on m's external port,
