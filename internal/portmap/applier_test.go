@@ -452,7 +452,8 @@ func TestRefusedUnmapAfterSync(t *testing.T) {
 	leftInTable(t, s, 1)
 	synced := make(chan error, 1)
 	go func() { synced <- s.Sync(ctx) }() // holds mu until its ticket is done
-	for i := 0; ; i++ {                   // the deletion's ticket and the Sync's queued
+	// Wait until the deletion's ticket and the Sync's are queued.
+	for i := 0; ; i++ {
 		s.ap.mu.Lock()
 		queued := len(s.ap.queue) == 2 && s.ap.queue[1].sync
 		s.ap.mu.Unlock()
