@@ -439,6 +439,40 @@ func TestUnmapByPortWhileTheWANIsDown(t *testing.T) {
 	}
 }
 
+// Leases restored while the WAN has no address keep the address they
+// were stored with, and two may hold one port on two addresses (one kept
+// for its LAN by an earlier run). When the WAN gets an address, one port
+// holds one mapping: the move keeps the first, withdraws the other, and
+// the Service still takes new mappings.
+func TestMoveKeepsOneMappingPerPort(t *testing.T) {
+	h := newHarness(t, nil)
+	if err := h.SetExternalAddr(ctx, netip.Addr{}); err != nil {
+		t.Fatal(err)
+	}
+	stored := func(client netip.Addr, on string) mapping.Mapping {
+		return mapping.Mapping{Key: mapping.Key{Proto: mapping.TCP, External: netip.MustParseAddrPort(on)},
+			Internal: netip.AddrPortFrom(client, 5000), Client: client, Expires: t0.Add(time.Hour),
+			Origin: mapping.Origin{Kind: mapping.KindIGD}}
+	}
+	if r, err := h.Restore(ctx, []mapping.Mapping{stored(hostA, "198.51.100.1:5000"), stored(hostB, "198.51.100.2:5000")}); err != nil || r.Restored != 2 {
+		t.Fatalf("restore: %+v, %v", r, err)
+	}
+	sub := h.Subscribe(8)
+	if err := h.SetExternalAddr(ctx, ext); err != nil {
+		t.Fatalf("the WAN's address back: %v", err)
+	}
+	got := h.List(mapping.Filter{})
+	if len(got) != 1 || got[0].External != netip.AddrPortFrom(ext, 5000) || fmt.Sprint(h.be.State()) != fmt.Sprint(got) {
+		t.Fatalf("table %v, backend %v; want one mapping of port 5000 on %v", got, h.be.State(), ext)
+	}
+	if e := <-sub.C(); e.Kind != Removed || e.Mapping.Client == got[0].Client {
+		t.Errorf("event %v of %v, want the other mapping removed", e.Kind, e.Mapping)
+	}
+	if _, err := h.Map(ctx, igd(hostA, mapping.UDP, 6000, 6000, time.Hour)); err != nil {
+		t.Errorf("a new mapping after the move: %v", err)
+	}
+}
+
 func TestEpochAndClose(t *testing.T) {
 	h := newHarness(t, nil)
 	h.clk.Advance(90 * time.Second)

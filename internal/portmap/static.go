@@ -133,7 +133,7 @@ func (s *Service) SetExternalAddr(ctx context.Context, a netip.Addr) error {
 	}
 	if a.IsValid() {
 		var batch []backend.Change
-		var moved []mapping.Mapping
+		var olds, moved, dropped []mapping.Mapping
 		for m := range s.table.All() {
 			if m.External.Addr() == a {
 				continue
@@ -141,23 +141,43 @@ func (s *Service) SetExternalAddr(ctx context.Context, a netip.Addr) error {
 			n := m
 			n.External = netip.AddrPortFrom(a, m.External.Port())
 			batch = append(batch, backend.Change{Op: backend.Delete, Mapping: m})
-			moved = append(moved, n)
+			olds, moved = append(olds, m), append(moved, n)
 		}
-		for _, n := range moved {
+		// Leases restored while the WAN had no address keep the address
+		// they were stored with, and two of them may hold one port on two
+		// addresses: on a, one port holds one mapping, the first.
+		seen := make(map[mapping.Key]bool, len(moved))
+		keep := 0
+		for i, n := range moved {
+			if _, on := s.table.Get(n.Key); on || seen[n.Key] {
+				dropped = append(dropped, olds[i])
+				continue
+			}
+			seen[n.Key] = true
+			olds[keep], moved[keep] = olds[i], n
+			keep++
 			batch = append(batch, backend.Change{Op: backend.Add, Mapping: n})
 		}
+		olds, moved = olds[:keep], moved[:keep]
 		if len(batch) > 0 {
 			if err := s.ap.apply(ctx, batch); err != nil {
 				return fmt.Errorf("portmap: move mappings to %v: %w: %w", a, mapping.ErrNetworkFailure, err)
 			}
 		}
 		for i, n := range moved {
-			s.table.Delete(batch[i].Mapping.Key)
+			s.table.Delete(olds[i].Key)
 			s.table.Put(n)
 			// Not waited for: a restart moves stored leases to the
 			// address of the day anyway.
-			s.forget(batch[i].Mapping, false)
+			s.forget(olds[i], false)
 			s.persist(n, 0)
+		}
+		for _, m := range dropped {
+			s.table.Delete(m.Key)
+			s.forget(m, false)
+			s.publish(Event{Kind: Removed, Mapping: m})
+			s.log.Warn("mapping withdrawn: another holds its port on the new external address", "key", m.Key,
+				"internal", m.Internal, "client", m.Client, "origin", m.Origin.Kind)
 		}
 		s.gen++
 	}
