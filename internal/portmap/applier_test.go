@@ -486,6 +486,65 @@ func TestRefusedUnmapAfterSync(t *testing.T) {
 	}
 }
 
+// TestRefusedUnmapAcrossAddressChange: a UPnP deletion the backend
+// refuses while the WAN address changes (the move leaves the mapping,
+// which is out of the table, where it was). The mapping comes back on the
+// new address, in the table and the backend, so that the client can
+// delete it by its port again.
+func TestRefusedUnmapAcrossAddressChange(t *testing.T) {
+	s, g := newGatedService(t)
+	m := outcome(t, mapAsync(s, igd(hostB, mapping.TCP, 7000, 7000, time.Hour)))
+	if m.err != nil {
+		t.Fatal(m.err)
+	}
+	drainEntered(g)
+	first, _ := queueBehind(t, s, g, 0)
+	del := igd(hostB, mapping.TCP, 7000, 7000, 0)
+	deleted := unmapAsync(s, del)
+	leftInTable(t, s, 1)
+	next := netip.MustParseAddr("203.0.113.9")
+	moved := make(chan error, 1)
+	go func() { moved <- s.SetExternalAddr(ctx, next) }() // holds mu until its ticket is done
+	// Wait until the deletion's ticket and the move's are queued.
+	for i := 0; ; i++ {
+		s.ap.mu.Lock()
+		queued := len(s.ap.queue) == 2
+		s.ap.mu.Unlock()
+		if queued {
+			break
+		}
+		if i == int(waitFor/time.Millisecond) {
+			t.Fatal("the move was not queued behind the deletion")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// hostA's mapping goes in; the deletion and the move share a batch,
+	// which is refused, and then the deletion alone is.
+	g.Fail(nil, fake.ErrInjected, fake.ErrInjected)
+	g.open()
+	if r := outcome(t, first); r.err != nil {
+		t.Fatal(r.err)
+	}
+	if r := outcome(t, deleted); !errors.Is(r.err, mapping.ErrNetworkFailure) {
+		t.Fatalf("Unmap: got %v, want ErrNetworkFailure", r.err)
+	}
+	select {
+	case err := <-moved:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(waitFor):
+		t.Fatal("SetExternalAddr did not return")
+	}
+	got, ok := s.table.Get(mapping.Key{Proto: mapping.TCP, External: netip.AddrPortFrom(next, 7000)})
+	if !ok || got.Client != hostB || fmt.Sprint(g.State()) != fmt.Sprint(s.List(mapping.Filter{})) {
+		t.Fatalf("table %v, backend %v; want hostB's mapping back on %v in both", s.List(mapping.Filter{}), g.State(), next)
+	}
+	if err := s.Unmap(ctx, del); err != nil {
+		t.Fatalf("deleting it again: %v", err)
+	}
+}
+
 // TestRunCutAtRepeatedKey checks that a new mapping, its deletion and a
 // new mapping of the same port, all queued behind one batch, reach the
 // backend in batches that hold the key once each.

@@ -156,33 +156,45 @@ func (s *Service) removed(ctx context.Context, victims []mapping.Mapping, r mapp
 // restore puts back the mappings of a deletion the backend refused,
 // which it therefore still holds, unless their key or port was taken
 // meanwhile; when one could not be put back, the backend is then
-// reconciled with the table. It returns the store sequence number of the
-// leases written again, and the tickets that put them back into the
-// backend when a Sync ran meanwhile.
+// reconciled with the table. A mapping whose external address changed
+// meanwhile (SetExternalAddr moved the table without it) comes back on the
+// new one. It returns the store sequence number of the leases written
+// again, and the tickets that put mappings back into the backend.
 func (s *Service) restore(u unmapping) (store.Seq, []*ticket) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	back := make([]bool, len(u.victims))
+	to := make([]mapping.Mapping, len(u.victims))
 	lost := false
 	for i, m := range u.victims { // all checked before any is put back
-		back[i] = !s.closed && !u.unsure[i] && !s.taken(m)
+		to[i] = m
+		if s.ext.IsValid() && m.External.Addr() != s.ext {
+			to[i].External = netip.AddrPortFrom(s.ext, m.External.Port())
+		}
+		back[i] = !s.closed && !u.unsure[i] && !s.taken(to[i])
 		lost = lost || !back[i]
 	}
 	// A Sync queued since they left the table makes the backend hold the
 	// table without them (nft flush ruleset while the deletion was on its
 	// way): they go back into the backend too, behind that Sync, and a
-	// renewal meanwhile waits for them. An Add of a mapping the backend
-	// still holds changes nothing.
+	// renewal meanwhile waits for them. Otherwise the backend still holds
+	// them where they were, and only a moved one needs a change.
 	resync := s.syncs != u.syncs
 	var seq store.Seq
-	var adds []*ticket
+	var tickets []*ticket
 	for i, m := range u.victims {
-		if back[i] {
-			s.table.Put(m)
-			seq = max(seq, s.persist(m, 0))
-			if resync {
-				adds = append(adds, s.ap.submit(newAddTicket(m)))
-			}
+		if !back[i] {
+			continue
+		}
+		n := to[i]
+		s.table.Put(n)
+		seq = max(seq, s.persist(n, 0))
+		switch {
+		case resync:
+			tickets = append(tickets, s.ap.submit(newAddTicket(n)))
+		case n.Key != m.Key:
+			t := &ticket{track: n.Key, changes: []backend.Change{{Op: backend.Delete, Mapping: m}, {Op: backend.Add, Mapping: n}}}
+			tickets = append(tickets, s.ap.submit(t))
 		}
 	}
 	s.gen++
@@ -191,10 +203,10 @@ func (s *Service) restore(u unmapping) (store.Seq, []*ticket) {
 		s.log.Warn("backend refused a deletion; will reconcile", "client", u.victims[0].Client, "mappings", len(u.victims))
 		s.scheduleSync()
 	}
-	if len(adds) > 0 {
-		s.log.Warn("backend refused a deletion after a reconciliation; the mappings go back", "client", u.victims[0].Client, "mappings", len(adds))
+	if len(tickets) > 0 {
+		s.log.Warn("backend refused a deletion after a reconciliation or an address change; the mappings go back", "client", u.victims[0].Client, "mappings", len(tickets))
 	}
-	return seq, adds
+	return seq, tickets
 }
 
 // taken reports whether the table holds a mapping on m's external port,
