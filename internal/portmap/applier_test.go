@@ -280,14 +280,7 @@ func TestSyncOrderedWithQueuedChanges(t *testing.T) {
 			t.Fatal(r.err)
 		}
 	}
-	select {
-	case err := <-synced:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(waitFor):
-		t.Fatal("Sync did not return")
-	}
+	mustReturn(t, synced, "Sync")
 	if g.Syncs() != 1 || fmt.Sprint(g.State()) != fmt.Sprint(s.List(mapping.Filter{})) {
 		t.Fatalf("%d syncs; backend %v, table %v", g.Syncs(), g.State(), s.List(mapping.Filter{}))
 	}
@@ -311,14 +304,7 @@ func TestCloseWaitsForBatch(t *testing.T) {
 	if r := outcome(t, first); r.err != nil {
 		t.Logf("Map during Close: %v", r.err)
 	}
-	select {
-	case err := <-closed:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(waitFor):
-		t.Fatal("Close did not return")
-	}
+	mustReturn(t, closed, "Close")
 	if !g.Closed() || len(g.State()) != 0 {
 		t.Fatalf("backend closed %v, holds %v", g.Closed(), g.State())
 	}
@@ -402,21 +388,61 @@ func drainEntered(g *gated) {
 	}
 }
 
+// mustReturn waits for the outcome of what on ch, which must be nil.
+func mustReturn(t *testing.T, ch <-chan error, what string) {
+	t.Helper()
+	select {
+	case err := <-ch:
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	case <-time.After(waitFor):
+		t.Fatalf("%s did not return", what)
+	}
+}
+
+// deletionInFlight has hostB map with req, then holds a mapping of hostA
+// in the backend (the gate shut) and queues del, the deletion of hostB's
+// mapping, behind it: hostB's mapping has left the table. It returns
+// hostB's mapping and the outcomes of hostA's mapping and of the deletion.
+func deletionInFlight(t *testing.T, s *Service, g *gated, req, del mapping.Request) (result, <-chan result, <-chan result) {
+	t.Helper()
+	m := outcome(t, mapAsync(s, req))
+	if m.err != nil {
+		t.Fatal(m.err)
+	}
+	drainEntered(g)
+	first, _ := queueBehind(t, s, g, 0)
+	deleted := unmapAsync(s, del)
+	leftInTable(t, s, 1)
+	return m, first, deleted
+}
+
+// queuedBehind waits until what (a Sync, a move) has queued its ticket
+// behind the deletion of deletionInFlight.
+func queuedBehind(t *testing.T, s *Service, what string) {
+	t.Helper()
+	for i := 0; ; i++ {
+		s.ap.mu.Lock()
+		n := len(s.ap.queue)
+		s.ap.mu.Unlock()
+		if n == 2 {
+			return
+		}
+		if i == int(waitFor/time.Millisecond) {
+			t.Fatalf("%s was not queued behind the deletion", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // TestRefusedUnmapPutsBack checks that a deletion the backend refuses
 // leaves the mappings as they were, in the table and on disk, while a
 // new mapping of the same port queued behind it keeps the backend's rule
 // of one change per key and batch.
 func TestRefusedUnmapPutsBack(t *testing.T) {
 	s, g := newGatedService(t)
-	m := outcome(t, mapAsync(s, pmp(hostB, mapping.TCP, 7000, 7000, time.Hour)))
-	if m.err != nil {
-		t.Fatal(m.err)
-	}
-	drainEntered(g)
-	first, _ := queueBehind(t, s, g, 0)
-	del := unmapAsync(s, pmp(hostB, mapping.TCP, 7000, 0, 0))
-	// hostA's mapping is in flight; hostB's leaves the table.
-	leftInTable(t, s, 1)
+	m, first, del := deletionInFlight(t, s, g, pmp(hostB, mapping.TCP, 7000, 7000, time.Hour), pmp(hostB, mapping.TCP, 7000, 0, 0))
 	g.Fail(nil, fake.ErrInjected)
 	g.open()
 	if r := outcome(t, first); r.err != nil {
@@ -442,29 +468,10 @@ func TestRefusedUnmapPutsBack(t *testing.T) {
 // reconciliation, seconds later, while renewals already answer success.
 func TestRefusedUnmapAfterSync(t *testing.T) {
 	s, g := newGatedService(t)
-	m := outcome(t, mapAsync(s, pmp(hostB, mapping.TCP, 7000, 7000, time.Hour)))
-	if m.err != nil {
-		t.Fatal(m.err)
-	}
-	drainEntered(g)
-	first, _ := queueBehind(t, s, g, 0)
-	del := unmapAsync(s, pmp(hostB, mapping.TCP, 7000, 0, 0))
-	leftInTable(t, s, 1)
+	_, first, del := deletionInFlight(t, s, g, pmp(hostB, mapping.TCP, 7000, 7000, time.Hour), pmp(hostB, mapping.TCP, 7000, 0, 0))
 	synced := make(chan error, 1)
 	go func() { synced <- s.Sync(ctx) }() // holds mu until its ticket is done
-	// Wait until the deletion's ticket and the Sync's are queued.
-	for i := 0; ; i++ {
-		s.ap.mu.Lock()
-		queued := len(s.ap.queue) == 2 && s.ap.queue[1].sync
-		s.ap.mu.Unlock()
-		if queued {
-			break
-		}
-		if i == int(waitFor/time.Millisecond) {
-			t.Fatal("the Sync was not queued behind the deletion")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	queuedBehind(t, s, "the Sync")
 	g.Fail(nil, fake.ErrInjected) // hostA's mapping goes in, the deletion is refused
 	g.open()
 	if r := outcome(t, first); r.err != nil {
@@ -476,14 +483,7 @@ func TestRefusedUnmapAfterSync(t *testing.T) {
 	if fmt.Sprint(g.State()) != fmt.Sprint(s.List(mapping.Filter{})) {
 		t.Errorf("when the client hears the deletion failed, the backend holds %v, the table %v", g.State(), s.List(mapping.Filter{}))
 	}
-	select {
-	case err := <-synced:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(waitFor):
-		t.Fatal("Sync did not return")
-	}
+	mustReturn(t, synced, "Sync")
 }
 
 // TestRefusedUnmapAcrossAddressChange: a UPnP deletion the backend
@@ -493,31 +493,12 @@ func TestRefusedUnmapAfterSync(t *testing.T) {
 // delete it by its port again.
 func TestRefusedUnmapAcrossAddressChange(t *testing.T) {
 	s, g := newGatedService(t)
-	m := outcome(t, mapAsync(s, igd(hostB, mapping.TCP, 7000, 7000, time.Hour)))
-	if m.err != nil {
-		t.Fatal(m.err)
-	}
-	drainEntered(g)
-	first, _ := queueBehind(t, s, g, 0)
 	del := igd(hostB, mapping.TCP, 7000, 7000, 0)
-	deleted := unmapAsync(s, del)
-	leftInTable(t, s, 1)
+	_, first, deleted := deletionInFlight(t, s, g, igd(hostB, mapping.TCP, 7000, 7000, time.Hour), del)
 	next := netip.MustParseAddr("203.0.113.9")
 	moved := make(chan error, 1)
 	go func() { moved <- s.SetExternalAddr(ctx, next) }() // holds mu until its ticket is done
-	// Wait until the deletion's ticket and the move's are queued.
-	for i := 0; ; i++ {
-		s.ap.mu.Lock()
-		queued := len(s.ap.queue) == 2
-		s.ap.mu.Unlock()
-		if queued {
-			break
-		}
-		if i == int(waitFor/time.Millisecond) {
-			t.Fatal("the move was not queued behind the deletion")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	queuedBehind(t, s, "the move")
 	// hostA's mapping goes in; the deletion and the move share a batch,
 	// which is refused, and then the deletion alone is.
 	g.Fail(nil, fake.ErrInjected, fake.ErrInjected)
@@ -528,14 +509,7 @@ func TestRefusedUnmapAcrossAddressChange(t *testing.T) {
 	if r := outcome(t, deleted); !errors.Is(r.err, mapping.ErrNetworkFailure) {
 		t.Fatalf("Unmap: got %v, want ErrNetworkFailure", r.err)
 	}
-	select {
-	case err := <-moved:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(waitFor):
-		t.Fatal("SetExternalAddr did not return")
-	}
+	mustReturn(t, moved, "SetExternalAddr")
 	got, ok := s.table.Get(mapping.Key{Proto: mapping.TCP, External: netip.AddrPortFrom(next, 7000)})
 	if !ok || got.Client != hostB || fmt.Sprint(g.State()) != fmt.Sprint(s.List(mapping.Filter{})) {
 		t.Fatalf("table %v, backend %v; want hostB's mapping back on %v in both", s.List(mapping.Filter{}), g.State(), next)
