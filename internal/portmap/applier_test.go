@@ -486,6 +486,36 @@ func TestRefusedUnmapAfterSync(t *testing.T) {
 	mustReturn(t, synced, "Sync")
 }
 
+// TestRefusedPutBackReconciled: as TestRefusedUnmapAfterSync, but the
+// backend refuses the mapping put back too. The client is told the
+// deletion failed, and a reconciliation, on the retry timer, makes the
+// backend hold the table again.
+func TestRefusedPutBackReconciled(t *testing.T) {
+	s, g := newGatedService(t)
+	_, first, del := deletionInFlight(t, s, g, pmp(hostB, mapping.TCP, 7000, 7000, time.Hour), pmp(hostB, mapping.TCP, 7000, 0, 0))
+	synced := make(chan error, 1)
+	go func() { synced <- s.Sync(ctx) }() // holds mu until its ticket is done
+	queuedBehind(t, s, "the Sync")
+	// hostA's mapping goes in, the deletion is refused, the Sync runs,
+	// the mapping put back is refused.
+	g.Fail(nil, fake.ErrInjected, nil, fake.ErrInjected)
+	g.open()
+	if r := outcome(t, first); r.err != nil {
+		t.Fatal(r.err)
+	}
+	if r := outcome(t, del); !errors.Is(r.err, mapping.ErrNetworkFailure) {
+		t.Fatalf("Unmap: got %v, want ErrNetworkFailure", r.err)
+	}
+	mustReturn(t, synced, "Sync")
+	if len(g.State()) != 1 || s.Len() != 2 {
+		t.Fatalf("backend %v, table %v: want the put-back missing from the backend only", g.State(), s.List(mapping.Filter{}))
+	}
+	s.clk.(*clocktest.Fake).Advance(s.syncRetry)
+	if fmt.Sprint(g.State()) != fmt.Sprint(s.List(mapping.Filter{})) {
+		t.Errorf("after the retry timer the backend holds %v, the table %v", g.State(), s.List(mapping.Filter{}))
+	}
+}
+
 // TestRefusedUnmapAcrossAddressChange: a UPnP deletion the backend
 // refuses while the WAN address changes (the move leaves the mapping,
 // which is out of the table, where it was). The mapping comes back on the
