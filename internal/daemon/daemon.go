@@ -214,12 +214,8 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	// they are installed once it has an address.
 	forwardsWait := waiting
 	if !waiting {
-		fs, err := forwards(cfg, det, ext, name)
-		if err != nil {
+		if err := installForwards(ctx, svc, cfg, det, name); err != nil {
 			return err
-		}
-		if err := svc.SetStatic(ctx, fs); err != nil {
-			return fmt.Errorf("daemon: install static forwards: %w", err)
 		}
 	}
 	aw := &addrWatch{cfg: cfg, det: det, svc: svc, addrs: o.addrs(), detect: detect, log: log}
@@ -271,11 +267,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 			log.Info("leases kept for the LAN", "restored", r.Restored, "expired", r.Expired, "refused", r.Refused, "still_kept", r.Kept)
 		}
 		if forwardsWait {
-			fs, err := forwards(polCfg, aw.det, svc.ExternalAddr(), name)
-			if err == nil {
-				err = svc.SetStatic(ctx, fs)
-			}
-			if err != nil {
+			if err := installForwards(ctx, svc, polCfg, aw.det, name); err != nil {
 				log.Error("static forwards not installed; the next change of the LAN tries again", "err", err)
 			} else {
 				forwardsWait = false
@@ -405,12 +397,7 @@ func reload(ctx context.Context, svc *portmap.Service, det netif.Detected, backe
 	}
 	// Forwards first: if they cannot be applied, nothing changes.
 	if withForwards {
-		fs, err := forwards(cfg, det, svc.ExternalAddr(), backendName)
-		if err != nil {
-			log.Error("reload: static forwards rejected; keeping the running configuration", "err", err)
-			return nil
-		}
-		if err := svc.SetStatic(ctx, fs); err != nil {
+		if err := installForwards(ctx, svc, cfg, det, backendName); err != nil {
 			log.Error("reload: static forwards not applied; keeping the running configuration", "err", err)
 			return nil
 		}
@@ -539,6 +526,19 @@ func orDefault(file string) string {
 		return "(built-in defaults)"
 	}
 	return file
+}
+
+// installForwards checks c's static forwards against the LAN served (det)
+// and the external address, and installs them in svc.
+func installForwards(ctx context.Context, svc *portmap.Service, c *config.Config, det netif.Detected, backendName string) error {
+	fs, err := forwards(c, det, svc.ExternalAddr(), backendName)
+	if err != nil {
+		return err
+	}
+	if err := svc.SetStatic(ctx, fs); err != nil {
+		return fmt.Errorf("daemon: install static forwards: %w", err)
+	}
+	return nil
 }
 
 // upnpState is UPnP's state for the start-up summary: true, false, or

@@ -33,22 +33,26 @@ type vip struct {
 func virtualAddrs(cfg *config.Config, det netif.Detected) ([]vip, error) {
 	var out []vip
 	for _, a := range cfg.VirtualAddrs {
-		name := ""
-	find:
-		for _, ifc := range det.LAN {
-			for _, p := range ifc.Prefixes {
-				if p.Addr() != a && p.Contains(a) {
-					name = ifc.Name
-					break find
-				}
-			}
+		v, err := vipOf(a, det)
+		if err != nil {
+			return nil, err
 		}
-		if name == "" {
-			return nil, fmt.Errorf("virtual address %s: no LAN interface (%s) has a prefix that holds it", a, names(det.LAN))
-		}
-		out = append(out, vip{Addr: a, Interface: name})
+		out = append(out, v)
 	}
 	return out, nil
+}
+
+// vipOf is virtual address a on the LAN interface with a prefix that
+// holds it, or an error when none has.
+func vipOf(a netip.Addr, det netif.Detected) (vip, error) {
+	for _, ifc := range det.LAN {
+		for _, p := range ifc.Prefixes {
+			if p.Addr() != a && p.Contains(a) {
+				return vip{Addr: a, Interface: ifc.Name}, nil
+			}
+		}
+	}
+	return vip{}, fmt.Errorf("virtual address %s: no LAN interface (%s) has a prefix that holds it", a, names(det.LAN))
 }
 
 // isVirtual reports whether a is one of the virtual addresses.
@@ -106,18 +110,15 @@ func (r *responders) httpPorts() map[netip.Addr]uint16 {
 // too; at a start with a LAN they are an error. On error nothing serves.
 func startResponders(ctx context.Context, cfg *config.Config, det netif.Detected, svc *portmap.Service,
 	clk clock.Clock, bootID uint32, prefer map[netip.Addr]uint16, again bool, o Options, log *slog.Logger) (*responders, error) {
-	if _, err := virtualAddrs(cfg, det); err != nil && again {
+	if again {
 		c := *cfg
-		c.VirtualAddrs = nil
-		for _, a := range cfg.VirtualAddrs {
-			one := c
-			one.VirtualAddrs = []netip.Addr{a}
-			if _, err := virtualAddrs(&one, det); err != nil {
+		c.VirtualAddrs = slices.DeleteFunc(slices.Clone(cfg.VirtualAddrs), func(a netip.Addr) bool {
+			_, err := vipOf(a, det)
+			if err != nil {
 				log.Warn("virtual gateway address not served until a LAN prefix holds it", "err", err)
-				continue
 			}
-			c.VirtualAddrs = append(c.VirtualAddrs, a)
-		}
+			return err != nil
+		})
 		cfg = &c
 	}
 	r := &responders{}
