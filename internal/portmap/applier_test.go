@@ -418,6 +418,19 @@ func deletionInFlight(t *testing.T, s *Service, g *gated, req, del mapping.Reque
 	return m, first, deleted
 }
 
+// deletionRefused opens the gate of deletionInFlight and checks the
+// outcomes: hostA's mapping made, the deletion refused.
+func deletionRefused(t *testing.T, g *gated, first, deleted <-chan result) {
+	t.Helper()
+	g.open()
+	if r := outcome(t, first); r.err != nil {
+		t.Fatal(r.err)
+	}
+	if r := outcome(t, deleted); !errors.Is(r.err, mapping.ErrNetworkFailure) {
+		t.Fatalf("Unmap: got %v, want ErrNetworkFailure", r.err)
+	}
+}
+
 // queuedBehind waits until what (a Sync, a move) has queued its ticket
 // behind the deletion of deletionInFlight.
 func queuedBehind(t *testing.T, s *Service, what string) {
@@ -444,13 +457,7 @@ func TestRefusedUnmapPutsBack(t *testing.T) {
 	s, g := newGatedService(t)
 	m, first, del := deletionInFlight(t, s, g, pmp(hostB, mapping.TCP, 7000, 7000, time.Hour), pmp(hostB, mapping.TCP, 7000, 0, 0))
 	g.Fail(nil, fake.ErrInjected)
-	g.open()
-	if r := outcome(t, first); r.err != nil {
-		t.Fatal(r.err)
-	}
-	if r := outcome(t, del); !errors.Is(r.err, mapping.ErrNetworkFailure) {
-		t.Fatalf("Unmap: got %v, want ErrNetworkFailure", r.err)
-	}
+	deletionRefused(t, g, first, del)
 	got, ok := s.table.Get(m.m.Key)
 	if !ok || got.Internal != m.m.Internal {
 		t.Fatalf("after a refused deletion the table holds %v, want %v back", s.List(mapping.Filter{}), m.m)
@@ -458,6 +465,18 @@ func TestRefusedUnmapPutsBack(t *testing.T) {
 	if fmt.Sprint(g.State()) != fmt.Sprint(s.List(mapping.Filter{})) {
 		t.Errorf("backend holds %v, table %v", g.State(), s.List(mapping.Filter{}))
 	}
+}
+
+// syncBehindDeletion is deletionInFlight of hostB's TCP mapping of port
+// 7000 with a Sync queued behind the deletion (a firewall reload); it
+// returns the outcomes of hostA's mapping, of the deletion and of the Sync.
+func syncBehindDeletion(t *testing.T, s *Service, g *gated) (first, deleted <-chan result, synced <-chan error) {
+	t.Helper()
+	_, first, deleted = deletionInFlight(t, s, g, pmp(hostB, mapping.TCP, 7000, 7000, time.Hour), pmp(hostB, mapping.TCP, 7000, 0, 0))
+	ch := make(chan error, 1)
+	go func() { ch <- s.Sync(ctx) }() // holds mu until its ticket is done
+	queuedBehind(t, s, "the Sync")
+	return first, deleted, ch
 }
 
 // TestRefusedUnmapAfterSync: a deletion the backend refuses while a Sync
@@ -468,18 +487,9 @@ func TestRefusedUnmapPutsBack(t *testing.T) {
 // reconciliation, seconds later, while renewals already answer success.
 func TestRefusedUnmapAfterSync(t *testing.T) {
 	s, g := newGatedService(t)
-	_, first, del := deletionInFlight(t, s, g, pmp(hostB, mapping.TCP, 7000, 7000, time.Hour), pmp(hostB, mapping.TCP, 7000, 0, 0))
-	synced := make(chan error, 1)
-	go func() { synced <- s.Sync(ctx) }() // holds mu until its ticket is done
-	queuedBehind(t, s, "the Sync")
+	first, del, synced := syncBehindDeletion(t, s, g)
 	g.Fail(nil, fake.ErrInjected) // hostA's mapping goes in, the deletion is refused
-	g.open()
-	if r := outcome(t, first); r.err != nil {
-		t.Fatal(r.err)
-	}
-	if r := outcome(t, del); !errors.Is(r.err, mapping.ErrNetworkFailure) {
-		t.Fatalf("Unmap: got %v, want ErrNetworkFailure", r.err)
-	}
+	deletionRefused(t, g, first, del)
 	if fmt.Sprint(g.State()) != fmt.Sprint(s.List(mapping.Filter{})) {
 		t.Errorf("when the client hears the deletion failed, the backend holds %v, the table %v", g.State(), s.List(mapping.Filter{}))
 	}
@@ -492,20 +502,11 @@ func TestRefusedUnmapAfterSync(t *testing.T) {
 // backend hold the table again.
 func TestRefusedPutBackReconciled(t *testing.T) {
 	s, g := newGatedService(t)
-	_, first, del := deletionInFlight(t, s, g, pmp(hostB, mapping.TCP, 7000, 7000, time.Hour), pmp(hostB, mapping.TCP, 7000, 0, 0))
-	synced := make(chan error, 1)
-	go func() { synced <- s.Sync(ctx) }() // holds mu until its ticket is done
-	queuedBehind(t, s, "the Sync")
+	first, del, synced := syncBehindDeletion(t, s, g)
 	// hostA's mapping goes in, the deletion is refused, the Sync runs,
 	// the mapping put back is refused.
 	g.Fail(nil, fake.ErrInjected, nil, fake.ErrInjected)
-	g.open()
-	if r := outcome(t, first); r.err != nil {
-		t.Fatal(r.err)
-	}
-	if r := outcome(t, del); !errors.Is(r.err, mapping.ErrNetworkFailure) {
-		t.Fatalf("Unmap: got %v, want ErrNetworkFailure", r.err)
-	}
+	deletionRefused(t, g, first, del)
 	mustReturn(t, synced, "Sync")
 	if len(g.State()) != 1 || s.Len() != 2 {
 		t.Fatalf("backend %v, table %v: want the put-back missing from the backend only", g.State(), s.List(mapping.Filter{}))
@@ -532,13 +533,7 @@ func TestRefusedUnmapAcrossAddressChange(t *testing.T) {
 	// hostA's mapping goes in; the deletion and the move share a batch,
 	// which is refused, and then the deletion alone is.
 	g.Fail(nil, fake.ErrInjected, fake.ErrInjected)
-	g.open()
-	if r := outcome(t, first); r.err != nil {
-		t.Fatal(r.err)
-	}
-	if r := outcome(t, deleted); !errors.Is(r.err, mapping.ErrNetworkFailure) {
-		t.Fatalf("Unmap: got %v, want ErrNetworkFailure", r.err)
-	}
+	deletionRefused(t, g, first, deleted)
 	mustReturn(t, moved, "SetExternalAddr")
 	got, ok := s.table.Get(mapping.Key{Proto: mapping.TCP, External: netip.AddrPortFrom(next, 7000)})
 	if !ok || got.Client != hostB || fmt.Sprint(g.State()) != fmt.Sprint(s.List(mapping.Filter{})) {

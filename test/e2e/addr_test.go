@@ -196,24 +196,43 @@ func TestLANInterfaceCreatedAgain(t *testing.T) {
 // serves nothing meanwhile and must not exit; once the address arrives it
 // serves the LAN without a restart.
 func TestStartBeforeTheLANHasAnAddress(t *testing.T) {
+	topo, d := launchWithoutLANv4(t, nil)
+	if !d.waitMsg("the LAN has no address yet: NAT-PMP, PCP and UPnP answer once it has one; stored leases wait for it", 0) {
+		t.Fatal("berthd did not say that it waits for the LAN's address")
+	}
+	servedOnceLANv4Returns(t, topo, d, 36300)
+}
+
+// launchWithoutLANv4 launches berthd once the router's lan0 has lost its
+// IPv4 address, and after prepare (when not nil) has run.
+func launchWithoutLANv4(t *testing.T, prepare func(*topology)) (*topology, *berthd) {
+	t.Helper()
 	requireTools(t)
 	bin := buildBerthd(t)
 	topo := newTopology(t)
+	if prepare != nil {
+		prepare(topo)
+	}
 	mustRun(t, 10*time.Second, topo.router, "ip", "addr", "del", routerLAN.String()+"/24", "dev", "lan0")
 	d, failed := launch(t, topo, bin, durableConfig, t.TempDir())
 	if failed != "" {
 		t.Fatal(failed)
 	}
-	if !d.waitMsg("the LAN has no address yet: NAT-PMP, PCP and UPnP answer once it has one; stored leases wait for it", 0) {
-		t.Fatal("berthd did not say that it waits for the LAN's address")
-	}
+	return topo, d
+}
+
+// servedOnceLANv4Returns gives the router's lan0 its IPv4 address back and
+// checks that berthd serves it without a restart: a NAT-PMP mapping of
+// port that carries traffic, and SSDP.
+func servedOnceLANv4Returns(t *testing.T, topo *topology, d *berthd, port uint16) {
+	t.Helper()
 	mustRun(t, 10*time.Second, topo.router, "ip", "addr", "add", routerLAN.String()+"/24", "dev", "lan0")
 	mustRun(t, 10*time.Second, topo.lan, "ip", "route", "replace", "default", "via", routerLAN.String())
 	if !d.waitMsg("LAN changed: serving it afresh", 15*time.Second) {
-		t.Fatal("berthd did not serve the LAN once it had its address")
+		t.Fatal("berthd did not serve the LAN once it had its IPv4 address")
 	}
-	natpmpcGranted(t, topo, 36300, 36300, "udp", 600, 600)
-	waitUDP(t, topo, ext(36300), 36300, true)
+	natpmpcGranted(t, topo, port, port, "udp", 600, 600)
+	waitUDP(t, topo, ext(port), port, true)
 	searchAt(t, topo, routerLAN.String())
 }
 
@@ -222,17 +241,11 @@ func TestStartBeforeTheLANHasAnAddress(t *testing.T) {
 // client may bring them in). It serves PCP over IPv6 at once, pauses UPnP,
 // and serves UPnP and NAT-PMP once the IPv4 address arrives.
 func TestStartWithOnlyIPv6OnTheLAN(t *testing.T) {
-	requireTools(t)
-	bin := buildBerthd(t)
-	topo := newTopology(t)
 	router6, host6 := netip.MustParseAddr("fd00:79::1"), netip.MustParseAddr("fd00:79::10")
-	mustRun(t, 10*time.Second, topo.lan, "ip", "addr", "add", host6.String()+"/64", "dev", "lan0", "nodad")
-	mustRun(t, 10*time.Second, topo.router, "ip", "addr", "add", router6.String()+"/64", "dev", "lan0", "nodad")
-	mustRun(t, 10*time.Second, topo.router, "ip", "addr", "del", routerLAN.String()+"/24", "dev", "lan0")
-	d, failed := launch(t, topo, bin, durableConfig, t.TempDir())
-	if failed != "" {
-		t.Fatal(failed)
-	}
+	topo, d := launchWithoutLANv4(t, func(topo *topology) {
+		mustRun(t, 10*time.Second, topo.lan, "ip", "addr", "add", host6.String()+"/64", "dev", "lan0", "nodad")
+		mustRun(t, 10*time.Second, topo.router, "ip", "addr", "add", router6.String()+"/64", "dev", "lan0", "nodad")
+	})
 	if !d.waitMsg("UPnP IGD paused: no IPv4 LAN address; it serves again when one appears", 0) {
 		t.Fatal("berthd did not say that UPnP waits for an IPv4 address")
 	}
@@ -240,12 +253,5 @@ func TestStartWithOnlyIPv6OnTheLAN(t *testing.T) {
 	if !strings.Contains(out, "version 2 opcode 128 result 0") {
 		t.Fatalf("PCP ANNOUNCE to %v: %s", router6, out)
 	}
-	mustRun(t, 10*time.Second, topo.router, "ip", "addr", "add", routerLAN.String()+"/24", "dev", "lan0")
-	mustRun(t, 10*time.Second, topo.lan, "ip", "route", "replace", "default", "via", routerLAN.String())
-	if !d.waitMsg("LAN changed: serving it afresh", 15*time.Second) {
-		t.Fatal("berthd did not serve the LAN once it had its IPv4 address")
-	}
-	searchAt(t, topo, routerLAN.String())
-	natpmpcGranted(t, topo, 36400, 36400, "udp", 600, 600)
-	waitUDP(t, topo, ext(36400), 36400, true)
+	servedOnceLANv4Returns(t, topo, d, 36400)
 }
