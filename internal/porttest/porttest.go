@@ -34,14 +34,17 @@ var (
 	given = map[uint16]bool{}
 )
 
-// Free returns a port of Range that network ("tcp" or "udp") could bind on
-// addr a moment ago; the test fails when none could.
+// Free returns a port between Low and High that network ("tcp" or "udp")
+// could bind on addr a moment ago; the test fails when none could.
 func Free(t testing.TB, network string, addr netip.Addr) uint16 {
 	t.Helper()
 	for range tries {
 		p := uint16(Low + rand.IntN(High-Low+1))
+		// Claimed before the bind, so that two tests asking at once
+		// never both get it.
 		mu.Lock()
 		taken := given[p]
+		given[p] = true
 		mu.Unlock()
 		if taken {
 			continue
@@ -63,11 +66,11 @@ func Free(t testing.TB, network string, addr netip.Addr) uint16 {
 			t.Fatalf("porttest: network %q, want tcp or udp", network)
 		}
 		if err == nil {
-			mu.Lock()
-			given[p] = true
-			mu.Unlock()
 			return p
 		}
+		mu.Lock()
+		delete(given, p)
+		mu.Unlock()
 	}
 	t.Fatalf("porttest: no free %s port on %v in %d tries", network, addr, tries)
 	return 0
